@@ -1,0 +1,55 @@
+"""The executor interface every way of resetting 2FA implements.
+
+The service records an execution intent (with its idempotency key) in the database before calling
+`execute`, so an executor must treat a repeated call with the same key as the same reset: report
+success again, never reset twice.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+
+class ExecutionJob(BaseModel):
+    """One reset to carry out. `idempotency_key` is stable across retries of the same request."""
+
+    model_config = ConfigDict(frozen=True)
+
+    request_id: str
+    idempotency_key: str
+    account_email: str
+    municipality: str
+    requested_by: str
+    case_reference: str | None = None
+    message_id: str | None = None
+    approved_by: str | None = None
+
+
+class ExecutionStatus(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # permanent: retrying will not help (account not found, ...)
+    RETRY = "retry"  # temporary: connection error, timeout, 5xx, lock timeout
+    PENDING_HUMAN = "pending_human"  # manual executor: a person must act
+
+
+class ExecutionResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    status: ExecutionStatus
+    code: str  # stable: reset | already_reset | account_not_found | ambiguous_account | ...
+    detail: str = ""
+
+
+class Executor(Protocol):
+    name: str
+
+    def execute(self, job: ExecutionJob) -> ExecutionResult:
+        """Carry out the reset; never raise for expected failures, return a result instead."""
+        ...
+
+    def probe(self) -> str:
+        """Check reachability without resetting anything (used by `doctor`); raise on failure."""
+        ...

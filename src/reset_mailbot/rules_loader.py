@@ -1,0 +1,127 @@
+"""Loading YAML rule files into typed, validated pydantic objects.
+
+Support staff edit these files, so a mistake must come back as one line naming the file, the
+line and the problem, never as a traceback. The line is found by walking the YAML node tree that
+PyYAML composes alongside the data, following the location pydantic reports.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class RulesError(Exception):
+    """A rule file is missing, unreadable, not YAML or does not validate."""
+
+    def __init__(self, path: Path | str, problem: str, line: int | None = None) -> None:
+        self.path = str(path)
+        self.line = line
+        self.problem = problem
+        where = f"{self.path}:{line}" if line is not None else self.path
+        super().__init__(f"{where}: {problem}")
+
+
+def _node_at(node: yaml.Node | None, loc: tuple[Any, ...]) -> yaml.Node | None:
+    """Follow a pydantic error location through the YAML node tree, as deep as it goes."""
+    for key in loc:
+        if isinstance(node, yaml.MappingNode):
+            child = next((v for k, v in node.value if getattr(k, "value", None) == key), None)
+            if child is None:
+                # an unknown key: point at the key itself
+                keynode = next((k for k, _ in node.value if getattr(k, "value", None) == key), None)
+                return keynode or node
+            node = child
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int):
+            if key >= len(node.value):
+                return node
+            node = node.value[key]
+        else:
+            return node
+    return node
+
+
+def load_yaml_model(path: Path, model: type[M]) -> M:
+    """Read `path` and validate it as `model`, raising RulesError with a line number."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise RulesError(path, "file not found") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RulesError(path, f"cannot read: {exc}") from exc
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else None
+        raise RulesError(path, f"invalid YAML: {exc.problem}", line) from exc
+    except yaml.YAMLError as exc:
+        raise RulesError(path, f"invalid YAML: {exc}") from exc
+    if data is None:
+        data = {}
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = tuple(first["loc"])
+        target = _node_at(node, loc)
+        line = target.start_mark.line + 1 if target is not None else None
+        where = ".".join(str(p) for p in loc) or "(top level)"
+        extra = f" ({len(exc.errors()) - 1} more problems)" if len(exc.errors()) > 1 else ""
+        raise RulesError(path, f"{where}: {first['msg']}{extra}", line) from exc
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole rule set
+
+from dataclasses import dataclass  # noqa: E402
+
+from reset_mailbot.domain.extraction import ExtractionRules  # noqa: E402
+from reset_mailbot.domain.rules import (  # noqa: E402
+    AutomaticRules,
+    GroupMailboxRules,
+    MunicipalityList,
+)
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """Everything the decision core consults, loaded and validated together."""
+
+    municipalities: MunicipalityList
+    group_mailboxes: GroupMailboxRules
+    automatic: AutomaticRules
+    extraction: ExtractionRules
+    sources: tuple[str, ...] = ()
+
+
+def packaged_rules_dir() -> Path:
+    """The rules shipped with the package: inside a wheel, or the repository's rules/ folder."""
+    here = Path(__file__).resolve().parent
+    bundled = here / "_rules"
+    if bundled.is_dir():
+        return bundled
+    return here.parent.parent / "rules"
+
+
+def load_extraction_rules(rules_dir: Path) -> ExtractionRules:
+    return ExtractionRules()
+
+
+def load_rules(rules_dir: Path | None = None, municipalities: Path | None = None) -> RuleSet:
+    rules_dir = rules_dir or packaged_rules_dir()
+    muni_path = municipalities or rules_dir / "municipalities.yaml"
+    group_path = rules_dir / "group_mailboxes.yaml"
+    auto_path = rules_dir / "automatic.yaml"
+    return RuleSet(
+        municipalities=load_yaml_model(muni_path, MunicipalityList),
+        group_mailboxes=load_yaml_model(group_path, GroupMailboxRules),
+        automatic=load_yaml_model(auto_path, AutomaticRules),
+        extraction=load_extraction_rules(rules_dir),
+        sources=(str(muni_path), str(group_path), str(auto_path)),
+    )
