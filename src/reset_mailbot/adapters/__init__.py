@@ -1,1 +1,1 @@
-"""Thin adapters between the pure core and the outside world (DNS, IMAP, SMTP, database, executors)."""
+"""Thin adapters between the pure core and the outside world (DNS, IMAP, SMTP, DB, executors)."""

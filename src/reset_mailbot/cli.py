@@ -1,0 +1,165 @@
+"""Command line entry point (typer). Commands only parse arguments, call bootstrap and print.
+
+Operator errors (configuration, rules, unreadable files) end with one line on stderr and exit
+code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from reset_mailbot import bootstrap
+from reset_mailbot.config import Config, ConfigError, LogSettings, load_config
+from reset_mailbot.domain.decision import decide
+from reset_mailbot.domain.models import Decision
+from reset_mailbot.logs import configure_logging
+from reset_mailbot.rules_loader import RulesError
+
+app = typer.Typer(
+    name="reset-mailbot",
+    help="Turns e-mail from municipal staff into safe 2FA resets on the Forus platform.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+rules_app = typer.Typer(help="Inspect and validate the rule files.", no_args_is_help=True)
+app.add_typer(rules_app, name="rules")
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", help="TOML file (default: $RESET_MAILBOT_CONFIG, ./reset-mailbot.toml)"
+    ),
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(message: str, code: int = 2) -> None:
+    typer.echo(f"reset-mailbot: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def operator_errors(func: F) -> F:
+    """Turn configuration and rule problems into one line and exit code 2."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (ConfigError, RulesError) as exc:
+            fail(str(exc))
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _load(config_path: Path | None) -> Config:
+    config = load_config(config_path)
+    configure_logging(config.get(LogSettings).level)
+    return config
+
+
+def describe(decision: Decision, name: str) -> str:
+    """A short human explanation of one decision."""
+    lines = [f"{name}: {decision.outcome.value}"]
+    if decision.reasons:
+        lines.append("  reasons: " + ", ".join(r.value for r in decision.reasons))
+    if decision.sender.address:
+        who = decision.sender.address
+        if decision.sender.municipality:
+            who += f" ({decision.sender.municipality})"
+        lines.append(f"  sender: {who}")
+    auth = decision.authentication
+    if decision.outcome.value not in {"ignored"} and decision.sender.address:
+        signed = f"DKIM {auth.dkim.value}"
+        if auth.signing_domain:
+            signed += f" d={auth.signing_domain}" + (" aligned" if auth.aligned else " not aligned")
+        lines.append(f"  authentication: {signed}")
+    if decision.outcome.value in {"complete", "incomplete"}:
+        req = decision.request
+        lines.append(f"  account: {req.account_email or '-'}")
+        lines.append(f"  identity verified: {'yes' if req.identity_verified else 'no'}")
+        lines.append(f"  reset instructed: {'yes' if req.reset_instructed else 'no'}")
+        lines.append(f"  case reference: {req.case_reference or '-'}")
+        if decision.missing:
+            lines.append("  missing: " + ", ".join(m.value for m in decision.missing))
+        for evidence in req.evidence:
+            lines.append(f"  evidence {evidence.item.value}: {evidence.text!r}")
+    if decision.detail:
+        lines.append(f"  detail: {decision.detail}")
+    lines.append(f"  reply: {'yes' if decision.reply else 'no'}")
+    return "\n".join(lines)
+
+
+@app.command()
+@operator_errors
+def check(
+    files: Annotated[list[str], typer.Argument(help="Message files (.eml); - reads stdin")],
+    config: ConfigOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per message")] = False,
+) -> None:
+    """Decide messages without side effects: no database, no mail, no reset."""
+    cfg = _load(config)
+    context = bootstrap.build_decision_context(cfg)
+    status = 0
+    for name in files:
+        try:
+            raw = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
+        except OSError as exc:
+            typer.echo(f"reset-mailbot: error: {name}: {exc.strerror or exc}", err=True)
+            status = 2
+            continue
+        decision = decide(raw, context)
+        bootstrap.log_decision(decision, file=name)
+        if as_json:
+            typer.echo(json.dumps(decision.check_json(), ensure_ascii=False))
+        else:
+            typer.echo(describe(decision, name))
+    raise typer.Exit(status)
+
+
+@rules_app.command("check")
+@operator_errors
+def rules_check(config: ConfigOption = None) -> None:
+    """Validate every rule file and print a summary."""
+    cfg = _load(config)
+    rules = bootstrap.build_rules(cfg)
+    munis = rules.municipalities.municipalities
+    domains = sum(len(m.domains) for m in munis)
+    contacts = sum(len(m.contacts) for m in munis)
+    typer.echo(f"municipalities: {len(munis)} ({domains} domains, {contacts} registered contacts)")
+    groups = rules.group_mailboxes
+    typer.echo(
+        f"group mailboxes: {len(groups.exact)} exact, {len(groups.prefixes)} prefixes, "
+        f"{len(groups.tokens)} tokens"
+    )
+    typer.echo(f"automatic mail: {len(rules.automatic.headers)} header rules")
+    for line in rules.extraction.summary() if hasattr(rules.extraction, "summary") else []:
+        typer.echo(line)
+    for source in rules.sources:
+        typer.echo(f"ok: {source}")
+
+
+@app.command()
+@operator_errors
+def demo() -> None:
+    """Decide the sample messages shipped with the package and print a table."""
+    from reset_mailbot.demo import run_demo
+
+    configure_logging("warning")
+    run_demo()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

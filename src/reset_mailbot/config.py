@@ -1,0 +1,338 @@
+"""Configuration: one TOML file, every key overridable by RESET_MAILBOT_<SECTION>__<KEY>.
+
+Each section is its own pydantic-settings class and is validated only when a command asks for it,
+so `check` works with a file holding just [mailbox], [dns] and [rules]. Unknown sections and
+keys are errors (a typo must not silently fall back to a default). Environment variables win
+over the file. Secrets can come from the environment or from a `*_file` key naming a file whose
+content is the secret. Relative paths are resolved against the directory of the config file.
+Every problem becomes a ConfigError with one line naming the key or the file.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, ClassVar, Literal, TypeVar
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "RESET_MAILBOT_"
+CONFIG_ENV = "RESET_MAILBOT_CONFIG"
+DEFAULT_CONFIG = Path("reset-mailbot.toml")
+
+
+class ConfigError(Exception):
+    """A configuration problem, phrased as one line for the operator."""
+
+
+class _Section(BaseSettings):
+    """Base of every section: env overrides file, unknown keys forbidden."""
+
+    section: ClassVar[str] = ""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (env_settings, init_settings)
+
+
+def _section_config(name: str) -> SettingsConfigDict:
+    return SettingsConfigDict(
+        env_prefix=f"{ENV_PREFIX}{name.upper()}__",
+        extra="forbid",
+        case_sensitive=False,
+        validate_default=True,
+    )
+
+
+def _read_secret(path: Path | None, key: str) -> str | None:
+    if path is None:
+        return None
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read {key} {path}: {exc.strerror or exc}") from exc
+
+
+def _is_loopback(host: str) -> bool:
+    if host in {"localhost", "localhost.localdomain"}:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+Security = Literal["ssl", "starttls", "none"]
+
+
+class MailboxSettings(_Section):
+    section: ClassVar[str] = "mailbox"
+    model_config = _section_config("mailbox")
+
+    address: str = "support@forus.io"
+    host: str = "localhost"
+    port: int = Field(993, ge=1, le=65535)
+    security: Security = "ssl"
+    username: str | None = None
+    password: str | None = None
+    password_file: Path | None = None
+    inbox: str = "INBOX"
+    processed_folder: str = "Processed"
+    quarantine_folder: str = "Quarantine"
+    poll_interval_seconds: float = Field(30.0, gt=0)
+    idle: bool = True
+    max_message_bytes: int = Field(25 * 1024 * 1024, gt=0)
+    batch_size: int = Field(50, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _checks(self) -> MailboxSettings:
+        if self.password is None and self.password_file is not None:
+            self.password = _read_secret(self.password_file, "password_file")
+        if self.security == "none" and not _is_loopback(self.host):
+            raise ValueError("security = \"none\" is only allowed for a loopback host")
+        return self
+
+
+class DnsSettings(_Section):
+    section: ClassVar[str] = "dns"
+    model_config = _section_config("dns")
+
+    nameservers: list[str] = Field(default_factory=list)
+    port: int = Field(53, ge=1, le=65535)
+    timeout_seconds: float = Field(5.0, gt=0, le=60)
+
+    @field_validator("nameservers")
+    @classmethod
+    def _ips(cls, value: list[str]) -> list[str]:
+        for server in value:
+            try:
+                ipaddress.ip_address(server)
+            except ValueError as exc:
+                raise ValueError(f"{server!r} is not an IP address") from exc
+        return value
+
+
+class RulesSettings(_Section):
+    section: ClassVar[str] = "rules"
+    model_config = _section_config("rules")
+
+    dir: Path | None = None  # None: the rules shipped with the package
+    municipalities: Path | None = None  # None: <dir>/municipalities.yaml
+
+
+class SmtpSettings(_Section):
+    section: ClassVar[str] = "smtp"
+    model_config = _section_config("smtp")
+
+    host: str = "localhost"
+    port: int = Field(587, ge=1, le=65535)
+    security: Security = "starttls"
+    username: str | None = None
+    password: str | None = None
+    password_file: Path | None = None
+    timeout_seconds: float = Field(30.0, gt=0)
+    max_attempts: int = Field(20, ge=1)
+
+    @model_validator(mode="after")
+    def _checks(self) -> SmtpSettings:
+        if self.password is None and self.password_file is not None:
+            self.password = _read_secret(self.password_file, "password_file")
+        if self.security == "none" and not _is_loopback(self.host):
+            raise ValueError("security = \"none\" is only allowed for a loopback host")
+        return self
+
+
+class DatabaseSettings(_Section):
+    section: ClassVar[str] = "database"
+    model_config = _section_config("database")
+
+    url: str | None = None  # None: SQLite file in data_dir
+    url_file: Path | None = None
+    data_dir: Path = Path("var")
+    auto_upgrade: bool = False
+
+    @model_validator(mode="after")
+    def _checks(self) -> DatabaseSettings:
+        if self.url is None and self.url_file is not None:
+            self.url = _read_secret(self.url_file, "url_file")
+        return self
+
+    def resolved_url(self) -> str:
+        if self.url:
+            return self.url
+        return f"sqlite:///{(self.data_dir / 'reset-mailbot.sqlite3').resolve()}"
+
+
+class ExecutorSettings(_Section):
+    section: ClassVar[str] = "executor"
+    model_config = _section_config("executor")
+
+    kind: Literal["http", "forus-db", "manual"] = "manual"
+    url: str | None = None
+    url_file: Path | None = None
+    token: str | None = None
+    token_file: Path | None = None
+    timeout_seconds: float = Field(30.0, gt=0)
+    revoke_sessions: bool = True
+    require_approval: bool = False
+    max_attempts: int = Field(10, ge=1)
+
+    @model_validator(mode="after")
+    def _checks(self) -> ExecutorSettings:
+        if self.url is None and self.url_file is not None:
+            self.url = _read_secret(self.url_file, "url_file")
+        if self.token is None and self.token_file is not None:
+            self.token = _read_secret(self.token_file, "token_file")
+        if self.kind in {"http", "forus-db"} and not self.url:
+            raise ValueError(f"kind = \"{self.kind}\" needs url (or url_file)")
+        return self
+
+
+class SlaSettings(_Section):
+    section: ClassVar[str] = "sla"
+    model_config = _section_config("sla")
+
+    working_days: int = Field(2, ge=1, le=30)
+    timezone: str = "Europe/Amsterdam"
+    warn_hours: float = Field(8.0, ge=0)
+    notify_address: str | None = None
+
+
+class MetricsSettings(_Section):
+    section: ClassVar[str] = "metrics"
+    model_config = _section_config("metrics")
+
+    listen: str | None = "127.0.0.1:9464"
+
+
+class RetentionSettings(_Section):
+    section: ClassVar[str] = "retention"
+    model_config = _section_config("retention")
+
+    raw_message_days: int = Field(30, ge=1)
+    request_days: int = Field(365, ge=1)
+
+
+class LogSettings(_Section):
+    section: ClassVar[str] = "log"
+    model_config = _section_config("log")
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+SECTIONS: dict[str, type[_Section]] = {
+    cls.section: cls
+    for cls in (
+        MailboxSettings,
+        DnsSettings,
+        RulesSettings,
+        SmtpSettings,
+        DatabaseSettings,
+        ExecutorSettings,
+        SlaSettings,
+        MetricsSettings,
+        RetentionSettings,
+        LogSettings,
+    )
+}
+
+S = TypeVar("S", bound=_Section)
+
+_PATH_KEYS = {"password_file", "url_file", "token_file", "dir", "municipalities", "data_dir"}
+
+
+class Config:
+    """The loaded file; sections are validated on first use."""
+
+    def __init__(self, data: dict[str, Any], path: Path | None) -> None:
+        self.data = data
+        self.path = path
+        self.base_dir = path.parent if path else Path.cwd()
+        self._cache: dict[str, _Section] = {}
+        unknown = sorted(set(data) - set(SECTIONS))
+        if unknown:
+            raise ConfigError(f"{self._where()}: unknown section [{unknown[0]}]")
+        for name, value in data.items():
+            if not isinstance(value, dict):
+                raise ConfigError(f"{self._where()}: [{name}] must be a table")
+
+    def _where(self) -> str:
+        return str(self.path) if self.path else "configuration"
+
+    def _resolve_paths(self, values: dict[str, Any]) -> dict[str, Any]:
+        out = dict(values)
+        for key in _PATH_KEYS & set(out):
+            if isinstance(out[key], str):
+                candidate = Path(out[key]).expanduser()
+                out[key] = candidate if candidate.is_absolute() else self.base_dir / candidate
+        return out
+
+    def get(self, cls: type[S]) -> S:
+        name = cls.section
+        if name not in self._cache:
+            values = self._resolve_paths(self.data.get(name, {}))
+            try:
+                section = cls(**values)
+            except ValidationError as exc:
+                error = exc.errors()[0]
+                key = ".".join(str(p) for p in error["loc"]) if error["loc"] else ""
+                env = f"{ENV_PREFIX}{name.upper()}__{key.upper()}" if key else ""
+                where = f"[{name}] {key}".strip() if key else f"[{name}]"
+                hint = f" (or env {env})" if env and key in cls.model_fields else ""
+                msg = error["msg"].removeprefix("Value error, ")
+                raise ConfigError(f"{self._where()}: {where}{hint}: {msg}") from exc
+            # relative paths given through the environment resolve against the working dir
+            self._cache[name] = section
+        return self._cache[name]  # type: ignore[return-value]
+
+    @property
+    def mailbox(self) -> MailboxSettings:
+        return self.get(MailboxSettings)
+
+    @property
+    def dns(self) -> DnsSettings:
+        return self.get(DnsSettings)
+
+    @property
+    def rules(self) -> RulesSettings:
+        return self.get(RulesSettings)
+
+
+def config_path(explicit: Path | None) -> tuple[Path | None, bool]:
+    """Where the config comes from, and whether the operator named it (then it must exist)."""
+    if explicit is not None:
+        return explicit, True
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return Path(env), True
+    return DEFAULT_CONFIG, False
+
+
+def load_config(explicit: Path | None = None) -> Config:
+    path, required = config_path(explicit)
+    if path is None or (not required and not path.exists()):
+        return Config({}, None)
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: config file not found") from exc
+    except PermissionError as exc:
+        raise ConfigError(f"{path}: config file not readable (permission denied)") from exc
+    except IsADirectoryError as exc:
+        raise ConfigError(f"{path}: is a directory, not a config file") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror or exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    return Config(data, path)
