@@ -67,13 +67,22 @@ def load_yaml_model(path: Path, model: type[M]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = tuple(first["loc"])
-        target = _node_at(node, loc)
+        errors = exc.errors()
+        # an unknown key says more than the "field required" it usually comes with
+        errors.sort(key=lambda e: e["type"] != "extra_forbidden")
+        first = errors[0]
+        target = _node_at(node, tuple(first["loc"]))
         line = target.start_mark.line + 1 if target is not None else None
-        where = ".".join(str(p) for p in loc) or "(top level)"
-        extra = f" ({len(exc.errors()) - 1} more problems)" if len(exc.errors()) > 1 else ""
-        raise RulesError(path, f"{where}: {first['msg']}{extra}", line) from exc
+        problems = "; ".join(_describe(e) for e in errors[:3])
+        extra = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+        raise RulesError(path, problems + extra, line) from exc
+
+
+def _describe(error: Any) -> str:
+    where = ".".join(str(p) for p in error["loc"]) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        return f"{where}: unknown key"
+    return f"{where}: {error['msg'].removeprefix('Value error, ')}"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,124 @@
+"""`rules check` and rule-file validation: a broken file is reported with file, line and problem."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from reset_mailbot.rules_loader import RulesError, load_rules, packaged_rules_dir
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "reset_mailbot.cli", *args],
+        capture_output=True, text=True, check=False,
+    )
+
+
+@pytest.fixture
+def rules_dir(tmp_path: Path) -> Path:
+    target = tmp_path / "rules"
+    shutil.copytree(packaged_rules_dir(), target)
+    return target
+
+
+def test_shipped_rules_load() -> None:
+    rules = load_rules()
+    assert "utrecht.nl" in rules.municipalities.by_domain
+    assert rules.group_mailboxes.matches("Info") == "info"
+    assert rules.group_mailboxes.matches("team-inkomen") == "team*"
+    assert rules.group_mailboxes.matches("wmo.loket") is not None
+    assert rules.group_mailboxes.matches("j.devries") is None
+    assert rules.group_mailboxes.matches("p.post") is None  # Post is a surname
+
+
+def test_rules_check_prints_summary(tmp_path: Path, rules_dir: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(f'[rules]\ndir = "{rules_dir}"\n')
+    proc = run_cli("rules", "check", "--config", str(config))
+    assert proc.returncode == 0, proc.stderr
+    assert "municipalities:" in proc.stdout
+    assert "ok: " in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "line", "fragment"),
+    [
+        ("municipalities.yaml", "domains: [nijmegen.nl]", "domains: [nij megen.nl]", 15, "domains"),
+        ("municipalities.yaml", "  - name: Nijmegen", "  - nme: Nijmegen", 14, "nme"),
+        ("municipalities.yaml", "domains: [nijmegen.nl]", "domains: [utrecht.nl]", None, "utrecht"),
+        ("automatic.yaml", "pattern: '^list\\b'", "pattern: '^list('", None, "compile"),
+        ("automatic.yaml", "reason: mailing_list", "reason: mailinglist", None, "reason"),
+        ("group_mailboxes.yaml", "\nexact:\n", "\nexact: [\n", None, "invalid YAML"),
+    ],
+)
+def test_broken_rules_name_file_line_and_problem(
+    tmp_path: Path, rules_dir: Path, file: str, old: str, new: str, line: int | None, fragment: str
+) -> None:
+    path = rules_dir / file
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+    with pytest.raises(RulesError) as info:
+        load_rules(rules_dir)
+    assert info.value.path == str(path)
+    assert fragment in str(info.value)
+    if line is not None:
+        assert info.value.line == line
+    config = tmp_path / "c.toml"
+    config.write_text(f'[rules]\ndir = "{rules_dir}"\n')
+    proc = run_cli("rules", "check", "--config", str(config))
+    assert proc.returncode == 2
+    assert str(path) in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_check_json_shape(tmp_path: Path) -> None:
+    examples = Path(__file__).resolve().parent.parent / "fixtures" / "examples"
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[mailbox]\naddress = "support@forus.test"\n'
+        '[dns]\nnameservers = ["127.0.0.1"]\nport = 9\ntimeout_seconds = 0.5\n'
+        f'[rules]\nmunicipalities = "{examples / "municipalities.yaml"}"\n'
+    )
+    files = [str(examples / "056-unsigned.eml"), str(examples / "101-ooo_auto_submitted.eml")]
+    proc = run_cli("check", "--json", "--config", str(config), *files)
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    lines = [json.loads(x) for x in proc.stdout.splitlines()]
+    assert [x["outcome"] for x in lines] == ["rejected", "ignored"]
+    first = lines[0]
+    assert set(first) >= {
+        "message_id", "outcome", "reasons", "missing", "reply", "sender", "authentication",
+        "request",
+    }
+    assert first["reasons"] == ["dkim_missing"]
+    assert first["reply"] is False
+    assert first["sender"] == {"address": "j.devries@utrecht.nl", "municipality": "Utrecht"}
+    assert first["authentication"] == {"dkim": "none", "signing_domain": None, "aligned": False}
+    # one structured log line per decision on stderr, with the address masked
+    logs = [json.loads(x) for x in proc.stderr.splitlines() if x.startswith("{")]
+    decisions = [x for x in logs if x["event"] == "decision"]
+    assert len(decisions) == 2
+    assert decisions[0]["sender"] == "j***@utrecht.nl"
+    assert "j.devries@utrecht.nl" not in proc.stderr
+
+
+def test_check_reads_stdin(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "reset_mailbot.cli", "check", "--json", "-"],
+        input=b"not a message at all", capture_output=True, check=False, cwd=tmp_path,
+    )
+    assert proc.returncode == 0
+    assert b'"outcome": "rejected"' in proc.stdout
+
+
+def test_check_missing_file_exit_2(tmp_path: Path) -> None:
+    proc = run_cli("check", str(tmp_path / "nope.eml"))
+    assert proc.returncode == 2
+    assert "nope.eml" in proc.stderr
