@@ -9,6 +9,7 @@ into the `malformed_message` reason.
 from __future__ import annotations
 
 import email
+import email.header
 import email.message
 import hashlib
 import re
@@ -72,6 +73,12 @@ class ParsedMessage:
 
 def _header_text(value: object) -> str:
     """Header values from compat32 may be str or Header objects, possibly with surrogates."""
+    if isinstance(value, email.header.Header):
+        # raw 8-bit header (RFC 6532, UTF-8): str(Header) would turn each byte into U+FFFD
+        return "".join(
+            chunk.decode("utf-8", "replace") if isinstance(chunk, bytes) else chunk
+            for chunk, _charset in email.header.decode_header(value)
+        )
     text = str(value)
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
