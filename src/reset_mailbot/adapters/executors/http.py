@@ -1,0 +1,218 @@
+"""The HTTP executor: asks a Forus endpoint to reset 2FA, with an idempotency key.
+
+Thin on purpose: it translates one `ExecutionJob` into one POST and the HTTP answer into an
+`ExecutionResult`; whether and when to retry is the service's business. The stdlib `urllib` is
+enough for one JSON POST, so no HTTP library is added.
+
+Idempotency (the service records the intent and its key before calling us): the same
+`Idempotency-Key` header is sent on every retry of the same request, and the endpoint must replay
+its first answer for a key instead of resetting again (the IETF httpapi draft
+"The Idempotency-Key HTTP Header Field", as Stripe implements it). That is what makes RETRY after
+a timeout safe: the first attempt may have reset the account before the answer was lost.
+
+Mapping of answers:
+- 2xx -> SUCCEEDED, code from the JSON `result` (or `status`) field, else `reset`
+- 404 -> FAILED `account_not_found`
+- 409 -> `already_reset` SUCCEEDED; `request_in_progress` RETRY; otherwise FAILED (body code)
+- 422 -> FAILED with the body's `code`, default `two_factor_not_enabled`
+- 401/403 -> RETRY `unauthorized` (a configuration problem: the service alerts and retries slowly)
+- 429, 5xx, timeouts, connection errors -> RETRY
+- anything else (other 4xx, redirects) -> FAILED `http_<status>`
+Redirects are never followed: a redirect would carry the bearer token somewhere else.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import json
+import ssl
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from reset_mailbot.adapters.executors.base import (
+    ExecutionJob,
+    ExecutionResult,
+    ExecutionStatus,
+)
+
+_MAX_BODY = 64 * 1024
+_USER_AGENT = "reset-mailbot/0.1"
+
+
+class HttpExecutorError(RuntimeError):
+    """`probe()` found the endpoint unreachable, refusing the token or missing."""
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # urllib then raises HTTPError with the 3xx status
+
+
+def _is_loopback(host: str) -> bool:
+    if host in {"localhost", "localhost.localdomain"}:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class HttpExecutor:
+    """POST `{request_id, account_email, ...}` to `url` with a bearer token and idempotency key."""
+
+    name = "http"
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        timeout: float = 30.0,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        parsed = urllib.parse.urlsplit(url)
+        if parsed.scheme not in {"http", "https"} or not parsed.hostname:
+            raise ValueError(f"executor url must be http(s)://host/...: {url!r}")
+        if parsed.scheme == "http" and not _is_loopback(parsed.hostname):
+            raise ValueError("executor url must use https unless the host is loopback")
+        if not token:
+            raise ValueError("executor token is empty")
+        self.url = url
+        self._token = token
+        self.timeout = timeout
+        handlers: list[urllib.request.BaseHandler] = [_NoRedirect()]
+        if ssl_context is not None:
+            handlers.append(urllib.request.HTTPSHandler(context=ssl_context))
+        self._opener = urllib.request.build_opener(*handlers)
+
+    def __repr__(self) -> str:  # never show the token
+        return f"HttpExecutor(url={self.url!r}, timeout={self.timeout})"
+
+    @staticmethod
+    def payload(job: ExecutionJob) -> dict[str, Any]:
+        """The JSON body; the field names are the integration contract."""
+        return {
+            "request_id": job.request_id,
+            "account_email": job.account_email,
+            "municipality": job.municipality,
+            "requested_by": job.requested_by,
+            "case_reference": job.case_reference,
+            "message_id": job.message_id,
+            "approved_by": job.approved_by,
+        }
+
+    def _headers(self) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {self._token}",
+            "Accept": "application/json",
+            "User-Agent": _USER_AGENT,
+        }
+
+    def execute(self, job: ExecutionJob) -> ExecutionResult:
+        """One POST; never raises for HTTP or network failures (returns RETRY/FAILED instead)."""
+        data = json.dumps(self.payload(job)).encode("utf-8")
+        headers = self._headers() | {
+            "Content-Type": "application/json",
+            "Idempotency-Key": job.idempotency_key,
+        }
+        request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
+        try:
+            with self._opener.open(request, timeout=self.timeout) as response:
+                status = response.status
+                body = _json(response.read(_MAX_BODY))
+                retry_after = response.headers.get("Retry-After")
+        except urllib.error.HTTPError as exc:
+            with exc:
+                status = exc.code
+                try:
+                    body = _json(exc.read(_MAX_BODY))
+                except (OSError, http.client.HTTPException):
+                    body = {}
+                retry_after = exc.headers.get("Retry-After") if exc.headers else None
+        except TimeoutError:
+            return _retry("timeout", f"no answer within {self.timeout} s")
+        except urllib.error.URLError as exc:
+            if isinstance(exc.reason, TimeoutError):
+                return _retry("timeout", f"no answer within {self.timeout} s")
+            return _retry("connection_error", str(exc.reason))
+        except (OSError, http.client.HTTPException) as exc:
+            return _retry("connection_error", f"{type(exc).__name__}: {exc}")
+        return classify(status, body, retry_after)
+
+    def probe(self) -> str:
+        """An authenticated HEAD on the URL: proves reachability and token without a reset."""
+        request = urllib.request.Request(self.url, headers=self._headers(), method="HEAD")
+        try:
+            with self._opener.open(request, timeout=self.timeout) as response:
+                status = response.status
+        except urllib.error.HTTPError as exc:
+            with exc:
+                status = exc.code
+        except (OSError, http.client.HTTPException) as exc:
+            raise HttpExecutorError(f"{self.url} unreachable: {exc}") from exc
+        if status in (401, 403):
+            raise HttpExecutorError(f"{self.url} refused the token (HTTP {status})")
+        if status == 404 or status >= 500:
+            raise HttpExecutorError(f"{self.url} answered HTTP {status}")
+        return f"{self.url} reachable (HEAD: HTTP {status})"
+
+
+def _json(raw: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _retry(code: str, detail: str) -> ExecutionResult:
+    return ExecutionResult(status=ExecutionStatus.RETRY, code=code, detail=detail)
+
+
+def _body_code(body: dict[str, Any]) -> str | None:
+    for key in ("code", "result", "status", "error"):
+        value = body.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def classify(status: int, body: dict[str, Any], retry_after: str | None = None) -> ExecutionResult:
+    """The answer of the endpoint as an ExecutionResult (pure; see the module docstring)."""
+    code = _body_code(body)
+    detail = f"HTTP {status}" + (f" {body.get('message')}" if body.get("message") else "")
+    if 200 <= status < 300:
+        result = body.get("result") if isinstance(body.get("result"), str) else None
+        if result is None and isinstance(body.get("status"), str):
+            result = body["status"]
+        return ExecutionResult(
+            status=ExecutionStatus.SUCCEEDED, code=result or "reset", detail=detail
+        )
+    if status == 404:
+        return ExecutionResult(
+            status=ExecutionStatus.FAILED, code="account_not_found", detail=detail
+        )
+    if status == 409:
+        if code == "already_reset" or body.get("result") == "already_reset":
+            return ExecutionResult(
+                status=ExecutionStatus.SUCCEEDED, code="already_reset", detail=detail
+            )
+        if code == "request_in_progress":
+            return _retry("request_in_progress", detail)
+        return ExecutionResult(
+            status=ExecutionStatus.FAILED, code=code or "conflict", detail=detail
+        )
+    if status == 422:
+        return ExecutionResult(
+            status=ExecutionStatus.FAILED, code=code or "two_factor_not_enabled", detail=detail
+        )
+    if status in (401, 403):
+        return _retry("unauthorized", detail)
+    if status == 429 or status >= 500:
+        if retry_after:
+            detail += f"; Retry-After: {retry_after[:40]}"
+        return _retry("rate_limited" if status == 429 else f"http_{status}", detail)
+    return ExecutionResult(status=ExecutionStatus.FAILED, code=f"http_{status}", detail=detail)

@@ -1,0 +1,254 @@
+"""A stand-in for the Forus 2FA-reset endpoint: a real loopback HTTP server that records requests.
+
+It behaves the way the integration contract (README, issue #4) asks Forus to behave, so the HTTP
+executor and the daemon's end-to-end tests can be run against something that really listens:
+
+- `Authorization: Bearer <token>` is required (401 otherwise).
+- `Idempotency-Key` is required (400 otherwise). The first completed answer for a key is stored
+  and replayed for every later request with that key, so a retry never resets twice. While a
+  request with a key is still running, another one with the same key gets 409
+  `request_in_progress` (as Stripe does).
+- Known accounts with 2FA: 200 `{"result": "reset"}` and the reset is counted; unknown account:
+  404 `account_not_found`; account without 2FA: 422 `two_factor_not_enabled`; an account already
+  reset by a request with a different key: 409 `already_reset`.
+- Faults can be scripted: `fail_next(status)` answers the next requests with an error (not
+  stored under the key: a failed request did nothing), `delay_next(seconds)` makes the next request
+  slow (it still completes and is stored, like a server that finishes after the client gave up).
+
+Use it as a context manager or through the `forus_http` fixture.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+DEFAULT_TOKEN = "forus-test-token"
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any] | None
+    status: int  # the status we answered with
+
+
+@dataclass
+class _Fault:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class FakeForus:
+    """The fake endpoint. `accounts` maps account e-mail -> whether 2FA is enabled."""
+
+    def __init__(
+        self,
+        accounts: dict[str, bool] | None = None,
+        token: str = DEFAULT_TOKEN,
+        path: str = "/api/v1/2fa-resets",
+    ) -> None:
+        self.token = token
+        self.path = path
+        self.accounts: dict[str, bool] = dict(
+            accounts if accounts is not None else {"fam.ozturk@outlook.com": True}
+        )
+        self.requests: list[RecordedRequest] = []
+        self.resets: Counter[str] = Counter()  # account e-mail -> resets actually carried out
+        self._answers: dict[str, tuple[int, dict[str, Any]]] = {}
+        self._in_progress: set[str] = set()
+        self._reset_by_key: dict[str, str] = {}  # account -> key that reset it
+        self._faults: list[_Fault] = []
+        self._delays: list[float] = []
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> FakeForus:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        server.daemon_threads = False
+        server.block_on_close = True  # stop() joins handler threads: no stray sockets
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-forus"
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()  # wakes delayed handlers
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._server = None
+        self._thread = None
+
+    def __enter__(self) -> FakeForus:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "not started"
+        return self._server.server_address[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{self.path}"
+
+    # -- scripting ------------------------------------------------------------------------------
+
+    def fail_next(
+        self,
+        status: int,
+        body: dict[str, Any] | None = None,
+        times: int = 1,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """Answer the next `times` POSTs with `status` without doing anything."""
+        with self._lock:
+            for _ in range(times):
+                self._faults.append(
+                    _Fault(status, body or {"code": f"http_{status}"}, headers or {})
+                )
+
+    def delay_next(self, seconds: float, times: int = 1) -> None:
+        """Make the next `times` POSTs wait before they are handled (they still complete)."""
+        with self._lock:
+            self._delays.extend([seconds] * times)
+
+    def posts(self) -> list[RecordedRequest]:
+        with self._lock:
+            return [r for r in self.requests if r.method == "POST"]
+
+    # -- behaviour ------------------------------------------------------------------------------
+
+    def _handle_post(
+        self, headers: dict[str, str], body: dict[str, Any] | None
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        if headers.get("authorization") != f"Bearer {self.token}":
+            return 401, {"code": "unauthorized"}, {}
+        with self._lock:
+            delay = self._delays.pop(0) if self._delays else 0.0
+            fault = self._faults.pop(0) if self._faults else None
+        if fault is not None:
+            return fault.status, fault.body, fault.headers
+        key = headers.get("idempotency-key")
+        if not key:
+            return 400, {"code": "idempotency_key_missing"}, {}
+        if not isinstance(body, dict) or not isinstance(body.get("account_email"), str):
+            return 400, {"code": "bad_request"}, {}
+        with self._lock:
+            if key in self._answers:
+                status, answer = self._answers[key]
+                return status, answer, {"Idempotent-Replayed": "true"}
+            if key in self._in_progress:
+                return 409, {"code": "request_in_progress"}, {}
+            self._in_progress.add(key)
+        try:
+            if delay:
+                self._stopping.wait(delay)
+            status, answer = self._reset(key, body["account_email"].lower(), body)
+            with self._lock:
+                self._answers[key] = (status, answer)
+            return status, answer, {}
+        finally:
+            with self._lock:
+                self._in_progress.discard(key)
+
+    def _reset(self, key: str, account: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        with self._lock:
+            if account not in self.accounts:
+                return 404, {"code": "account_not_found"}
+            if account in self._reset_by_key:
+                return 409, {"code": "already_reset", "result": "already_reset"}
+            if not self.accounts[account]:
+                return 422, {"code": "two_factor_not_enabled"}
+            self.accounts[account] = False
+            self._reset_by_key[account] = key
+            self.resets[account] += 1
+        return 200, {"result": "reset", "request_id": body.get("request_id")}
+
+
+def _handler_for(fake: FakeForus) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: object) -> None:  # keep test output quiet
+            return
+
+        def _headers(self) -> dict[str, str]:
+            return {k.lower(): v for k, v in self.headers.items()}
+
+        def _send(self, status: int, payload: dict[str, Any] | None, extra: dict[str, str]) -> None:
+            data = b"" if payload is None else json.dumps(payload).encode()
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for name, value in extra.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+            except OSError:  # the client gave up (timeout test): nothing to tell it
+                self.close_connection = True
+
+        def _record(self, body: dict[str, Any] | None, status: int) -> None:
+            with fake._lock:
+                fake.requests.append(
+                    RecordedRequest(self.command, self.path, self._headers(), body, status)
+                )
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            try:
+                body = json.loads(raw) if raw else None
+            except ValueError:
+                body = None
+            if self.path != fake.path:
+                status, answer, extra = 404, {"code": "no_such_endpoint"}, {}
+            else:
+                status, answer, extra = fake._handle_post(self._headers(), body)
+            self._record(body, status)
+            self._send(status, answer, extra)
+
+        def _probe(self) -> None:
+            if self.path != fake.path:
+                status = 404
+            elif self.headers.get("Authorization") != f"Bearer {fake.token}":
+                status = 401
+            else:
+                status = 204
+            self._record(None, status)
+            self._send(status, None, {"Allow": "POST, HEAD"})
+
+        do_HEAD = _probe
+        do_GET = _probe
+
+    return Handler
+
+
+@pytest.fixture
+def forus_http() -> Iterator[FakeForus]:
+    """A started fake Forus endpoint with one account (fam.ozturk@outlook.com, 2FA on)."""
+    with FakeForus() as fake:
+        yield fake
