@@ -1,0 +1,147 @@
+"""Proof that the real-services harness behaves like the real thing.
+
+Other tests rely on these fixtures answering, failing and truncating the way production
+services do; if one of these tests fails, every integration test built on it is suspect.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import time
+from pathlib import Path
+
+import dns.flags
+import dns.message
+import dns.query
+import dns.resolver
+import pytest
+
+from tests.harness.dns_fixtures import DnsServer
+
+pytestmark = pytest.mark.services
+
+
+def _der_len(n: int) -> bytes:
+    if n < 0x80:
+        return bytes([n])
+    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(body)]) + body
+
+
+def _der(tag: int, body: bytes) -> bytes:
+    return bytes([tag]) + _der_len(len(body)) + body
+
+
+def rsa_public_key_record(bits: int) -> str:
+    """A DKIM TXT value with a `bits`-bit RSA SubjectPublicKeyInfo of the real size.
+
+    The modulus is random (not a product of primes): only the record's size matters here.
+    """
+    modulus = int.from_bytes(secrets.token_bytes(bits // 8), "big") | (1 << (bits - 1)) | 1
+    n = _der(0x02, b"\x00" + modulus.to_bytes(bits // 8, "big"))
+    e = _der(0x02, (65537).to_bytes(3, "big"))
+    rsa_key = _der(0x30, n + e)
+    algorithm = _der(0x30, _der(0x06, bytes.fromhex("2a864886f70d010101")) + b"\x05\x00")
+    spki = _der(0x30, algorithm + _der(0x03, b"\x00" + rsa_key))
+    return "v=DKIM1; k=rsa; p=" + base64.b64encode(spki).decode()
+
+
+def txt_value(answer: dns.resolver.Answer) -> str:
+    return b"".join(answer[0].strings).decode()
+
+
+# -- DNS -------------------------------------------------------------------------------
+
+
+def test_dns_txt_answer_case_insensitive_and_split(clean_dns: DnsServer) -> None:
+    value = rsa_public_key_record(2048)
+    clean_dns.set_records({"Sel1._domainkey.Utrecht.nl.": value})
+    res = clean_dns.resolver()
+
+    answer = res.resolve("sel1._domainkey.utrecht.nl", "TXT")
+    assert txt_value(answer) == value
+    assert [len(s) for s in answer[0].strings][:1] == [255]  # split into 255-byte strings
+    assert txt_value(res.resolve("SEL1._DOMAINKEY.UTRECHT.NL.", "TXT")) == value
+
+
+def test_dns_nested_record_format_and_other_type(clean_dns: DnsServer) -> None:
+    clean_dns.set_records({"mixed.test": {"TXT": "hello", "A": "192.0.2.7"}, "txt.test": "x"})
+    res = clean_dns.resolver()
+
+    assert txt_value(res.resolve("mixed.test", "TXT")) == "hello"
+    assert res.resolve("mixed.test", "A")[0].address == "192.0.2.7"
+    with pytest.raises(dns.resolver.NoAnswer):  # known name, no record of that type
+        res.resolve("txt.test", "A")
+
+
+def test_dns_unknown_name_is_nxdomain(clean_dns: DnsServer) -> None:
+    with pytest.raises(dns.resolver.NXDOMAIN):
+        clean_dns.resolver().resolve("nobody._domainkey.example.nl", "TXT")
+
+
+def test_dns_servfail(clean_dns: DnsServer) -> None:
+    clean_dns.set_records({"sel._domainkey.broken.nl": "v=DKIM1; p="})
+    clean_dns.set_faults(servfail=["sel._domainkey.broken.nl"])
+
+    with pytest.raises(dns.resolver.NoNameservers, match="SERVFAIL"):
+        clean_dns.resolver().resolve("sel._domainkey.broken.nl", "TXT")
+
+
+def test_dns_timeout(clean_dns: DnsServer) -> None:
+    clean_dns.set_faults(timeout=["slow._domainkey.example.nl"])
+
+    started = time.monotonic()
+    with pytest.raises(dns.resolver.LifetimeTimeout):
+        clean_dns.resolver(lifetime=0.5).resolve("slow._domainkey.example.nl", "TXT")
+    assert time.monotonic() - started < 3
+
+
+def test_dns_4096_bit_key_is_truncated_over_udp_and_resolved_over_tcp(
+    clean_dns: DnsServer,
+) -> None:
+    name = "big._domainkey.example.nl."
+    value = rsa_public_key_record(4096)
+    clean_dns.set_records({name: value})
+
+    query = dns.message.make_query(name, "TXT")  # no EDNS: 512-byte limit
+    udp_reply = dns.query.udp(query, clean_dns.host, port=clean_dns.port, timeout=2)
+    assert udp_reply.flags & dns.flags.TC
+    assert udp_reply.question == query.question
+    assert not udp_reply.answer
+
+    edns_query = dns.message.make_query(name, "TXT", use_edns=0, payload=1232)
+    edns_reply = dns.query.udp(edns_query, clean_dns.host, port=clean_dns.port, timeout=2)
+    assert not edns_reply.flags & dns.flags.TC  # fits in the client's 1232 bytes
+    assert b"".join(edns_reply.answer[0][0].strings).decode() == value
+
+    tcp_reply = dns.query.tcp(query, clean_dns.host, port=clean_dns.port, timeout=2)
+    assert b"".join(tcp_reply.answer[0][0].strings).decode() == value
+
+    res = clean_dns.resolver()
+    res.use_edns(-1)  # plain DNS: the resolver has to fall back to TCP itself
+    assert txt_value(res.resolve(name, "TXT")) == value
+
+
+def test_dns_record_change_visible_immediately(clean_dns: DnsServer) -> None:
+    res = clean_dns.resolver()
+    name = "rotating._domainkey.example.nl"
+    for i in range(20):  # many writes within one second, same file size
+        clean_dns.set_records({name: f"v=DKIM1; p=key{i:02d}"})
+        assert txt_value(res.resolve(name, "TXT")) == f"v=DKIM1; p=key{i:02d}"
+    clean_dns.remove_records(name)
+    with pytest.raises(dns.resolver.NXDOMAIN):
+        res.resolve(name, "TXT")
+    clean_dns.set_faults(servfail=[name])
+    clean_dns.set_records({name: "v=DKIM1; p=back"})
+    with pytest.raises(dns.resolver.NoNameservers):
+        res.resolve(name, "TXT")
+    clean_dns.set_faults()
+    assert txt_value(res.resolve(name, "TXT")) == "v=DKIM1; p=back"
+
+
+def test_dns_serves_the_example_zone(clean_dns: DnsServer) -> None:
+    examples = Path(__file__).resolve().parents[1] / "fixtures" / "examples"
+    clean_dns.load_zone_file(examples / "zone.json")
+    answer = clean_dns.resolver().resolve("selector1._domainkey.utrecht.nl", "TXT")
+    assert txt_value(answer).startswith("v=DKIM1; k=rsa; p=MIIBIjAN")
