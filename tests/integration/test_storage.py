@@ -1,0 +1,642 @@
+"""The storage adapter against real databases: SQLite (file, WAL) and PostgreSQL.
+
+Each test gets a fresh empty database from the `database_url` fixture and upgrades it with the
+real Alembic migrations, so what is tested is what the daemon runs on.
+"""
+
+from __future__ import annotations
+
+import threading
+import zlib
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import func, select
+from sqlalchemy.exc import StatementError
+
+from reset_mailbot.adapters.db import migrate
+from reset_mailbot.adapters.db.engine import create_db_engine
+from reset_mailbot.adapters.db.repository import (
+    AuditLogIsAppendOnly,
+    Backoff,
+    DuplicateMessage,
+    ExecutionState,
+    OutboxState,
+    Store,
+    UnitOfWork,
+)
+from reset_mailbot.adapters.db.schema import (
+    AuditEntry,
+    Base,
+    Execution,
+    Message,
+    OutboxItem,
+    Request,
+    ThreadId,
+)
+from reset_mailbot.adapters.executors.base import ExecutionResult, ExecutionStatus
+from reset_mailbot.domain.models import Decision, Evidence, ResetRequest, SenderInfo
+from reset_mailbot.domain.reasons import Item, MissingDetail, Outcome, ReasonCode
+from reset_mailbot.domain.request_state import InvalidTransition, RequestState
+
+T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+SENDER = "j.jansen@utrecht.nl"
+
+
+# --- temporary: until tests/harness/db_fixtures.py provides `database_url` -----------------
+import os  # noqa: E402
+import shutil  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import uuid  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def _tmp_postgres() -> Iterator[str]:
+    base = tempfile.mkdtemp(prefix="rm-pg-")
+    os.chmod(base, 0o755)
+    data = os.path.join(base, "data")
+    shutil.chown(base, "postgres", "postgres")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = ["runuser", "-u", "postgres", "--"]
+    subprocess.run([*run, "initdb", "-D", data, "-A", "trust", "-U", "postgres"], check=True,
+                   capture_output=True)
+    subprocess.run([*run, "pg_ctl", "-D", data, "-l", os.path.join(base, "log"), "-w", "-o",
+                    f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off",
+                    "start"], check=True, capture_output=True)
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
+    finally:
+        subprocess.run([*run, "pg_ctl", "-D", data, "-m", "fast", "stop"], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/test.sqlite3"
+        return
+    server = request.getfixturevalue("_tmp_postgres")
+    import psycopg
+
+    name = "t_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(server.replace("+psycopg", "") + "/postgres", autocommit=True) as c:
+        c.execute(f"CREATE DATABASE {name}")
+    yield f"{server}/{name}"
+    with psycopg.connect(server.replace("+psycopg", "") + "/postgres", autocommit=True) as c:
+        c.execute(f"DROP DATABASE {name} WITH (FORCE)")
+# --- end temporary --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    migrate.upgrade(database_url)
+    engine = create_db_engine(database_url)
+    yield Store(engine, clock=lambda: T0)
+    engine.dispose()
+
+
+def decision(
+    key: str,
+    *,
+    sender: str = SENDER,
+    outcome: Outcome = Outcome.COMPLETE,
+    account: str | None = "resident@example.org",
+    identity: bool = True,
+    instructed: bool = True,
+    case: str | None = None,
+    in_reply_to: str | None = None,
+    references: tuple[str, ...] = (),
+    missing_details: dict[Item, MissingDetail] | None = None,
+) -> Decision:
+    request = ResetRequest(
+        account_email=account,
+        identity_verified=identity,
+        reset_instructed=instructed,
+        case_reference=case,
+        evidence=[Evidence(item=Item.ACCOUNT_EMAIL, text=f"account: {account}")] if account
+        else [],
+        missing_details=missing_details or {},
+    )
+    return Decision(
+        message_id=None if key.startswith("sha256:") else key,
+        message_key=key,
+        outcome=outcome,
+        reasons=[],
+        missing=request.missing,
+        reply=True,
+        sender=SenderInfo(address=sender, municipality="Utrecht"),
+        request=request,
+        in_reply_to=in_reply_to,
+        references=list(references),
+        subject="2FA reset",
+    )
+
+
+def record_complete(uow: UnitOfWork, key: str, **kwargs: object) -> tuple[Message, Request]:
+    d = decision(key, **kwargs)  # type: ignore[arg-type]
+    message = uow.record_message(d, raw=b"raw " + key.encode(), sha256="ab" * 32,
+                                 mailbox="INBOX", uidvalidity=7, uid=zlib.crc32(key.encode()))
+    request = uow.create_request(d, message)
+    return message, request
+
+
+def count(store: Store, model: type[Base]) -> int:
+    with store.unit_of_work() as uow:
+        return int(uow.session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+# -------------------------------------------------------------------- schema
+
+
+def test_upgrade_on_empty_database_gives_exactly_the_models(database_url: str) -> None:
+    assert migrate.current_revision(database_url) is None
+    assert not migrate.is_up_to_date(database_url)
+    migrate.upgrade(database_url)
+    assert migrate.current_revision(database_url) == migrate.head_revision()
+    assert migrate.is_up_to_date(database_url)
+    migrate.upgrade(database_url)  # idempotent at head
+    engine = create_db_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            assert compare_metadata(context, Base.metadata) == []
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_pragmas(tmp_path: object) -> None:
+    engine = create_db_engine(f"sqlite:///{tmp_path}/p.sqlite3")
+    try:
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
+    finally:
+        engine.dispose()
+
+
+def test_datetimes_are_utc_aware_and_naive_ones_refused(store: Store) -> None:
+    amsterdam = timezone(timedelta(hours=1))
+    with store.unit_of_work() as uow:
+        _, request = record_complete(uow, "<tz@utrecht.nl>")
+        request.deadline_at = datetime(2026, 11, 27, 17, 0, tzinfo=amsterdam)
+    with store.unit_of_work() as uow:
+        loaded = uow.get_request(request.id)
+        assert loaded is not None and loaded.deadline_at is not None
+        assert loaded.deadline_at.utcoffset() == timedelta(0)
+        assert loaded.deadline_at == datetime(2026, 11, 27, 16, 0, tzinfo=UTC)
+        assert loaded.created_at == T0
+    with pytest.raises(StatementError, match="naive datetime"), store.unit_of_work() as uow:
+        loaded = uow.get_request(request.id)
+        assert loaded is not None
+        loaded.deadline_at = datetime(2026, 11, 27, 17, 0)
+        uow.flush()
+
+
+# ---------------------------------------------------------- at most once
+
+
+def test_second_insert_of_the_same_key_is_a_duplicate(store: Store) -> None:
+    with store.unit_of_work() as uow:
+        record_complete(uow, "<dup@utrecht.nl>")
+    with pytest.raises(DuplicateMessage) as info, store.unit_of_work() as uow:
+        uow.record_message(decision("<dup@utrecht.nl>"), raw=b"again")
+    assert info.value.message_key == "<dup@utrecht.nl>" and info.value.outcome == "complete"
+    assert count(store, Message) == 1
+    with store.unit_of_work() as uow:
+        found = uow.get_message_by_key("<dup@utrecht.nl>")
+        assert found is not None and found.outcome == "complete"
+        assert uow.get_message_by_key("sha256:" + "0" * 64) is None
+
+
+def test_concurrent_insert_of_the_same_key_is_a_duplicate_and_the_uow_stays_usable(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker that looked before another committed still gets DuplicateMessage, not a crash."""
+    with store.unit_of_work() as uow:
+        uow.record_message(decision("sha256:" + "1" * 64), raw=b"x")
+    real = UnitOfWork.get_message_by_key
+    calls = {"n": 0}
+
+    def stale_first_look(self: UnitOfWork, key: str) -> Message | None:
+        calls["n"] += 1
+        return None if calls["n"] == 1 else real(self, key)
+
+    monkeypatch.setattr(UnitOfWork, "get_message_by_key", stale_first_look)
+    with store.unit_of_work() as uow:
+        with pytest.raises(DuplicateMessage):
+            uow.record_message(decision("sha256:" + "1" * 64), raw=b"x")
+        uow.audit("duplicate_ignored", data={"message_key": "sha256:" + "1" * 64})
+    assert count(store, Message) == 1
+    with store.unit_of_work() as uow:
+        assert [e.event for e in uow.audit_entries(event="duplicate_ignored")] == [
+            "duplicate_ignored"
+        ]
+
+
+def test_deferred_message_is_decided_again_in_place(store: Store) -> None:
+    key = "<deferred@utrecht.nl>"
+    with store.unit_of_work() as uow:
+        d = decision(key, outcome=Outcome.DEFERRED)
+        d.reasons.append(ReasonCode.DNS_TEMPORARY_FAILURE)
+        uow.record_message(d, raw=b"r", mailbox="INBOX", uidvalidity=1, uid=5)
+    with store.unit_of_work() as uow:
+        message = uow.record_message(decision(key), raw=b"r", mailbox="INBOX",
+                                     uidvalidity=1, uid=5)
+        assert message.attempts == 2 and message.outcome == "complete"
+    with pytest.raises(DuplicateMessage), store.unit_of_work() as uow:
+        uow.record_message(decision(key), raw=b"r")
+    assert count(store, Message) == 1
+
+
+def test_failed_message_keeps_its_error_and_can_be_decided_later(store: Store) -> None:
+    key = "sha256:" + "2" * 64
+    with store.unit_of_work() as uow:
+        failed = uow.record_failed_message(message_key=key, error="ValueError: boom",
+                                           raw=b"\xff", mailbox="INBOX", uidvalidity=1, uid=9)
+        uow.mark_message_moved(failed, "Quarantine")
+    with store.unit_of_work() as uow:
+        assert [m.error for m in uow.list_messages(errors_only=True)] == ["ValueError: boom"]
+        message = uow.record_message(decision(key), raw=b"\xff")  # messages reprocess
+        assert message.error is None and message.outcome == "complete"
+
+
+def test_an_exception_inside_the_unit_of_work_leaves_nothing_behind(store: Store) -> None:
+    with pytest.raises(RuntimeError, match="crash"), store.unit_of_work() as uow:
+        message, request = record_complete(uow, "<atomic@utrecht.nl>")
+        uow.queue_reply(kind="confirmation", to_address=SENDER, subject="Re: x", body="b",
+                        rfc822=b"bytes", reply_message_id="<r1@forus.test>",
+                        request=request, message=message)
+        uow.create_execution(request)
+        uow.set_mailbox_state("INBOX", uidvalidity=7, last_seen_uid=99)
+        uow.flush()
+        raise RuntimeError("crash before commit")
+    for model in (Message, Request, ThreadId, OutboxItem, Execution, AuditEntry):
+        assert count(store, model) == 0, model.__tablename__
+    with store.unit_of_work() as uow:
+        assert uow.get_mailbox_state("INBOX") is None
+
+
+def test_messages_pending_move_after_a_crash_between_commit_and_move(store: Store) -> None:
+    with store.unit_of_work() as uow:
+        moved, _ = record_complete(uow, "<moved@utrecht.nl>")
+        record_complete(uow, "<stuck@utrecht.nl>")
+        uow.record_message(decision("<later@utrecht.nl>", outcome=Outcome.DEFERRED), raw=b"d",
+                           mailbox="INBOX", uidvalidity=7, uid=1)
+        uow.mark_message_moved(moved, "Processed")
+    with store.unit_of_work() as uow:
+        assert [m.message_key for m in uow.messages_pending_move("INBOX")] == [
+            "<stuck@utrecht.nl>"
+        ]
+        row = uow.get_message_by_key("<moved@utrecht.nl>")
+        assert row is not None and row.folder_moved_to == "Processed" and row.moved_at == T0
+
+
+# ------------------------------------------------------------- the full path
+
+
+def test_decision_request_reply_and_execution_in_one_transaction(store: Store) -> None:
+    with store.unit_of_work() as uow:
+        _, request = record_complete(uow, "<full@utrecht.nl>", case="Z-42")
+        assert request.state == "complete" and request.completed_at == T0
+        assert request.id.startswith("R-") and len(request.id) == 10
+        execution = uow.create_execution(request)
+        assert uow.create_execution(request).id == execution.id  # one intent per key
+        request_id = request.id
+    with store.unit_of_work() as uow:
+        full = uow.get_request(request_id, full=True)
+        assert full is not None
+        assert [m.message_key for m in full.messages] == ["<full@utrecht.nl>"]
+        assert full.messages[0].decision is not None
+        assert full.messages[0].decision["request"]["case_reference"] == "Z-42"
+        assert [e.idempotency_key for e in full.executions] == [f"reset-mailbot:{request_id}"]
+        assert [a.event for a in full.audit] == ["request_created", "execution_queued"]
+
+    [claim] = store.claim_due_executions(now=T0)
+    assert claim.job().account_email == "resident@example.org"
+    assert claim.job().requested_by == SENDER
+    assert claim.source_message_id == "<full@utrecht.nl>"
+    with store.unit_of_work() as uow:
+        executing = uow.get_request(request_id)
+        assert executing is not None and executing.state == "executing"
+        uow.record_execution_result(claim.id, ExecutionResult(
+            status=ExecutionStatus.SUCCEEDED, code="reset"), now=T0 + timedelta(seconds=1))
+        uow.queue_reply(kind="confirmation", to_address=SENDER, subject="Re: 2FA reset",
+                        body="Gedaan", rfc822=b"From: ...", reply_message_id="<c@forus.test>",
+                        request=executing)
+    with store.unit_of_work() as uow:
+        done = uow.get_request(request_id, full=True)
+        assert done is not None
+        assert done.state == "executed" and done.result_code == "reset"
+        assert done.executed_at == T0 + timedelta(seconds=1) == done.closed_at
+        assert done.executions[0].state == ExecutionState.SUCCEEDED
+        events = [a.event for a in done.audit]
+        assert events == ["request_created", "execution_queued", "state_changed",
+                          "execution_started", "execution_succeeded", "state_changed",
+                          "reply_queued"]
+    assert store.claim_due_executions(now=T0 + timedelta(days=1)) == []
+
+
+def test_execution_retry_goes_back_to_complete_with_capped_backoff(store: Store) -> None:
+    with store.unit_of_work() as uow:
+        _, request = record_complete(uow, "<retry@utrecht.nl>")
+        uow.create_execution(request)
+        request_id = request.id
+    now = T0
+    expected = [30, 60, 120, 240, 480, 960, 1920, 3600, 3600]
+    for attempt, delay in enumerate(expected, start=1):
+        [claim] = store.claim_due_executions(now=now)
+        assert claim.attempts == attempt
+        with store.unit_of_work() as uow:
+            execution = uow.record_execution_result(
+                claim.id, ExecutionResult(status=ExecutionStatus.RETRY, code="http_503"), now=now)
+            assert execution.next_attempt_at == now + timedelta(seconds=delay)
+            request = uow.get_request(request_id)
+            assert request is not None and request.state == "complete"
+        assert store.claim_due_executions(now=now + timedelta(seconds=delay - 1)) == []
+        now += timedelta(seconds=delay)
+    [claim] = store.claim_due_executions(now=now)
+    with store.unit_of_work() as uow:
+        uow.record_execution_result(claim.id, ExecutionResult(
+            status=ExecutionStatus.FAILED, code="account_not_found"), now=now)
+        request = uow.get_request(request_id)
+        assert request is not None and request.state == "execution_failed"
+
+
+def test_late_execution_result_is_only_audited(store: Store) -> None:
+    with store.unit_of_work() as uow:
+        _, request = record_complete(uow, "<late@utrecht.nl>")
+        uow.create_execution(request)
+    [slow] = store.claim_due_executions(now=T0)
+    [fast] = store.claim_due_executions(now=T0 + timedelta(minutes=11))  # lease expired
+    assert fast.id == slow.id and fast.reclaimed and fast.attempts == 2
+    ok = ExecutionResult(status=ExecutionStatus.SUCCEEDED, code="reset")
+    with store.unit_of_work() as uow:
+        uow.record_execution_result(fast.id, ok)
+    with store.unit_of_work() as uow:
+        uow.record_execution_result(slow.id, ok)
+        assert [e.event for e in uow.audit_entries(event="execution_result_late")] == [
+            "execution_result_late"
+        ]
+
+
+def test_only_complete_requests_execute(store: Store) -> None:
+    with store.unit_of_work() as uow:
+        _, gated = record_complete(uow, "<gate@utrecht.nl>")
+        uow.transition(gated, RequestState.AWAITING_APPROVAL)
+        uow.create_execution(gated)
+        gated_id = gated.id
+    assert store.claim_due_executions(now=T0) == []
+    with store.unit_of_work() as uow:
+        request = uow.get_request(gated_id)
+        assert request is not None
+        uow.approve(request, by="Petra (Forus)")
+    [claim] = store.claim_due_executions(now=T0)
+    assert claim.approved_by == "Petra (Forus)"
+    with store.unit_of_work() as uow:
+        _, other = record_complete(uow, "<deny@utrecht.nl>")
+        uow.transition(other, RequestState.AWAITING_APPROVAL)
+        uow.deny(other, by="Karel", reason="onbekende medewerker")
+        assert other.state == "denied" and other.denied_by == "Karel"
+        with pytest.raises(InvalidTransition):
+            uow.transition(other, RequestState.EXECUTING)
+
+
+# ------------------------------------------------------------------ claims
+
+
+def _queue_replies(store: Store, n: int) -> None:
+    with store.unit_of_work() as uow:
+        for i in range(n):
+            uow.queue_reply(kind="incomplete", to_address=f"a{i}@utrecht.nl", subject="Re: x",
+                            body="b", rfc822=f"bytes {i}".encode(),
+                            reply_message_id=f"<reply-{i}@forus.test>")
+
+
+def test_outbox_claim_lease_and_reclaim(store: Store) -> None:
+    _queue_replies(store, 3)
+    first = store.claim_due_outbox(now=T0, limit=2)
+    assert [c.attempts for c in first] == [1, 1] and not any(c.reclaimed for c in first)
+    second = store.claim_due_outbox(now=T0)
+    assert len(second) == 1 and second[0].id not in {c.id for c in first}
+    assert store.claim_due_outbox(now=T0 + timedelta(minutes=9)) == []
+    with store.unit_of_work() as uow:
+        uow.mark_outbox_sent(first[0].id, now=T0 + timedelta(seconds=2))
+        uow.mark_outbox_sent(first[0].id)  # idempotent
+    reclaimed = store.claim_due_outbox(now=T0 + timedelta(minutes=10))
+    assert sorted(c.id for c in reclaimed) == sorted([first[1].id, second[0].id])
+    assert all(c.reclaimed and c.attempts == 2 for c in reclaimed)
+    assert reclaimed[0].rfc822.startswith(b"bytes ")
+    with store.unit_of_work() as uow:
+        assert len(uow.audit_entries(event="reply_reclaimed")) == 2
+        sent = uow.get_outbox(first[0].id)
+        assert sent.state == OutboxState.SENT and sent.sent_at == T0 + timedelta(seconds=2)
+
+
+def test_outbox_backoff_and_giving_up(store: Store) -> None:
+    store.max_outbox_attempts = 4
+    _queue_replies(store, 1)
+    now = T0
+    for attempt, delay in enumerate([30, 60, 120], start=1):
+        [claim] = store.claim_due_outbox(now=now)
+        assert claim.attempts == attempt
+        with store.unit_of_work() as uow:
+            item = uow.mark_outbox_failed(claim.id, "421 try later", now=now)
+            assert item.state == OutboxState.QUEUED
+            assert item.next_attempt_at == now + timedelta(seconds=delay)
+        assert store.claim_due_outbox(now=now + timedelta(seconds=delay - 1)) == []
+        now += timedelta(seconds=delay)
+    [claim] = store.claim_due_outbox(now=now)
+    with store.unit_of_work() as uow:
+        item = uow.mark_outbox_failed(claim.id, "421 try later", now=now)
+        assert item.state == OutboxState.FAILED and item.last_error == "421 try later"
+    assert store.claim_due_outbox(now=now + timedelta(days=1)) == []
+
+
+def test_outbox_permanent_failure(store: Store) -> None:
+    _queue_replies(store, 1)
+    [claim] = store.claim_due_outbox(now=T0)
+    with store.unit_of_work() as uow:
+        assert uow.mark_outbox_failed(claim.id, "550 no such user",
+                                      permanent=True).state == OutboxState.FAILED
+
+
+def test_backoff_delays() -> None:
+    backoff = Backoff(timedelta(seconds=30), timedelta(hours=1))
+    assert [backoff.delay(n).total_seconds() for n in range(0, 10)] == [
+        0, 30, 60, 120, 240, 480, 960, 1920, 3600, 3600]
+    assert backoff.delay(10_000) == timedelta(hours=1)
+
+
+def _race(claim: object, workers: int = 4) -> list[list[int]]:
+    barrier = threading.Barrier(workers)
+    results: list[list[int]] = [[] for _ in range(workers)]
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            barrier.wait()
+            for _ in range(10):
+                results[i].extend(c.id for c in claim())  # type: ignore[operator]
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    return results
+
+
+def test_concurrent_outbox_claimers_never_get_the_same_row(store: Store) -> None:
+    _queue_replies(store, 40)
+    results = _race(lambda: store.claim_due_outbox(now=T0, limit=3))
+    claimed = [i for r in results for i in r]
+    assert len(claimed) == len(set(claimed)) == 40
+
+
+def test_concurrent_execution_claimers_never_get_the_same_row(store: Store) -> None:
+    with store.unit_of_work() as uow:
+        for i in range(20):
+            _, request = record_complete(uow, f"<exec-{i}@utrecht.nl>")
+            uow.create_execution(request)
+    results = _race(lambda: store.claim_due_executions(now=T0, limit=2))
+    claimed = [i for r in results for i in r]
+    assert len(claimed) == len(set(claimed)) == 20
+
+
+# ------------------------------------------------------------------ threads
+
+
+def test_thread_lookup_and_merge(store: Store) -> None:
+    with store.unit_of_work() as uow:
+        d = decision("<first@utrecht.nl>", outcome=Outcome.INCOMPLETE, identity=False,
+                     account="old@example.org",
+                     missing_details={Item.IDENTITY_VERIFIED: MissingDetail.NOT_FOUND})
+        message = uow.record_message(d, raw=b"1")
+        request = uow.create_request(d, message)
+        assert request.state == "incomplete" and request.missing == ["identity_verified"]
+        uow.queue_reply(kind="incomplete", to_address=SENDER, subject="Re: 2FA",
+                        body="Wat ontbreekt", rfc822=b"r", request=request, message=message,
+                        reply_message_id="<our-reply@forus.test>")
+        request_id = request.id
+
+    with store.unit_of_work() as uow:
+        # Different sender in the same thread: not merged.
+        assert uow.find_request_for_thread("collega@utrecht.nl",
+                                           ["<our-reply@forus.test>"]) is None
+        # Unknown ids, and no ids at all.
+        assert uow.find_request_for_thread(SENDER, ["<nope@x>", None]) is None
+        assert uow.find_request_for_thread(SENDER, []) is None
+        # By In-Reply-To (our reply) and by References (their first message); case of sender.
+        found = uow.find_request_for_thread("J.Jansen@Utrecht.nl", ["<our-reply@forus.test>"])
+        assert found is not None and found.id == request_id
+        found = uow.find_request_for_thread(SENDER, ["<x@y>", "<first@utrecht.nl>"])
+        assert found is not None and found.id == request_id
+
+        reply = decision("<second@utrecht.nl>", outcome=Outcome.INCOMPLETE,
+                         account="new@example.org", instructed=False,
+                         in_reply_to="<our-reply@forus.test>",
+                         missing_details={Item.RESET_INSTRUCTED: MissingDetail.NOT_FOUND})
+        second = uow.record_message(reply, raw=b"2")
+        merged = uow.merge_into_request(found, reply, second)
+        assert merged.state == "complete"
+        assert merged.account_email == "new@example.org"  # the new text wins
+        assert merged.reset_instructed is True  # kept from the first message
+        assert merged.missing == []
+
+    with store.unit_of_work() as uow:
+        # Complete requests are no longer open for merging, unless asked for any state.
+        assert uow.find_request_for_thread(SENDER, ["<second@utrecht.nl>"]) is None
+        found = uow.find_request_for_thread(SENDER, ["<second@utrecht.nl>"], states=None)
+        assert found is not None and found.id == request_id
+        with pytest.raises(InvalidTransition):
+            uow.merge_into_request(found, reply, second)
+        full = uow.get_request(request_id, full=True)
+        assert full is not None
+        assert [m.message_key for m in full.messages] == ["<first@utrecht.nl>",
+                                                          "<second@utrecht.nl>"]
+        assert {t.message_id for t in full.thread_ids} == {
+            "<first@utrecht.nl>", "<our-reply@forus.test>", "<second@utrecht.nl>"}
+        merge = next(a for a in full.audit if a.event == "request_merged")
+        assert merge.data["before"]["account_email"] == "old@example.org"
+        assert merge.data["after"]["account_email"] == "new@example.org"
+
+
+# -------------------------------------------------------------------- audit
+
+
+def test_audit_log_is_append_only(store: Store) -> None:
+    with store.unit_of_work() as uow:
+        first = uow.audit("daemon_started", actor="system", data={"version": "0.1.0"})
+        uow.audit("note", actor="Petra", data={"text": "gebeld"})
+    first_id = first.id  # assigned by the commit's flush
+    with pytest.raises(AuditLogIsAppendOnly), store.unit_of_work() as uow:
+        entry = uow.session.get(AuditEntry, first_id)
+        assert entry is not None
+        entry.data = {"version": "forged"}
+        uow.flush()
+    with pytest.raises(AuditLogIsAppendOnly), store.unit_of_work() as uow:
+        entry = uow.session.get(AuditEntry, first_id)
+        uow.session.delete(entry)
+        uow.flush()
+    with store.unit_of_work() as uow:
+        entries = uow.audit_entries()
+        assert [(e.event, e.actor, e.data) for e in entries] == [
+            ("daemon_started", "system", {"version": "0.1.0"}),
+            ("note", "Petra", {"text": "gebeld"}),
+        ]
+    public = [name for name in dir(UnitOfWork) if not name.startswith("_")]
+    assert not [n for n in public if "audit" in n and n not in ("audit", "audit_entries")]
+
+
+# ------------------------------------------------------------------ mailbox
+
+
+def test_mailbox_state(store: Store) -> None:
+    with store.unit_of_work() as uow:
+        assert uow.get_mailbox_state("INBOX") is None
+        uow.set_mailbox_state("INBOX", uidvalidity=100, last_seen_uid=10)
+    with store.unit_of_work() as uow:
+        state = uow.set_mailbox_state("INBOX", uidvalidity=100, last_seen_uid=7)
+        assert state.last_seen_uid == 10  # never goes back within one UIDVALIDITY
+        state = uow.set_mailbox_state("INBOX", uidvalidity=100, last_seen_uid=12)
+        assert state.last_seen_uid == 12
+    with store.unit_of_work() as uow:
+        state = uow.set_mailbox_state("INBOX", uidvalidity=200, last_seen_uid=0)
+        assert (state.uidvalidity, state.last_seen_uid) == (200, 0)
+        [event] = uow.audit_entries(event="uidvalidity_changed")
+        assert event.data == {"mailbox": "INBOX", "old": 100, "new": 200,
+                              "old_last_seen_uid": 12}
+
+
+# -------------------------------------------------------------------- views
+
+
+def test_list_requests_filters(store: Store) -> None:
+    with store.unit_of_work() as uow:
+        _, a = record_complete(uow, "<a@utrecht.nl>")
+        a.deadline_at = T0 + timedelta(days=2)
+        d = decision("<b@utrecht.nl>", outcome=Outcome.INCOMPLETE, identity=False)
+        b = uow.create_request(d, uow.record_message(d, raw=b"b"), municipality="Eindhoven",
+                               now=T0 + timedelta(hours=1))
+        b.deadline_at = T0 + timedelta(hours=2)
+    with store.unit_of_work() as uow:
+        assert [r.id for r in uow.list_requests()] == [b.id, a.id]  # newest first
+        assert [r.id for r in uow.list_requests(state="complete")] == [a.id]
+        assert [r.id for r in uow.list_requests(state=["complete", "incomplete"],
+                                                municipality="Eindhoven")] == [b.id]
+        assert [r.id for r in uow.list_requests(since=T0 + timedelta(minutes=30))] == [b.id]
+        assert [r.id for r in uow.list_requests(overdue_at=T0 + timedelta(days=1))] == [b.id]
+        assert len(uow.list_requests(limit=1)) == 1
+        assert uow.get_request("R-NOTHERE") is None
+        assert uow.replies_sent_to(SENDER, T0) == 0
