@@ -171,6 +171,14 @@ def test_upgrade_on_empty_database_gives_exactly_the_models(database_url: str) -
         engine.dispose()
 
 
+def test_ensure_schema_refuses_or_upgrades(database_url: str) -> None:
+    with pytest.raises(migrate.SchemaOutdated, match="reset-mailbot db upgrade"):
+        migrate.ensure_schema(database_url)
+    migrate.ensure_schema(database_url, auto_upgrade=True)
+    assert migrate.is_up_to_date(database_url)
+    migrate.ensure_schema(database_url)
+
+
 def test_sqlite_pragmas(tmp_path: object) -> None:
     engine = create_db_engine(f"sqlite:///{tmp_path}/p.sqlite3")
     try:
@@ -639,4 +647,24 @@ def test_list_requests_filters(store: Store) -> None:
         assert [r.id for r in uow.list_requests(overdue_at=T0 + timedelta(days=1))] == [b.id]
         assert len(uow.list_requests(limit=1)) == 1
         assert uow.get_request("R-NOTHERE") is None
-        assert uow.replies_sent_to(SENDER, T0) == 0
+        assert uow.count_replies_to(SENDER, T0) == 0
+        assert uow.count_executed(T0 - timedelta(days=1), municipality="Utrecht") == 0
+
+
+def test_rate_limit_counts(store: Store) -> None:
+    with store.unit_of_work() as uow:
+        for i in range(3):
+            _, request = record_complete(uow, f"<n{i}@utrecht.nl>",
+                                         account="Resident@Example.org")
+            uow.queue_reply(kind="incomplete", to_address=SENDER.upper(), subject="s",
+                            body="b", rfc822=b"r", reply_message_id=f"<q{i}@forus.test>",
+                            now=T0 + timedelta(minutes=i))
+            if i < 2:
+                uow.transition(request, RequestState.EXECUTING)
+                uow.transition(request, RequestState.EXECUTED, now=T0 + timedelta(days=i))
+    with store.unit_of_work() as uow:
+        assert uow.count_replies_to(SENDER, T0 + timedelta(minutes=1)) == 2
+        assert uow.count_executed(T0, municipality="Utrecht") == 2
+        assert uow.count_executed(T0 + timedelta(hours=1),
+                                  account_email="resident@example.org") == 1
+        assert uow.count_executed(T0, municipality="Eindhoven") == 0

@@ -76,6 +76,24 @@ def is_up_to_date(target: str | Engine) -> bool:
     return current_revision(target) == head_revision()
 
 
+class SchemaOutdated(RuntimeError):
+    """The database is not at the revision this code expects."""
+
+
+def ensure_schema(target: str | Engine, *, auto_upgrade: bool = False) -> None:
+    """Refuse an outdated schema with a clear message, or upgrade it when configured to."""
+    current, head = current_revision(target), head_revision()
+    if current == head:
+        return
+    if auto_upgrade:
+        upgrade(target)
+        return
+    raise SchemaOutdated(
+        f"database schema is at revision {current or '(empty)'}, this version needs {head}: "
+        "run `reset-mailbot db upgrade`, or set [database] auto_upgrade = true"
+    )
+
+
 def _main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)

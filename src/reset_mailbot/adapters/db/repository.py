@@ -750,12 +750,29 @@ class UnitOfWork:
         )
         return item
 
-    def replies_sent_to(self, address: str, since: datetime) -> int:
+    def count_replies_to(self, address: str, since: datetime) -> int:
         """Replies to `address` queued since `since` (for `max_per_sender_per_hour`)."""
         query = select(func.count(OutboxItem.id)).where(
             func.lower(OutboxItem.to_address) == address.strip().lower(),
             OutboxItem.created_at >= since,
         )
+        return int(self.session.scalar(query) or 0)
+
+    def count_executed(
+        self,
+        since: datetime,
+        *,
+        municipality: str | None = None,
+        account_email: str | None = None,
+    ) -> int:
+        """Requests executed since `since`, for the reset limits of issue #5."""
+        query = select(func.count(Request.id)).where(
+            Request.executed_at.is_not(None), Request.executed_at >= since
+        )
+        if municipality is not None:
+            query = query.where(Request.municipality == municipality)
+        if account_email is not None:
+            query = query.where(func.lower(Request.account_email) == account_email.lower())
         return int(self.session.scalar(query) or 0)
 
     # --------------------------------------------------------------- executions
