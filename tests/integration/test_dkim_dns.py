@@ -149,6 +149,15 @@ def test_revoked_key_is_invalid(server: DnsServer, rules: RuleSet) -> None:
     assert_invalid(decide_over_dns(server, rules, signed_2048()))
 
 
+@pytest.mark.parametrize("selector", ["s" * 64, "a..b", "x" * 60 + "." + "y" * 60 + ".z" * 40])
+def test_selector_that_cannot_be_a_dns_name_is_invalid_not_deferred(
+    server: DnsServer, rules: RuleSet, selector: str
+) -> None:
+    # a hostile or broken s= must not park the message in "deferred" forever
+    raw = sign(plain_message(), rsa_key(2048), "utrecht.nl", selector)
+    assert_invalid(decide_over_dns(server, rules, raw))
+
+
 def test_recovers_when_the_fault_is_gone(server: DnsServer, rules: RuleSet) -> None:
     raw = signed_2048()
     server.set_records({NAME: rsa_key(2048).txt()})

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dns.exception
 import dns.flags
 import dns.message
+import dns.name
 import dns.query
 import dns.rcode
 import dns.rdatatype
@@ -37,7 +38,11 @@ def make_key_lookup(
 
     def lookup(name: str) -> bytes | None:
         try:
-            answer = resolver.resolve(name, "TXT", tcp=False, raise_on_no_answer=True)
+            qname = dns.name.from_text(name)
+        except dns.exception.DNSException:
+            return None  # s=/d= that can never be a DNS name (label too long, empty): no key
+        try:
+            answer = resolver.resolve(qname, "TXT", tcp=False, raise_on_no_answer=True)
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
             return None
         except dns.resolver.LifetimeTimeout as exc:
