@@ -10,6 +10,7 @@ import threading
 import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -290,6 +291,40 @@ def test_an_exception_inside_the_unit_of_work_leaves_nothing_behind(store: Store
         assert count(store, model) == 0, model.__tablename__
     with store.unit_of_work() as uow:
         assert uow.get_mailbox_state("INBOX") is None
+
+
+_KILLED_WORKER = """
+import os, signal, sys
+sys.path.insert(0, sys.argv[2])
+from tests.integration.test_storage import decision
+from reset_mailbot.adapters.db import Store, create_db_engine
+store = Store(create_db_engine(sys.argv[1]))
+with store.unit_of_work() as uow:
+    m = uow.record_message(decision("<kept@utrecht.nl>"), raw=b"1")
+    uow.create_request(decision("<kept@utrecht.nl>"), m)
+with store.unit_of_work() as uow:
+    m = uow.record_message(decision("<lost@utrecht.nl>"), raw=b"2")
+    uow.create_request(decision("<lost@utrecht.nl>"), m)
+    uow.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_kill_9_inside_a_unit_of_work_keeps_what_was_committed(store: Store,
+                                                               database_url: str) -> None:
+    import subprocess
+    import sys
+
+    root = str(Path(__file__).resolve().parents[2])
+    done = subprocess.run([sys.executable, "-c", _KILLED_WORKER, database_url, root],
+                          check=False, capture_output=True, timeout=60)
+    assert done.returncode == -9, done.stderr.decode()
+    with store.unit_of_work() as uow:
+        assert uow.get_message_by_key("<kept@utrecht.nl>") is not None
+        assert uow.get_message_by_key("<lost@utrecht.nl>") is None
+        assert len(uow.list_requests()) == 1
+    with store.unit_of_work() as uow:  # the killed writer's lock is gone
+        uow.record_message(decision("<lost@utrecht.nl>"), raw=b"2")
 
 
 def test_messages_pending_move_after_a_crash_between_commit_and_move(store: Store) -> None:

@@ -101,6 +101,10 @@ class DuplicateMessage(Exception):
     `existing` is the stored row, usable while the unit of work is open (catch the exception
     inside the block to audit the duplicate or finish a MOVE); the plain fields survive the
     rollback of a block the exception leaves.
+
+    Not every duplicate is a replay: when `existing` has the same mailbox/UIDVALIDITY/UID and
+    `folder_moved_to` is None, the daemon died between the commit and the IMAP MOVE, and the
+    right action is only to finish the move (see `UnitOfWork.messages_pending_move`).
     """
 
     def __init__(self, existing: Message) -> None:
@@ -663,6 +667,8 @@ class UnitOfWork:
     ) -> OutboxItem:
         """Queue a fully built reply; its Message-ID joins the request's thread."""
         now = self._now(now)
+        if message is not None and message.id is None:
+            self.session.flush()
         item = OutboxItem(
             kind=kind,
             to_address=to_address,
