@@ -7,6 +7,7 @@ PyYAML composes alongside the data, following the location pydantic reports.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -119,7 +120,25 @@ def packaged_rules_dir() -> Path:
 
 
 def load_extraction_rules(rules_dir: Path) -> ExtractionRules:
-    return ExtractionRules()
+    """rules/extraction.yaml plus every rules/phrases.<lang>.yaml, validated and compiled once."""
+    from reset_mailbot.domain.extraction.rules import LayoutRules, PhraseRules
+
+    layout_path = rules_dir / "extraction.yaml"
+    phrase_paths = sorted(rules_dir.glob("phrases.*.yaml"))
+    if not phrase_paths:
+        raise RulesError(rules_dir / "phrases.nl.yaml", "file not found (no phrases.*.yaml)")
+    layout = load_yaml_model(layout_path, LayoutRules)
+    phrases = [load_yaml_model(path, PhraseRules) for path in phrase_paths]
+    rules = ExtractionRules(
+        phrases=phrases,
+        layout=layout,
+        sources=tuple(str(p) for p in (layout_path, *phrase_paths)),
+    )
+    try:
+        _ = rules.compiled  # alternations of valid patterns can still fail to combine
+    except re.error as exc:
+        raise RulesError(rules_dir, f"extraction rules do not compile together: {exc}") from exc
+    return rules
 
 
 def load_rules(rules_dir: Path | None = None, municipalities: Path | None = None) -> RuleSet:

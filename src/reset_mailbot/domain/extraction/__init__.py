@@ -1,21 +1,70 @@
-"""Reading the request out of the sender's own new text (policy, "Required items").
+"""Reading the request out of the sender's own new text (policy, "Required items"; issue #3).
 
-Interim: until the extraction issue (#3) lands, nothing is extracted, so an authentic and
-authorised message is `incomplete` with all three items missing (as issue #2 specifies).
+The pipeline, one small module per step:
+  body.py          choose text/plain or HTML, decode charsets (html_text.py converts HTML)
+  quotes.py        cut quoted/forwarded history, split off signature and disclaimer
+  templates.py     "Identiteit gecontroleerd: ja" lines
+  sentences.py     sentences of the remaining text
+  confirmations.py identity_verified / reset_instructed per sentence, refusing negated,
+                   conditional, future and (for identity) question forms
+  account.py       the account e-mail address (labelled wins, never guess between two)
+  reference.py     the optional case reference
+Rules are data (rules/phrases.*.yaml, rules/extraction.yaml), compiled once in rules.py.
+Pure: no I/O, and nothing here raises on any input.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
-
+from reset_mailbot.domain.extraction.account import account_email
+from reset_mailbot.domain.extraction.body import body_text
+from reset_mailbot.domain.extraction.confirmations import identity_verified, reset_instructed
+from reset_mailbot.domain.extraction.quotes import segments
+from reset_mailbot.domain.extraction.reference import case_reference
+from reset_mailbot.domain.extraction.rules import ExtractionRules
+from reset_mailbot.domain.extraction.sentences import sentences
+from reset_mailbot.domain.extraction.templates import template_answers
 from reset_mailbot.domain.message import ParsedMessage
-from reset_mailbot.domain.models import ResetRequest
+from reset_mailbot.domain.models import Evidence, ResetRequest
+from reset_mailbot.domain.reasons import Item, MissingDetail
+
+__all__ = ["ExtractionRules", "extract_request", "extract_text"]
 
 
-class ExtractionRules(BaseModel):
-    """Phrase, label and quote-cutting rules (rules/phrases.*.yaml); filled by issue #3."""
+def extract_text(
+    text: str, rules: ExtractionRules, excluded_addresses: frozenset[str]
+) -> ResetRequest:
+    """Extract the request items from a body that is already text (quotes not yet cut)."""
+    compiled = rules.compiled
+    parts = segments(text, compiled)
+    answers, template_lines = template_answers(parts.body, compiled)
+    units = sentences(parts.body, template_lines)
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    evidence: list[Evidence] = []
+    details: dict[Item, MissingDetail] = {}
+
+    account = account_email(parts.body, parts.signature, excluded_addresses, compiled)
+    if account.address is not None and account.evidence is not None:
+        evidence.append(Evidence(item=Item.ACCOUNT_EMAIL, text=account.evidence, kind=account.kind))
+    elif account.detail is not None:
+        details[Item.ACCOUNT_EMAIL] = account.detail
+
+    identity = identity_verified(units, answers, compiled)
+    instruction = reset_instructed(units, answers, compiled)
+    for item, finding in ((Item.IDENTITY_VERIFIED, identity), (Item.RESET_INSTRUCTED, instruction)):
+        if finding.confirmed and finding.evidence is not None:
+            evidence.append(Evidence(item=item, text=finding.evidence, kind=finding.kind))
+        elif finding.detail is not None:
+            details[item] = finding.detail
+
+    reference = case_reference(parts.body, compiled)
+    return ResetRequest(
+        account_email=account.address,
+        identity_verified=identity.confirmed,
+        reset_instructed=instruction.confirmed,
+        case_reference=reference[0] if reference else None,
+        evidence=evidence,
+        missing_details=details,
+    )
 
 
 def extract_request(
@@ -24,6 +73,12 @@ def extract_request(
     """Extract the request items from `message`.
 
     `excluded_addresses` (normalised) are never account candidates: the sender, To/Cc
-    recipients and our own support address.
+    recipients and our own support address. Never raises: unreadable input extracts nothing.
     """
-    return ResetRequest()
+    if not rules.phrases or rules.layout is None:
+        return ResetRequest()
+    try:
+        body = body_text(message.message, rules.compiled.plain_stub)
+        return extract_text(body.text, rules, excluded_addresses)
+    except Exception:  # a bug must cost a polite "incomplete" reply, never a false confirmation
+        return ResetRequest()

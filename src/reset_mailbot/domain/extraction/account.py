@@ -1,0 +1,139 @@
+"""The account e-mail address (issue #3, item 4; policy clarifications).
+
+Candidates come from the sender's new text, mailto: targets included. The sender, the To/Cc
+recipients, our support address and every address in the signature never count. A labelled
+candidate ("E-mailadres account: x") wins; two distinct labelled, or (without a label) two
+distinct unlabelled candidates are ambiguous: we never guess. Obfuscated forms ("x[at]y") are not
+addresses.
+
+Addresses are found by scanning outwards from each "@" with bounded loops instead of a regex, so
+a hostile megabyte without an "@" (or full of them) costs linear time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from email_validator import EmailNotValidError, validate_email
+
+from reset_mailbot.domain.addresses import InvalidAddress, normalise_address
+from reset_mailbot.domain.extraction.rules import CompiledRules, fold
+from reset_mailbot.domain.reasons import MissingDetail
+
+_LOCAL_EXTRA = frozenset("!#$%&'*+-/=?^_`{|}~.")
+_MAX_LOCAL = 64
+_MAX_DOMAIN = 253
+_MAX_AT_PER_TEXT = 200
+
+
+@dataclass(frozen=True)
+class Occurrence:
+    address: str  # as written
+    line: int
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class AccountFinding:
+    address: str | None
+    evidence: str | None = None
+    kind: str = "sentence"  # label | sentence | mailto
+    detail: MissingDetail | None = None
+
+
+def _local_char(ch: str) -> bool:
+    return ch.isalnum() or ch in _LOCAL_EXTRA
+
+
+def _domain_char(ch: str) -> bool:
+    return ch.isalnum() or ch in ".-"
+
+
+def find_addresses(lines: list[str]) -> list[Occurrence]:
+    """Every address-shaped text in `lines` (not yet validated)."""
+    found: list[Occurrence] = []
+    budget = _MAX_AT_PER_TEXT
+    for n, line in enumerate(lines):
+        at = line.find("@")
+        while at != -1 and budget > 0:
+            budget -= 1
+            start = at
+            while start > 0 and at - start < _MAX_LOCAL and _local_char(line[start - 1]):
+                start -= 1
+            end = at + 1
+            while end < len(line) and end - at <= _MAX_DOMAIN and _domain_char(line[end]):
+                end += 1
+            local = line[start:at].lstrip(".")
+            domain = line[at + 1 : end].rstrip(".-")
+            start = at - len(local)
+            if local and "." in domain:
+                found.append(Occurrence(f"{local}@{domain}", n, start, at + 1 + len(domain)))
+            at = line.find("@", end if end > at else at + 1)
+    return found
+
+
+def canonical(address: str) -> str | None:
+    """Validated, normalised (lower case, A-label domain) address, or None if not valid."""
+    try:
+        valid = validate_email(address, check_deliverability=False)
+        return normalise_address(valid.normalized)
+    except (EmailNotValidError, InvalidAddress):
+        return None
+    except Exception:  # email-validator on hostile input: not an address
+        return None
+
+
+def _labelled(lines: list[str], occ: Occurrence, rules: CompiledRules) -> bool:
+    if rules.account_label is None:
+        return False
+    prefix = fold(lines[occ.line][: occ.start].strip())[-200:]
+    if prefix:
+        return bool(rules.account_label.search(prefix))
+    for j in range(occ.line - 1, max(-1, occ.line - 3), -1):  # label on the line above
+        above = fold(lines[j].strip())[-200:]
+        if above:
+            return bool(rules.account_label.search(above))
+    return False
+
+
+def _kind(lines: list[str], occ: Occurrence, labelled: bool) -> str:
+    if labelled:
+        return "label"
+    return "mailto" if lines[occ.line][: occ.start].lower().endswith("mailto:") else "sentence"
+
+
+def account_email(
+    body: list[str],
+    signature: list[str],
+    excluded: frozenset[str],
+    rules: CompiledRules,
+) -> AccountFinding:
+    """The one account address of the request, or why there is none."""
+    never = set(excluded)
+    for occ in find_addresses(signature):
+        if (addr := canonical(occ.address)) is not None:
+            never.add(addr)
+    labelled: dict[str, AccountFinding] = {}
+    unlabelled: dict[str, AccountFinding] = {}
+    invalid_labelled = False
+    for occ in find_addresses(body):
+        addr = canonical(occ.address)
+        is_labelled = _labelled(body, occ, rules)
+        if addr is None:
+            invalid_labelled = invalid_labelled or is_labelled
+            continue
+        if addr in never:
+            continue
+        finding = AccountFinding(addr, body[occ.line].strip(), _kind(body, occ, is_labelled))
+        target = labelled if is_labelled else unlabelled
+        if addr not in target or (finding.kind == "label"):
+            target.setdefault(addr, finding)
+    for addr in labelled:
+        unlabelled.pop(addr, None)
+    chosen = labelled or unlabelled
+    if len(chosen) == 1:
+        return next(iter(chosen.values()))
+    if len(chosen) > 1:
+        return AccountFinding(None, detail=MissingDetail.AMBIGUOUS)
+    return AccountFinding(None, detail=MissingDetail.INVALID if invalid_labelled else None)

@@ -1,0 +1,160 @@
+"""The two confirmations: identity verified, and reset instructed (issue #3, item 3).
+
+A sentence confirms only when it matches an affirmative rule and carries no refusal marker:
+negation (in its own clause), condition (anywhere in the sentence), future; for the identity
+check also modal/hedged/hearsay forms and any question. For the instruction a polite request in
+question form counts ("Kunnen jullie de 2FA resetten?"). A negated statement or a "nee" in a
+template vetoes the item even when another sentence affirms it: contradictions are for a human.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from reset_mailbot.domain.extraction.rules import CompiledRules
+from reset_mailbot.domain.extraction.sentences import Sentence
+from reset_mailbot.domain.extraction.templates import TemplateAnswer
+from reset_mailbot.domain.reasons import Item, MissingDetail
+
+_CLAUSE = re.compile(r"[,;()]|\s[-\u2013]\s|(?<!\w)(?:en|and|maar|but|terwijl|while)(?!\w)")
+_HARD_BREAK = re.compile(r";")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """The verdict on one item: confirmed (with evidence) or missing (with a reason if any)."""
+
+    confirmed: bool
+    evidence: str | None = None
+    kind: str = "sentence"
+    detail: MissingDetail | None = None
+
+
+def _clauses(text: str) -> Iterator[tuple[int, str]]:
+    start = 0
+    for match in _CLAUSE.finditer(text):
+        yield start, text[start : match.start()]
+        start = match.end()
+    yield start, text[start:]
+
+
+def _neutralised(text: str, rules: CompiledRules) -> str:
+    if rules.neutral is None:
+        return text
+    return rules.neutral.sub(lambda m: " " * len(m.group()), text)
+
+
+def _scope(text: str, pos: int, rules: CompiledRules) -> str:
+    """The part of the sentence between clause breaks ("omdat", "because", ";") around `pos`."""
+    cuts = [m.start() for m in _HARD_BREAK.finditer(text)]
+    if rules.clause_break is not None:
+        cuts += [m.start() for m in rules.clause_break.finditer(text)]
+    before = [c for c in cuts if c <= pos]
+    after = [c for c in cuts if c > pos]
+    return text[max(before, default=0) : min(after, default=len(text))]
+
+
+def _common_refusal(text: str, scope: str, rules: CompiledRules) -> MissingDetail | None:
+    if rules.label_only is not None and rules.label_only.match(text):
+        return MissingDetail.NOT_FOUND
+    if rules.negation is not None and rules.negation.search(scope):
+        return MissingDetail.NEGATED
+    if rules.conditional is not None and rules.conditional.search(text):
+        return MissingDetail.CONDITIONAL
+    if rules.future is not None and rules.future.search(scope):
+        return MissingDetail.CONDITIONAL
+    return None
+
+
+def _identity_position(folded: str, rules: CompiledRules) -> int | None:
+    if rules.id_phrase is not None and (m := rules.id_phrase.search(folded)):
+        return m.start()
+    if rules.id_subject is None or rules.id_verb is None:
+        return None
+    for start, clause in _clauses(folded):
+        subject = rules.id_subject.search(clause)
+        if subject and rules.id_verb.search(clause):
+            return start + subject.start()
+    return None
+
+
+def _identity_sentence(s: Sentence, rules: CompiledRules) -> Finding | None:
+    pos = _identity_position(s.folded, rules)
+    if pos is None:
+        return None
+    text = _neutralised(s.folded, rules)
+    scope = _scope(text, pos, rules)
+    refusal = _common_refusal(text, scope, rules)
+    if refusal is None and "?" in s.text:
+        refusal = MissingDetail.QUESTION
+    if refusal is None and rules.identity_only is not None and rules.identity_only.search(scope):
+        refusal = MissingDetail.CONDITIONAL
+    if refusal is not None:
+        return Finding(False, s.text, detail=refusal)
+    return Finding(True, s.text)
+
+
+def _instruction_position(folded: str, rules: CompiledRules) -> int | None:
+    if (
+        rules.in_other_target is not None
+        and rules.in_other_target.search(folded)
+        and not (rules.in_own_target and rules.in_own_target.search(folded))
+    ):
+        return None  # a password or PIN reset is not a 2FA reset
+    if rules.in_phrase is not None and (m := rules.in_phrase.search(folded)):
+        return m.start()
+    if rules.in_request is None or rules.in_object is None:
+        return None
+    for start, clause in _clauses(folded):
+        request = rules.in_request.search(clause)
+        if request and rules.in_object.search(clause):
+            return start + request.start()
+    return None
+
+
+def _instruction_sentence(s: Sentence, rules: CompiledRules) -> Finding | None:
+    pos = _instruction_position(s.folded, rules)
+    if pos is None:
+        return None
+    text = _neutralised(s.folded, rules)
+    scope = _scope(text, pos, rules)
+    refusal = _common_refusal(text, scope, rules)
+    if refusal is None and "?" in s.text and not (rules.in_polite and rules.in_polite.search(text)):
+        refusal = MissingDetail.QUESTION
+    if refusal is None and rules.in_third_party is not None and rules.in_third_party.search(scope):
+        refusal = MissingDetail.NOT_FOUND
+    if refusal is not None:
+        return Finding(False, s.text, detail=refusal)
+    return Finding(True, s.text)
+
+
+def _combine(findings: list[Finding], answers: list[TemplateAnswer], item: Item) -> Finding:
+    templates = [a for a in answers if a.item is item]
+    if any(a.value is False for a in templates):
+        return Finding(False, detail=MissingDetail.TEMPLATE_NO)
+    if any(f.detail is MissingDetail.NEGATED for f in findings):
+        return Finding(False, detail=MissingDetail.NEGATED)
+    yes = next((a for a in templates if a.value is True), None)
+    if yes is not None:
+        return Finding(True, yes.line, kind="template")
+    confirmed = next((f for f in findings if f.confirmed), None)
+    if confirmed is not None:
+        return confirmed
+    refused = next((f.detail for f in findings if f.detail is not MissingDetail.NOT_FOUND), None)
+    return Finding(False, detail=refused)
+
+
+def identity_verified(
+    sentences: list[Sentence], answers: list[TemplateAnswer], rules: CompiledRules
+) -> Finding:
+    found = [f for s in sentences if (f := _identity_sentence(s, rules)) is not None]
+    return _combine(found, answers, Item.IDENTITY_VERIFIED)
+
+
+def reset_instructed(
+    sentences: list[Sentence], answers: list[TemplateAnswer], rules: CompiledRules
+) -> Finding:
+    found = [f for s in sentences if (f := _instruction_sentence(s, rules)) is not None]
+    return _combine(found, answers, Item.RESET_INSTRUCTED)

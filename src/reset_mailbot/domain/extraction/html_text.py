@@ -1,0 +1,129 @@
+"""HTML to plain text that keeps what extraction needs (issue #3, item 1).
+
+Paragraphs stay lines, a table row stays one line with its cells separated by a tab (so a Word
+template's label cell and value cell read as one "label<TAB>value" line), and a mailto: target
+that the link text does not show is kept as "<mailto:address>". Quoted history is cut here, where
+the structure still shows it: at the first blockquote, Gmail/Yahoo/Thunderbird quote container,
+Outlook's `div#appendonsend`/`divRplyFwdMsg` or border-top divider block, a QUOTE_MARK line is
+written and the walk stops. Signature containers get a SIGNATURE_MARK line.
+
+lxml (libxml2) parses; the walk is iterative, so deep nesting cannot exhaust the stack.
+"""
+
+from __future__ import annotations
+
+import re
+
+from lxml import etree
+from lxml import html as lxml_html
+
+QUOTE_MARK = "\x1equote\x1e"
+SIGNATURE_MARK = "\x1esig\x1e"
+
+_SKIP = frozenset({"head", "style", "script", "title", "meta", "xml", "template", "noscript"})
+_BLOCK = frozenset(
+    {
+        "p", "div", "tr", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "table",
+        "pre", "address", "section", "article", "header", "footer", "dd", "dt", "dl", "hr",
+        "center", "form", "fieldset", "tbody", "thead", "tfoot", "caption", "body",
+    }
+)
+_CELL = frozenset({"td", "th"})
+_QUOTE_CLASSES = ("gmail_quote", "yahoo_quoted", "moz-cite-prefix", "protonmail_quote")
+_QUOTE_IDS = ("appendonsend", "divrplyfwdmsg", "x_divrplyfwdmsg", "mail-editor-reference-message")
+_SIGNATURE_CLASSES = ("gmail_signature", "moz-signature")
+_SIGNATURE_IDS = ("signature", "x_signature", "appendsignature")
+_BORDER_TOP = re.compile(r"border-top\s*:\s*solid", re.IGNORECASE)
+_SPACE = re.compile(r"[ \t\r\n\f\v\u00a0\u200b]+")
+_CELL_GAP = re.compile(r" *\t[ \t]*")
+_MAILTO = re.compile(r"^\s*mailto:([^?\s]+)", re.IGNORECASE)
+
+
+def _is_quote(el: etree._Element, tag: str) -> bool:
+    if tag == "blockquote":
+        return True
+    cls = (el.get("class") or "").lower()
+    if any(c in cls for c in _QUOTE_CLASSES):
+        return True
+    ident = (el.get("id") or "").lower()
+    if ident in _QUOTE_IDS:
+        return True
+    if tag == "div":
+        style = el.get("style") or ""
+        # Outlook desktop: the reply header sits in a div with only a top border
+        if _BORDER_TOP.search(style) and "border:none" in style.replace(" ", "").lower():
+            return True
+    return False
+
+
+def _is_signature(el: etree._Element) -> bool:
+    cls = (el.get("class") or "").lower()
+    ident = (el.get("id") or "").lower()
+    return any(c in cls for c in _SIGNATURE_CLASSES) or ident in _SIGNATURE_IDS
+
+
+def html_to_text(markup: str) -> str:
+    """Readable text of an HTML body; never raises (returns "" for unparseable input)."""
+    if not markup or not markup.strip():
+        return ""
+    try:
+        root = lxml_html.document_fromstring(markup)
+    except (etree.ParserError, ValueError, TypeError):
+        return ""
+    out: list[str] = []
+    in_cell = 0
+    pending_mailto: list[str | None] = []
+    walker = etree.iterwalk(root, events=("start", "end"))
+    for event, el in walker:
+        tag = el.tag if isinstance(el.tag, str) else ""
+        tag = tag.rpartition("}")[2].lower()  # o:p and namespaced tags
+        if event == "start":
+            if not tag:  # comment or processing instruction: its text is not content
+                walker.skip_subtree()
+                if el.tail:
+                    out.append(_SPACE.sub(" ", el.tail))
+                continue
+            if tag in _SKIP:
+                walker.skip_subtree()
+                continue
+            if _is_quote(el, tag):
+                out.append("\n" + QUOTE_MARK + "\n")
+                break
+            if _is_signature(el):
+                out.append("\n" + SIGNATURE_MARK + "\n")
+            if tag in _CELL:
+                in_cell += 1
+            elif tag == "br":
+                out.append(" " if in_cell else "\n")
+            elif tag in _BLOCK:
+                out.append(" " if in_cell and tag != "tr" else "\n")
+            elif tag == "a":
+                match = _MAILTO.match(el.get("href") or "")
+                pending_mailto.append(match.group(1) if match else None)
+            if el.text:
+                out.append(_SPACE.sub(" ", el.text))
+        else:
+            if not tag or tag in _SKIP:
+                continue
+            if tag in _CELL:
+                in_cell = max(0, in_cell - 1)
+                out.append("\t")
+            elif tag in _BLOCK:
+                out.append(" " if in_cell and tag != "tr" else "\n")
+            elif tag == "a" and pending_mailto:
+                target = pending_mailto.pop()
+                if target and target.lower() not in "".join(el.itertext()).lower():
+                    out.append(f" <mailto:{target}>")
+            if el.tail:
+                out.append(_SPACE.sub(" ", el.tail))
+    return _tidy("".join(out))
+
+
+def _tidy(text: str) -> str:
+    """Strip each line, squeeze the spaces around cell tabs, drop runs of blank lines."""
+    lines: list[str] = []
+    for raw in text.split("\n"):
+        line = _CELL_GAP.sub("\t", raw.strip(" \t"))
+        if line or (lines and lines[-1]):
+            lines.append(line)
+    return "\n".join(lines).strip("\n")

@@ -1,0 +1,107 @@
+"""Keeping only the sender's own new text (issue #3, item 2; policy "Required items").
+
+Everything from the first quote or forward header on is history and never counts, nor does any
+text after a first ">"-quoted line (answers typed inside a quoted message do not count). Of what
+remains, a signature (from a short sign-off line such as "Met vriendelijke groet") and a legal
+disclaimer are split off: their addresses are never account candidates and their words never
+confirm anything.
+
+mail-parser-reply was evaluated for this and missed wrapped "Op ... schreef" headers and
+"-----Oorspronkelijk bericht-----" blocks, so the markers are rules in rules/extraction.yaml.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from reset_mailbot.domain.extraction.rules import CompiledRules, fold
+
+# Lines longer than this are split before matching: no rule needs more, and it bounds the work
+# a hostile one-line body can cause.
+MAX_LINE = 2000
+
+
+@dataclass(frozen=True)
+class Segments:
+    body: list[str]  # the sender's own new text, line by line
+    signature: list[str]  # sign-off, signature block and disclaimer
+    cut: str | None  # the line where quoted history started, if any
+
+
+def split_lines(text: str) -> list[str]:
+    """Lines, with over-long lines chunked."""
+    lines: list[str] = []
+    for line in text.split("\n"):
+        if len(line) <= MAX_LINE:
+            lines.append(line.rstrip())
+        else:
+            lines += [line[i : i + MAX_LINE] for i in range(0, len(line), MAX_LINE)]
+    return lines
+
+
+def _is_wrote_header(folded: list[str], i: int, rules: CompiledRules) -> bool:
+    """'Op <datum> schreef <naam> <adres>:' on one line or wrapped over up to three."""
+    first = folded[i]
+    if rules.wrote_start is None or rules.wrote_end is None or not rules.wrote_start.match(first):
+        return False
+    joined = first
+    for extra in range(3):
+        if extra:
+            if i + extra >= len(folded) or not folded[i + extra]:
+                return False
+            joined = f"{joined} {folded[i + extra]}"
+        if len(joined) <= 600 and rules.wrote_end.search(joined):
+            return True
+    return False
+
+
+def _is_header_block(folded: list[str], i: int, rules: CompiledRules) -> bool:
+    if rules.block_first is None or rules.block_next is None:
+        return False
+    if not rules.block_first.match(folded[i]):
+        return False
+    window = folded[i + 1 : i + 1 + rules.block_window]
+    return any(rules.block_next.match(line) for line in window)
+
+
+def quote_start(folded: list[str], rules: CompiledRules) -> int | None:
+    """Index of the first line of quoted or forwarded history."""
+    for i, line in enumerate(folded):
+        if not line:
+            continue
+        if rules.quote_header is not None and rules.quote_header.match(line):
+            return i
+        if _is_header_block(folded, i, rules) or _is_wrote_header(folded, i, rules):
+            return i
+    return None
+
+
+def signature_start(folded: list[str], rules: CompiledRules) -> int | None:
+    """Index of the sign-off line or disclaimer that begins the signature."""
+    for i, line in enumerate(folded):
+        if not line:
+            continue
+        if (
+            rules.signature is not None
+            and len(line) <= rules.signature_max_line
+            and rules.signature.match(line)
+        ):
+            return i
+        if rules.disclaimer is not None and rules.disclaimer.search(line):
+            return i
+    return None
+
+
+def segments(text: str, rules: CompiledRules) -> Segments:
+    """Split a body into the sender's new text and the signature; drop quoted history."""
+    lines = split_lines(text)
+    folded = [fold(line.strip()) for line in lines]
+    cut = quote_start(folded, rules)
+    cut_line = None
+    if cut is not None:
+        cut_line = lines[cut]
+        lines, folded = lines[:cut], folded[:cut]
+    sig = signature_start(folded, rules)
+    if sig is None:
+        return Segments(lines, [], cut_line)
+    return Segments(lines[:sig], lines[sig:], cut_line)

@@ -1,0 +1,33 @@
+"""The optional case reference (issue #3, item 5): dossier-, zaak-, klant-, kenmerknummer.
+
+Kept exactly as written. "n.v.t." and other non-values have no digits and never match; a number
+labelled as a BSN is never a reference (policy clarification).
+"""
+
+from __future__ import annotations
+
+from reset_mailbot.domain.extraction.rules import CompiledRules, fold
+
+_BEFORE_LABEL = 25
+
+
+def case_reference(lines: list[str], rules: CompiledRules) -> tuple[str, str] | None:
+    """(reference as written, the line it is on), or None."""
+    if rules.ref_label is None:
+        return None
+    for raw in lines:
+        line = raw.strip()
+        if not line:
+            continue
+        folded = fold(line)
+        for match in rules.ref_label.finditer(folded):
+            value = match.group("value")
+            if sum(ch.isdigit() for ch in value) < rules.ref_min_digits:
+                continue
+            context = folded[max(0, match.start() - _BEFORE_LABEL) : match.end()]
+            if rules.ref_forbidden is not None and rules.ref_forbidden.search(context):
+                continue
+            if len(folded) == len(line):
+                value = line[match.start("value") : match.end("value")]
+            return value, line
+    return None
