@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from reset_mailbot.domain.authentication import MAX_SIGNATURES
 from reset_mailbot.domain.decision import DecisionContext, decide
 from reset_mailbot.domain.models import Decision, DkimStatus, SignatureVerdict
 from reset_mailbot.domain.reasons import Outcome, ReasonCode
@@ -400,6 +401,30 @@ def test_unaligned_pass_with_aligned_failure_is_not_aligned(rules, signer) -> No
     decision = run(rules, raw, signer.zone)
     assert_rejected(decision, ReasonCode.DKIM_NOT_ALIGNED, reply=False)
     assert ReasonCode.DKIM_INVALID not in decision.reasons
+
+
+def test_hundreds_of_signatures_are_bounded(rules, signer) -> None:
+    # DoS guard: every try re-canonicalises the message and may wait for a DNS timeout
+    base = plain_message(from_="evil@attacker.example")
+    junk = signature_header(base, rsa_key(2048), "attacker.example", "sel")
+    signer.publish(rsa_key(2048, "other"), "attacker.example", "sel")  # so every one fails
+    calls: list[str] = []
+    context = DecisionContext(rules, dict_lookup(signer.zone, calls=calls), SUPPORT)
+    start = time.monotonic()
+    decision = decide(junk * 900 + base, context)
+    assert time.monotonic() - start < 5
+    assert_rejected(decision, ReasonCode.DKIM_INVALID, reply=False)
+    assert len(calls) == MAX_SIGNATURES
+    assert len(decision.authentication.signatures) == MAX_SIGNATURES
+
+
+def test_aligned_pass_after_several_failing_signatures_counts(rules, signer) -> None:
+    base = plain_message()
+    junk = signature_header(base, rsa_key(2048), "lists.example.org", "list")
+    signer.publish(rsa_key(2048, "other"), "lists.example.org", "list")
+    raw = junk * (MAX_SIGNATURES - 1) + signature_header(base, rsa_key(2048), "utrecht.nl") + base
+    signer.publish(rsa_key(2048), "utrecht.nl")
+    assert_authorised(run(rules, raw, signer.zone))
 
 
 # ---------------------------------------------------------------------------------------------

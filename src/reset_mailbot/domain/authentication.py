@@ -27,6 +27,10 @@ from reset_mailbot.domain.models import (
 )
 
 MIN_RSA_BITS = 1024
+#: RFC 6376 6.1 lets verifiers limit the signatures they try. Each try re-canonicalises the whole
+#: message and may cost a DNS timeout, so an unbounded count lets one hostile message (hundreds of
+#: DKIM-Signature headers, keys behind a slow nameserver) block the worker for minutes to hours.
+MAX_SIGNATURES = 10
 
 #: name (e.g. ``"selector1._domainkey.utrecht.nl."``) -> TXT record bytes, or None when the name
 #: does not exist / has no TXT record. Raises TemporaryKeyLookupError for timeouts and SERVFAIL.
@@ -143,6 +147,7 @@ def authenticate(
     `temperror` when an aligned signature could not be checked for a temporary reason (it might
     have been the aligned pass); otherwise `fail` (signatures present) or `none`. Signatures
     are checked in order, stopping at the first aligned pass: later ones cannot change it.
+    Only the first MAX_SIGNATURES are tried.
     """
     try:
         verifier = _Verifier(raw, lookup)
@@ -160,7 +165,7 @@ def authenticate(
     if not verifier.signatures:
         return AuthenticationResult(dkim=DkimStatus.NONE)
     results: list[SignatureResult] = []
-    for index in range(len(verifier.signatures)):
+    for index in range(min(len(verifier.signatures), MAX_SIGNATURES)):
         outcome = verifier.check(index, from_domain, now)
         results.append(outcome)
         if outcome.verdict is SignatureVerdict.PASS and outcome.aligned:
