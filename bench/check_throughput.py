@@ -69,7 +69,8 @@ def build_messages(n: int, seed: int) -> tuple[list[bytes], dict[str, str], list
     kinds = []
     for i in range(n):
         name, local = rng.choice(SENDERS)
-        sender = formataddr((name, f"{local}@utrecht.nl"))  # RFC 2047 for non-ASCII names
+        # a distinct From per message, so no per-sender caching can flatter the decision side
+        sender = formataddr((name, f"{local}{i}@utrecht.nl"))  # RFC 2047 for non-ASCII names
         kind = rng.random()
         if kind < 0.50:
             kinds.append("plain")
