@@ -29,13 +29,17 @@ from reset_mailbot.domain.reasons import Item, MissingDetail
 
 __all__ = ["ExtractionRules", "extract_request", "extract_text"]
 
+# The sender's new text is at the top; nothing a person types in a request comes near this, and
+# the cap bounds the work a hostile body can cause.
+MAX_TEXT_CHARS = 64_000
+
 
 def extract_text(
     text: str, rules: ExtractionRules, excluded_addresses: frozenset[str]
 ) -> ResetRequest:
     """Extract the request items from a body that is already text (quotes not yet cut)."""
     compiled = rules.compiled
-    parts = segments(text, compiled)
+    parts = segments(text[:MAX_TEXT_CHARS], compiled)
     answers, template_lines = template_answers(parts.body, compiled)
     units = sentences(parts.body, template_lines)
 

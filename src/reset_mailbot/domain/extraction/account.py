@@ -13,6 +13,7 @@ a hostile megabyte without an "@" (or full of them) costs linear time.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -73,8 +74,12 @@ def find_addresses(lines: list[str]) -> list[Occurrence]:
     return found
 
 
+@lru_cache(maxsize=4096)
 def canonical(address: str) -> str | None:
-    """Validated, normalised (lower case, A-label domain) address, or None if not valid."""
+    """Validated, normalised (lower case, A-label domain) address, or None if not valid.
+
+    Cached: the same signatures and support addresses come back in every message.
+    """
     try:
         valid = validate_email(address, check_deliverability=False)
         return normalise_address(valid.normalized)
@@ -112,8 +117,10 @@ def account_email(
     """The one account address of the request, or why there is none."""
     never = set(excluded)
     for occ in find_addresses(signature):
-        if (addr := canonical(occ.address)) is not None:
-            never.add(addr)
+        try:  # no need to validate what is excluded anyway
+            never.add(normalise_address(occ.address))
+        except InvalidAddress:
+            continue
     labelled: dict[str, AccountFinding] = {}
     unlabelled: dict[str, AccountFinding] = {}
     invalid_labelled = False

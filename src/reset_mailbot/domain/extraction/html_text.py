@@ -35,6 +35,7 @@ _SIGNATURE_CLASSES = ("gmail_signature", "moz-signature")
 _SIGNATURE_IDS = ("signature", "x_signature", "appendsignature")
 _BORDER_TOP = re.compile(r"border-top\s*:\s*solid", re.IGNORECASE)
 _SPACE = re.compile(r"[ \t\r\n\f\v\u00a0\u200b]+")
+_TAG = re.compile(r"<[^<>]*>")
 _CELL_GAP = re.compile(r" *\t[ \t]*")
 _MAILTO = re.compile(r"^\s*mailto:([^?\s]+)", re.IGNORECASE)
 
@@ -69,7 +70,7 @@ def html_to_text(markup: str) -> str:
     try:
         root = lxml_html.document_fromstring(markup)
     except (etree.ParserError, ValueError, TypeError):
-        return ""
+        return _stripped(markup)
     out: list[str] = []
     in_cell = 0
     pending_mailto: list[str | None] = []
@@ -116,7 +117,15 @@ def html_to_text(markup: str) -> str:
                     out.append(f" <mailto:{target}>")
             if el.tail:
                 out.append(_SPACE.sub(" ", el.tail))
-    return _tidy("".join(out))
+    text = _tidy("".join(out))
+    return text if text else _stripped(markup)
+
+
+def _stripped(markup: str) -> str:
+    """Last resort for markup libxml2 gives up on (e.g. nesting deeper than it allows)."""
+    if "<" not in markup:
+        return _tidy(markup)
+    return _tidy(_SPACE.sub(" ", _TAG.sub(" ", markup)))
 
 
 def _tidy(text: str) -> str:

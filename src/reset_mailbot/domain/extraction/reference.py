@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from reset_mailbot.domain.extraction.rules import CompiledRules, fold
 
-_BEFORE_LABEL = 25
+_BEFORE_LABEL = 6  # "BSN / klantnummer: ..."
 
 
 def case_reference(lines: list[str], rules: CompiledRules) -> tuple[str, str] | None:

@@ -28,6 +28,14 @@ def fold(text: str) -> str:
     return "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
 
 
+def fold_pattern(pattern: str) -> str:
+    """Diacritics removed like `fold`, but case kept: "\\W" and "\\w" differ in a regex."""
+    if pattern.isascii():
+        return pattern
+    pattern = unicodedata.normalize("NFKD", pattern.translate(_QUOTES))
+    return "".join(ch for ch in pattern if not unicodedata.combining(ch))
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -144,19 +152,23 @@ class LayoutRules(_Strict):
 
 
 
+def _alternation(patterns: list[str]) -> str:
+    return "|".join(f"(?:{fold_pattern(p)})" for p in patterns)
+
+
 def _words(patterns: list[str]) -> re.Pattern[str] | None:
     """One alternation of whole-word patterns (on folded text), or None when there are none."""
     if not patterns:
         return None
-    body = "|".join(f"(?:{fold(p)})" for p in patterns)
-    return re.compile(rf"(?<![\w-])(?:{body})(?![\w-])")
+    body = _alternation(patterns)
+    return re.compile(rf"(?<![\w-])(?:{body})(?![\w-])", re.IGNORECASE)
 
 
 def _anchored(patterns: list[str]) -> re.Pattern[str] | None:
     """One alternation matched at the start of a (folded, stripped) line."""
     if not patterns:
         return None
-    return re.compile("|".join(f"(?:{fold(p)})" for p in patterns))
+    return re.compile(_alternation(patterns), re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -229,10 +241,10 @@ class ExtractionRules(_Strict):
         ref = lay.reference if lay else None
         ref_label = None
         if ref is not None:
-            labels = "|".join(f"(?:{fold(p)})" for p in ref.labels)
             ref_label = re.compile(
-                rf"(?<![\w-])(?P<label>{labels})[ \t]*(?:[:#=\t]|nr\.?|no\.?)?[ \t]*"
-                rf"(?P<value>{fold(ref.value)})"
+                rf"(?<![\w-])(?P<label>{_alternation(ref.labels)})[ \t]*(?:[:#=\t]|nr\.?|no\.?)?"
+                rf"[ \t]*(?P<value>{fold_pattern(ref.value)})",
+                re.IGNORECASE,
             )
         return CompiledRules(
             id_subject=_words(union(lambda p: p.identity.subjects)),
@@ -254,7 +266,7 @@ class ExtractionRules(_Strict):
             clause_break=_words(union(lambda p: p.clause_breaks)),
             quote_header=_anchored(q.headers) if q else None,
             wrote_start=_anchored(q.wrote_start) if q else None,
-            wrote_end=re.compile("|".join(f"(?:{fold(p)})" for p in q.wrote_end)) if q else None,
+            wrote_end=re.compile(_alternation(q.wrote_end), re.IGNORECASE) if q else None,
             block_first=_anchored(q.header_block_first) if q else None,
             block_next=_anchored(q.header_block_next) if q else None,
             block_window=q.header_block_window if q else 4,
@@ -264,8 +276,9 @@ class ExtractionRules(_Strict):
             plain_stub=_words(q.plain_stubs) if q else None,
             account_label=(
                 re.compile(
-                    r"(?<![\w-])(?:" + "|".join(f"(?:{fold(p)})" for p in lay.account_labels) + r")"
-                    r"[ \t]*(?:\([^()]{0,40}\))?[ \t]*[:=]?[ \t]*[<(\[]?(?:mailto:)?$"
+                    rf"(?<![\w-])(?:{_alternation(lay.account_labels)})"
+                    r"[ \t]*(?:\([^()]{0,40}\))?[ \t]*[:=]?[ \t]*[<(\[]?(?:mailto:)?$",
+                    re.IGNORECASE,
                 )
                 if lay
                 else None

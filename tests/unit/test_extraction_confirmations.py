@@ -1,0 +1,161 @@
+"""identity_verified and reset_instructed, per sentence, in Dutch and English (issue #3, item 3).
+
+Precision is the bar: every sentence in the REFUSED lists must leave the item missing. A false
+"identity verified" is an account takeover.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from reset_mailbot.domain.reasons import Item, MissingDetail
+from tests.unit.extraction_helpers import extract
+
+IDENTITY_CONFIRMED = [
+    "De identiteit van de inwoner is vandaag aan de balie gecontroleerd met een geldig paspoort.",
+    "Wij hebben de identiteit gecontroleerd.",
+    "Identiteit is geverifieerd aan de hand van het rijbewijs.",
+    "De inwoner heeft zich aan de balie gelegitimeerd met haar ID-kaart.",
+    "Mevrouw is vanochtend aan de balie geïdentificeerd.",
+    "Het paspoort van meneer is door mij gezien en gecontroleerd.",
+    "Legitimatiebewijs gecheckt bij de balie.",
+    "De identiteit hebben we vastgesteld in de BRP.",
+    "Identiteit gecontroleert via het paspoort",  # typo
+    "We hebben haar verblijfsdocument gecontroleerd; alles klopt.",
+    "De identiteit is gecontroleerd, ze kan niet meer inloggen sinds ze een nieuwe telefoon heeft.",
+    "We have verified the resident's identity in person with a valid ID card.",
+    "The identity of the resident was checked at our service desk.",
+    "Passport checked at the counter this morning.",
+    "She identified herself with her driving licence.",
+    "We checked his ID.",
+]
+
+IDENTITY_REFUSED = [
+    ("Let op: de identiteit is nog niet gecontroleerd.", MissingDetail.NEGATED),
+    ("De identiteit is niet gecontroleerd.", MissingDetail.NEGATED),
+    ("Wij hebben geen paspoort, ID-kaart of rijbewijs gezien.", MissingDetail.NEGATED),
+    ("Er is geen identiteitsbewijs gecontroleerd.", MissingDetail.NEGATED),
+    ("Zodra de identiteit is gecontroleerd, laten we het weten.", MissingDetail.CONDITIONAL),
+    ("Als de identiteit gecontroleerd is, mag de 2FA worden gereset.", MissingDetail.CONDITIONAL),
+    ("Nadat de identiteit is gecontroleerd zal ik het laten weten.", MissingDetail.CONDITIONAL),
+    ("We zullen de identiteit morgen aan de balie controleren en geverifieerd doorgeven.", None),
+    ("We gaan de identiteit volgende week gecontroleerd hebben.", MissingDetail.CONDITIONAL),
+    ("De identiteit wordt morgen aan de balie gecontroleerd.", MissingDetail.CONDITIONAL),
+    ("Moeten wij de identiteit controleren?", None),
+    ("Is de identiteit gecontroleerd?", MissingDetail.QUESTION),
+    ("Moet de identiteit eerst gecontroleerd worden?", MissingDetail.QUESTION),
+    ("De identiteit moet nog gecontroleerd worden.", MissingDetail.CONDITIONAL),
+    ("Volgens mevrouw is haar identiteit al eerder gecontroleerd.", MissingDetail.CONDITIONAL),
+    ("Het paspoort was verlopen, dus de identiteit is gecontroleerd met twijfel.", None),
+    ("Bevestiging dat de identiteit van de inwoner is gecontroleerd", None),
+    ("Controleer dan altijd de identiteit van de afzender via 14 024.", None),
+    ("Wij kunnen de identiteit niet vaststellen.", None),
+    ("The identity has not been verified yet.", MissingDetail.NEGATED),
+    ("We did not check her ID.", None),
+    ("Once the identity is verified we will let you know.", MissingDetail.CONDITIONAL),
+    ("We will verify the identity tomorrow.", None),
+    ("Has the identity been verified?", MissingDetail.QUESTION),
+    ("The passport still needs to be checked.", MissingDetail.CONDITIONAL),
+    ("If the ID is checked, please reset.", MissingDetail.CONDITIONAL),
+    ("Identity verification is pending.", None),
+]
+
+INSTRUCTION_CONFIRMED = [
+    "Hierbij geeft de gemeente Utrecht opdracht om de twee-factor authenticatie te resetten.",
+    "Graag alvast de 2FA resetten voor dit account, hierbij onze opdracht.",
+    "Wilt u de 2FA resetten?",
+    "Kunnen jullie de 2FA van mevrouw resetten?",
+    "Zou u de tweestapsverificatie willen herstellen?",
+    "Bij deze geven wij daartoe opdracht.",
+    "Wij verzoeken u de 2FA te resetten.",
+    "Verzoek om de 2FA te resetten, mevrouw kan niet meer inloggen.",
+    "Graag de 2FA resetten omdat mevrouw niet meer kan inloggen.",
+    "De gemeente geeft toestemming voor de reset.",
+    "Wij gaan akkoord met het resetten van de 2FA.",
+    "Please reset the two-factor authentication for this account.",
+    "The municipality of Nijmegen hereby authorises the 2FA reset.",
+    "Could you reset the 2FA for this resident?",
+    "We request a reset of the 2FA.",
+]
+
+INSTRUCTION_REFUSED = [
+    "Wij geven nog geen opdracht tot reset.",
+    "Reset de 2FA nog niet.",
+    "Zodra de identiteit is gecontroleerd, geven wij opdracht tot reset.",
+    "Wij geven opdracht voor de reset als mevrouw langs is geweest.",
+    "Moeten wij opdracht geven voor de reset?",
+    "Is de 2FA al gereset?",
+    "Mevrouw wil graag haar 2FA laten resetten.",
+    "Graag het wachtwoord resetten.",
+    "Bedankt voor het resetten van de 2FA, graag nog een bevestiging.",
+    "Ik heb een vraag over de reset.",
+    "We will instruct the reset later.",
+    "Please do not reset the 2FA.",
+    "Once we have checked the ID, please reset the 2FA.",
+    "Do you need our permission to reset?",
+    "The resident asked us to reset her 2FA.",
+]
+
+
+def _item_state(text: str, item: Item) -> tuple[bool, MissingDetail | None]:
+    request = extract(text)
+    ok = {Item.IDENTITY_VERIFIED: request.identity_verified,
+          Item.RESET_INSTRUCTED: request.reset_instructed}[item]
+    return ok, request.missing_details.get(item)
+
+
+@pytest.mark.parametrize("text", IDENTITY_CONFIRMED)
+def test_identity_confirmed(text: str) -> None:
+    request = extract(text)
+    assert request.identity_verified, text
+    assert any(e.item is Item.IDENTITY_VERIFIED for e in request.evidence)
+
+
+@pytest.mark.parametrize(("text", "detail"), IDENTITY_REFUSED)
+def test_identity_refused(text: str, detail: MissingDetail | None) -> None:
+    ok, got = _item_state(text, Item.IDENTITY_VERIFIED)
+    assert not ok, text
+    if detail is not None:
+        assert got is detail
+
+
+@pytest.mark.parametrize("text", INSTRUCTION_CONFIRMED)
+def test_instruction_confirmed(text: str) -> None:
+    request = extract(text)
+    assert request.reset_instructed, text
+    assert any(e.item is Item.RESET_INSTRUCTED for e in request.evidence)
+
+
+@pytest.mark.parametrize("text", INSTRUCTION_REFUSED)
+def test_instruction_refused(text: str) -> None:
+    ok, _ = _item_state(text, Item.RESET_INSTRUCTED)
+    assert not ok, text
+
+
+def test_identity_question_is_not_instruction_either() -> None:
+    request = extract("Moeten wij de identiteit controleren voordat jullie de 2FA resetten?")
+    assert not request.identity_verified
+    assert not request.reset_instructed
+
+
+def test_contradiction_vetoes() -> None:
+    text = "De identiteit is gecontroleerd.\nCorrectie: de identiteit is nog niet gecontroleerd."
+    request = extract(text)
+    assert not request.identity_verified
+    assert request.missing_details[Item.IDENTITY_VERIFIED] is MissingDetail.NEGATED
+
+
+def test_hard_wrapped_sentence_is_joined() -> None:
+    text = (
+        "Goedemiddag, hierbij laat ik u weten dat de identiteit van de inwoner\n"
+        "vandaag aan de balie is gecontroleerd met een geldig paspoort.\n"
+    )
+    assert extract(text).identity_verified
+
+
+def test_negation_in_wrapped_continuation_still_refuses() -> None:
+    text = (
+        "Goedemiddag, hierbij laat ik u weten dat de identiteit van de inwoner\n"
+        "vandaag aan de balie nog niet is gecontroleerd.\n"
+    )
+    assert not extract(text).identity_verified
