@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+import smtplib
 import time
 from pathlib import Path
 
@@ -16,8 +17,12 @@ import dns.message
 import dns.query
 import dns.resolver
 import pytest
+from imapclient import IMAPClient
+from imapclient.exceptions import LoginError
 
 from tests.harness.dns_fixtures import DnsServer
+from tests.harness.dovecot import Dovecot
+from tests.harness.mail_fixtures import Mailbox, SmtpSink
 
 pytestmark = pytest.mark.services
 
@@ -145,3 +150,132 @@ def test_dns_serves_the_example_zone(clean_dns: DnsServer) -> None:
     clean_dns.load_zone_file(examples / "zone.json")
     answer = clean_dns.resolver().resolve("selector1._domainkey.utrecht.nl", "TXT")
     assert txt_value(answer).startswith("v=DKIM1; k=rsa; p=MIIBIjAN")
+
+
+# -- Dovecot -----------------------------------------------------------------------------
+
+RAW = (
+    b"From: Anna de Vries <a.devries@utrecht.nl>\r\n"
+    b"To: support@forus.test\r\n"
+    b"Subject: 2FA reset\r\n"
+    b"Message-ID: <harness-1@utrecht.nl>\r\n"
+    b"Date: Thu, 26 Nov 2026 09:00:00 +0100\r\n"
+    b"\r\n"
+    b"Graag 2FA resetten voor j.jansen@utrecht.nl.\r\n"
+)
+
+
+def test_dovecot_support_user_login_and_lmtp_delivery(dovecot: Dovecot) -> None:
+    dovecot.reset_user("support@forus.test")
+    dovecot.deliver(RAW, rcpt="support@forus.test", mail_from="a.devries@utrecht.nl")
+
+    imap = IMAPClient(dovecot.host, port=dovecot.imap_port, ssl=False, timeout=10)
+    try:
+        imap.login("support@forus.test", "secret")
+        imap.select_folder("INBOX")
+        uids = imap.search("UNSEEN")
+        assert len(uids) == 1
+        body = imap.fetch(uids, ["BODY.PEEK[]"])[uids[0]][b"BODY[]"]
+    finally:
+        imap.logout()
+    assert body.endswith(RAW)
+    assert b"Delivered-To: support@forus.test" in body
+    assert {"INBOX", "Sent", "Trash", "Junk", "Drafts"} <= set(dovecot.folders())
+    dovecot.reset_user("support@forus.test")
+    assert dovecot.list_folder("INBOX") == []
+
+
+def test_dovecot_wrong_password_is_refused(dovecot: Dovecot) -> None:
+    imap = IMAPClient(dovecot.host, port=dovecot.imap_port, ssl=False, timeout=10)
+    try:
+        with pytest.raises(LoginError):
+            imap.login("support@forus.test", "wrong")
+    finally:
+        imap.shutdown()
+
+
+def test_mailbox_is_fresh_and_supports_append_and_idle(mailbox: Mailbox) -> None:
+    assert mailbox.list_folder("INBOX") == []
+    uid = mailbox.append("Archive/2026", RAW, flags=[r"\Seen"])
+    assert uid == 1
+    assert mailbox.list_folder("Archive/2026") == [RAW]
+
+    imap = mailbox.client()
+    try:
+        imap.select_folder("INBOX")
+        imap.idle()
+        started = time.monotonic()
+        mailbox.deliver(RAW)
+        responses = imap.idle_check(timeout=5)
+        imap.idle_done()
+    finally:
+        imap.logout()
+    assert (1, b"EXISTS") in responses
+    assert time.monotonic() - started < 5
+    [delivered] = mailbox.list_folder("INBOX")
+    assert delivered.endswith(RAW)
+
+
+def test_lmtp_refuses_unknown_recipient(dovecot: Dovecot) -> None:
+    with pytest.raises(smtplib.SMTPRecipientsRefused):
+        dovecot.deliver(RAW, rcpt="nobody@forus.test")
+
+
+# -- SMTP sink ---------------------------------------------------------------------------
+
+
+def test_smtp_sink_stores_message_and_envelope(smtp_sink: SmtpSink) -> None:
+    with smtplib.SMTP(smtp_sink.host, smtp_sink.port, timeout=10) as smtp:
+        smtp.sendmail("support@forus.test", ["a.devries@utrecht.nl", "b@utrecht.nl"], RAW)
+
+    [(envelope, raw)] = smtp_sink.messages()
+    assert raw == RAW
+    assert envelope["mail_from"] == "support@forus.test"
+    assert envelope["rcpt_tos"] == ["a.devries@utrecht.nl", "b@utrecht.nl"]
+    assert envelope["auth_user"] is None
+    smtp_sink.clear()
+    assert smtp_sink.messages() == []
+
+
+@pytest.mark.parametrize(("code", "stage"), [(451, "RCPT"), (550, "RCPT"), (451, "DATA"),
+                                             (550, "DATA"), (451, "MAIL")])
+def test_smtp_sink_refuses_when_told(smtp_sink: SmtpSink, code: int, stage: str) -> None:
+    smtp_sink.refuse, smtp_sink.refuse_at = code, stage
+
+    with smtplib.SMTP(smtp_sink.host, smtp_sink.port, timeout=10) as smtp, pytest.raises(
+        smtplib.SMTPException
+    ) as excinfo:
+        smtp.sendmail("support@forus.test", ["a.devries@utrecht.nl"], RAW)
+    exc = excinfo.value
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = [c for c, _msg in exc.recipients.values()]
+    else:
+        assert isinstance(exc, smtplib.SMTPResponseException)
+        codes = [exc.smtp_code]
+    assert codes == [code]
+    assert smtp_sink.messages() == []
+
+    smtp_sink.refuse = None
+    with smtplib.SMTP(smtp_sink.host, smtp_sink.port, timeout=10) as smtp:
+        smtp.sendmail("support@forus.test", ["a.devries@utrecht.nl"], RAW)
+    assert len(smtp_sink.messages()) == 1
+
+
+def test_smtp_sink_auth(smtp_sink: SmtpSink) -> None:
+    smtp_sink.require_auth("bot@forus.test", "s3cret")
+
+    with smtplib.SMTP(smtp_sink.host, smtp_sink.port, timeout=10) as smtp:
+        with pytest.raises(smtplib.SMTPSenderRefused) as excinfo:
+            smtp.sendmail("support@forus.test", ["a@utrecht.nl"], RAW)
+        assert excinfo.value.smtp_code == 530
+    with smtplib.SMTP(smtp_sink.host, smtp_sink.port, timeout=10) as smtp, pytest.raises(
+        smtplib.SMTPAuthenticationError
+    ):
+        smtp.login("bot@forus.test", "wrong")
+    with smtplib.SMTP(smtp_sink.host, smtp_sink.port, timeout=10) as smtp:
+        smtp.login("bot@forus.test", "s3cret")
+        smtp.sendmail("support@forus.test", ["a@utrecht.nl"], RAW)
+
+    [(envelope, raw)] = smtp_sink.messages()
+    assert envelope["auth_user"] == "bot@forus.test"
+    assert raw == RAW
