@@ -159,3 +159,87 @@ def test_negation_in_wrapped_continuation_still_refuses() -> None:
         "vandaag aan de balie nog niet is gecontroleerd.\n"
     )
     assert not extract(text).identity_verified
+
+
+# More realistic phrasings, written to the policy (not to any one message).
+MORE_IDENTITY_CONFIRMED = [
+    "Mevrouw is vandaag langs geweest en heeft zich gelegitimeerd met haar paspoort.",
+    "Identiteit is door mij gecontroleerd aan de hand van een geldig ID-bewijs.",
+    "Ik heb de identiteit van de inwoner gecontroleerd middels zijn rijbewijs.",
+    "Wij hebben de persoonsgegevens gecontroleerd in de BRP.",
+    "Identiteitscontrole heeft plaatsgevonden aan de balie.",
+    "ID gecontroleerd.",
+    "Paspoort is gecontroleerd en komt overeen met de gegevens in ons systeem.",
+    "Meneer heeft zich geïdentificeerd met zijn verblijfsdocument.",
+    "Hierbij bevestig ik dat de identiteit van de inwoner is gecontroleerd.",
+    "Hierbij de bevestiging dat de identiteit is vastgesteld.",
+    "I have personally verified her identity using her passport.",
+    "Identity confirmed via passport at the front desk.",
+    "ID checked.",
+]
+MORE_IDENTITY_REFUSED = [
+    "De identiteit kon niet worden vastgesteld omdat mevrouw geen geldig ID had.",
+    "Wij hebben de identiteit nog niet kunnen controleren.",
+    "Meneer komt morgen langs om zich te legitimeren.",
+    "Na controle van de identiteit zullen wij opdracht geven.",
+    "Het paspoort is nog niet gezien.",
+    "Identiteit nog te controleren.",
+    "Identity not yet verified, will follow.",
+    "Kunt u bevestigen dat de identiteit is gecontroleerd?",
+    "Graag ontvangen wij een bevestiging dat de identiteit van de inwoner is gecontroleerd.",
+    "- een bevestiging dat de identiteit van de inwoner is gecontroleerd",
+    "Please confirm the identity has been verified.",
+    "We need confirmation that the identity was checked.",
+    "Het e-mailadres is gecontroleerd bij de inwoner.",
+    "Mevrouw heeft een nieuw paspoort aangevraagd en wij hebben gecontroleerd dat het account "
+    "bestaat.",
+]
+MORE_INSTRUCTION_CONFIRMED = [
+    "Wij verzoeken jullie de 2FA te resetten.",
+    "Kunnen jullie de tweestapsverificatie van dit account resetten?",
+    "Hierbij geef ik opdracht tot het resetten van de 2FA.",
+    "Namens de gemeente geef ik toestemming voor het herstellen van de 2FA.",
+    "Zouden jullie de 2FA willen resetten?",
+    "Het verzoek is om de 2FA-koppeling te verwijderen.",
+    "Wilt u de authenticator ontkoppelen?",
+    "Ik wil u vragen om de 2FA te resetten.",
+    "De gemeente gaat akkoord met het resetten van de 2FA.",
+    "Reset a.u.b. de 2FA van deze inwoner.",
+    "De 2FA mag gereset worden.",
+    "Please proceed with resetting the 2FA.",
+    "We hereby request that you reset the two-factor authentication.",
+    "Can you please reset 2FA for this account?",
+    "The municipality authorises Forus to reset the 2FA.",
+]
+MORE_INSTRUCTION_REFUSED = [
+    "Kunt u bevestigen dat de 2FA is gereset?",
+    "Kunt u laten weten wanneer de 2FA is gereset?",
+    "Graag ontvang ik een bevestiging zodra de 2FA is gereset.",
+    "Graag een terugkoppeling na de reset.",
+    "Opdracht tot reset volgt na de identiteitscontrole.",
+    "Mevrouw geeft toestemming voor de reset.",
+    "Bedankt voor je verzoek om de twee-factor authenticatie (2FA) van een inwoner te herstellen.",
+    "Mag ik de 2FA zelf resetten?",
+    "Please let us know when the reset is done.",
+    "Thanks for resetting the 2FA.",
+]
+
+
+@pytest.mark.parametrize("text", MORE_IDENTITY_CONFIRMED)
+def test_more_identity_confirmed(text: str) -> None:
+    assert extract(text).identity_verified, text
+
+
+@pytest.mark.parametrize("text", MORE_IDENTITY_REFUSED)
+def test_more_identity_refused(text: str) -> None:
+    assert not extract(text).identity_verified, text
+
+
+@pytest.mark.parametrize("text", MORE_INSTRUCTION_CONFIRMED)
+def test_more_instruction_confirmed(text: str) -> None:
+    assert extract(text).reset_instructed, text
+
+
+@pytest.mark.parametrize("text", MORE_INSTRUCTION_REFUSED)
+def test_more_instruction_refused(text: str) -> None:
+    assert not extract(text).reset_instructed, text

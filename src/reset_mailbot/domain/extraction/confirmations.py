@@ -40,6 +40,14 @@ def _clauses(text: str) -> Iterator[tuple[int, str]]:
     yield start, text[start:]
 
 
+def _clause_at(text: str, pos: int) -> str:
+    """The clause (between commas, semicolons, "en", "maar"...) that contains `pos`."""
+    for start, clause in _clauses(text):
+        if start <= pos <= start + len(clause):
+            return clause
+    return text
+
+
 def _neutralised(text: str, rules: CompiledRules) -> str:
     if rules.neutral is None:
         return text
@@ -123,8 +131,10 @@ def _instruction_sentence(s: Sentence, rules: CompiledRules) -> Finding | None:
     refusal = _common_refusal(text, scope, rules)
     if refusal is None and "?" in s.text and not (rules.in_polite and rules.in_polite.search(text)):
         refusal = MissingDetail.QUESTION
-    if refusal is None and rules.in_third_party is not None and rules.in_third_party.search(scope):
-        refusal = MissingDetail.NOT_FOUND
+    clause = _clause_at(text, pos)
+    for pattern in (rules.in_third_party, rules.in_other_request):
+        if refusal is None and pattern is not None and pattern.search(clause):
+            refusal = MissingDetail.NOT_FOUND  # someone else's wish, or a request for feedback
     if refusal is not None:
         return Finding(False, s.text, detail=refusal)
     return Finding(True, s.text)

@@ -71,6 +71,7 @@ class InstructionPhrases(_Strict):
     phrases: Patterns = Field(default_factory=list)
     polite_questions: Patterns = Field(default_factory=list)
     third_party: Patterns = Field(default_factory=list)
+    other_requests: Patterns = Field(default_factory=list)
     other_targets: Patterns = Field(default_factory=list)
     own_targets: Patterns = Field(default_factory=list)
 
@@ -183,6 +184,7 @@ class CompiledRules:
     in_phrase: re.Pattern[str] | None
     in_polite: re.Pattern[str] | None
     in_third_party: re.Pattern[str] | None
+    in_other_request: re.Pattern[str] | None
     in_other_target: re.Pattern[str] | None
     in_own_target: re.Pattern[str] | None
     negation: re.Pattern[str] | None
@@ -255,6 +257,7 @@ class ExtractionRules(_Strict):
             in_phrase=_words(union(lambda p: p.instruction.phrases)),
             in_polite=_words(union(lambda p: p.instruction.polite_questions)),
             in_third_party=_words(union(lambda p: p.instruction.third_party)),
+            in_other_request=_words(union(lambda p: p.instruction.other_requests)),
             in_other_target=_words(union(lambda p: p.instruction.other_targets)),
             in_own_target=_words(union(lambda p: p.instruction.own_targets)),
             negation=_words(union(lambda p: p.refuse.negation)),
