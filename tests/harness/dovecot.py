@@ -86,11 +86,11 @@ mail_max_userip_connections = 100
 
 passdb {{
   driver = passwd-file
-  args = scheme=PLAIN username_format=%u {state}/users
+  args = scheme=PLAIN username_format=%u {state}/users.d/%u
 }}
 userdb {{
   driver = passwd-file
-  args = username_format=%u {state}/users
+  args = username_format=%u {state}/users.d/%u
 }}
 
 namespace inbox {{
@@ -124,6 +124,14 @@ service imap-login {{
   }}
 }}
 
+# Wrong-password tests must not slow every later login from 127.0.0.1 by seconds:
+# without access to this socket the auth process runs with the auth penalty disabled.
+service anvil {{
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
+}}
+
 service lmtp {{
   inet_listener lmtp {{
     address = {host}
@@ -142,7 +150,9 @@ class Dovecot:
         self.imap_port = 0
         self.lmtp_port = 0
         self.config_path = state_dir / "dovecot.conf"
-        self.users_path = state_dir / "users"
+        # One passwd-file per user: Dovecot re-stats a passwd-file at most once per second,
+        # so a user added to a shared file right after a login may stay unknown for ~1 s.
+        self.users_dir = state_dir / "users.d"
         self.mail_root = state_dir / "mail"
         self.log_path = state_dir / "dovecot.log"
         self.passwords: dict[str, str] = {}
@@ -176,9 +186,9 @@ class Dovecot:
             os.chmod(self.state_dir / sub, 0o755)
         self.mail_root.mkdir(mode=0o755)
         os.chown(self.mail_root, MAIL_UID, MAIL_GID)
-        self.users_path.write_text("")
-        os.chown(self.users_path, 0, dovecot_gid)
-        os.chmod(self.users_path, 0o640)
+        self.users_dir.mkdir(mode=0o750)
+        os.chown(self.users_dir, 0, dovecot_gid)
+        os.chmod(self.users_dir, 0o750)
 
         self.imap_port, self.lmtp_port = free_port(), free_port()
         while self.lmtp_port == self.imap_port:
@@ -249,19 +259,19 @@ class Dovecot:
         return self.mail_root / address
 
     def add_user(self, address: str, password: str) -> None:
-        """Add (or re-password) a passwd-file user; Dovecot re-reads the file when it changes."""
-        if any(c in address + password for c in ":\n"):
-            raise ValueError("address and password must not contain ':' or newlines")
+        """Add a user (its own passwd-file, 0640 root:dovecot: the auth process reads it).
+
+        Usable at once. Changing an existing user's password may take ~1 s to be seen.
+        """
+        if any(c in address + password for c in ":\n/") or address.startswith("."):
+            raise ValueError("address/password must not contain ':', '/' or newlines")
         self.passwords[address] = password
-        lines = [
-            f"{user}:{{PLAIN}}{pw}:{MAIL_UID}:{MAIL_GID}::{self.home(user)}::"
-            for user, pw in self.passwords.items()
-        ]
-        tmp = self.users_path.with_suffix(".tmp")
-        tmp.write_text("\n".join(lines) + "\n")
+        line = f"{address}:{{PLAIN}}{password}:{MAIL_UID}:{MAIL_GID}::{self.home(address)}::\n"
+        tmp = self.users_dir / f".{address}.tmp"
+        tmp.write_text(line)
         os.chown(tmp, 0, grp.getgrnam("dovecot").gr_gid)
         os.chmod(tmp, 0o640)
-        os.replace(tmp, self.users_path)
+        os.replace(tmp, self.users_dir / address)
 
     def reset_user(self, address: str) -> None:
         """Empty a user's mailbox by removing its home (close its IMAP sessions first)."""
