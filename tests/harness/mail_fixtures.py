@@ -11,6 +11,7 @@ are 0700, which Dovecot's uid-5000 mail processes cannot enter).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -63,6 +64,8 @@ def dovecot() -> Iterator[Dovecot]:
     finally:
         server.stop()
         shutil.rmtree(server.state_dir, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            server.state_dir.parent.rmdir()  # the shared state root, once every harness is done
 
 
 _mailbox_counter = itertools.count(1)
@@ -313,6 +316,8 @@ def smtp_sink_server() -> Iterator[SmtpSink]:
     finally:
         sink.stop()
         shutil.rmtree(sink.directory, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            sink.directory.parent.rmdir()
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import dns.message
 import dns.query
 import dns.resolver
 import pytest
+import sqlalchemy
 from imapclient import IMAPClient
 from imapclient.exceptions import LoginError
 
@@ -279,3 +280,31 @@ def test_smtp_sink_auth(smtp_sink: SmtpSink) -> None:
     [(envelope, raw)] = smtp_sink.messages()
     assert envelope["auth_user"] == "bot@forus.test"
     assert raw == RAW
+
+
+# -- PostgreSQL / database_url ---------------------------------------------------------
+
+
+def test_postgres_url_connects(postgres_url: str) -> None:
+    assert postgres_url.startswith("postgresql+psycopg://")
+    engine = sqlalchemy.create_engine(postgres_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(sqlalchemy.text("select 1")).scalar_one() == 1
+            version = conn.execute(sqlalchemy.text("show server_version")).scalar_one()
+    finally:
+        engine.dispose()
+    assert int(version.split(".")[0]) >= 13
+
+
+def test_database_url_is_fresh_and_writable(database_url: str) -> None:
+    engine = sqlalchemy.create_engine(database_url)
+    try:
+        assert sqlalchemy.inspect(engine).get_table_names() == []
+        with engine.begin() as conn:
+            conn.execute(sqlalchemy.text("create table t (id integer primary key, v text)"))
+            conn.execute(sqlalchemy.text("insert into t (id, v) values (1, 'x')"))
+        with engine.connect() as conn:
+            assert conn.execute(sqlalchemy.text("select v from t")).scalar_one() == "x"
+    finally:
+        engine.dispose()
