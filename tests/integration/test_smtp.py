@@ -1,4 +1,4 @@
-"""SmtpSender against a real aiosmtpd server on loopback: accepting, 4xx, 5xx, AUTH, TLS, down."""
+"""SmtpSender against real aiosmtpd servers: the shared `smtp_sink` and own TLS servers."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from reset_mailbot.adapters.smtp import (
     SmtpSender,
     SmtpTemporaryError,
 )
+from tests.harness.mail_fixtures import SmtpSink
 
 pytestmark = pytest.mark.services
 
@@ -48,29 +49,11 @@ class Received:
 
 @dataclass
 class _Handler:
-    """Records messages; the `refuse_*` switches make the server answer with a given reply."""
+    """Records messages with the connection (peer) and login they came over."""
 
     received: list[Received] = field(default_factory=list)
-    refuse_mail: str | None = None
-    refuse_rcpt: str | None = None
-    refuse_data: str | None = None
-
-    async def handle_MAIL(self, server, session, envelope, address, mail_options):  # type: ignore[no-untyped-def]
-        if self.refuse_mail:
-            return self.refuse_mail
-        envelope.mail_from = address
-        envelope.mail_options.extend(mail_options)
-        return "250 OK"
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # type: ignore[no-untyped-def]
-        if self.refuse_rcpt:
-            return self.refuse_rcpt
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
-        if self.refuse_data:
-            return self.refuse_data
         user = session.authenticated and session.auth_data
         self.received.append(
             Received(
@@ -164,43 +147,73 @@ def _plain(controller: Controller, **kw: Any) -> SmtpSender:
     return SmtpSender("127.0.0.1", controller.port, "none", timeout=5, from_address=USER, **kw)
 
 
-def test_accepted_message_arrives_byte_for_byte(smtp_server: ServerFactory) -> None:
-    controller, handler = smtp_server()
-    _plain(controller).send(MESSAGE, ["j.jansen@utrecht.nl"])
-    (got,) = handler.received
-    assert got.mail_from == USER
-    assert got.rcpt_tos == ["j.jansen@utrecht.nl"]
-    assert got.content == MESSAGE
+def _to_sink(sink: SmtpSink, **kw: Any) -> SmtpSender:
+    return SmtpSender(sink.host, sink.port, "none", timeout=5, from_address=USER, **kw)
 
 
-def test_envelope_from_can_differ(smtp_server: ServerFactory) -> None:
-    controller, handler = smtp_server()
-    _plain(controller).send(MESSAGE, ["a@utrecht.nl"], envelope_from="bounces@forus.test")
-    assert handler.received[0].mail_from == "bounces@forus.test"
+def test_accepted_message_arrives_byte_for_byte(smtp_sink: SmtpSink) -> None:
+    _to_sink(smtp_sink).send(MESSAGE, ["j.jansen@utrecht.nl"])
+    ((envelope, raw),) = smtp_sink.messages()
+    assert envelope["mail_from"] == USER
+    assert envelope["rcpt_tos"] == ["j.jansen@utrecht.nl"]
+    assert raw == MESSAGE
+
+
+def test_envelope_from_can_differ(smtp_sink: SmtpSink) -> None:
+    _to_sink(smtp_sink).send(MESSAGE, ["a@utrecht.nl"], envelope_from="bounces@forus.test")
+    assert smtp_sink.messages()[0][0]["mail_from"] == "bounces@forus.test"
 
 
 @pytest.mark.parametrize(
-    ("switch", "reply", "error", "code"),
+    ("stage", "code", "error"),
     [
-        ("refuse_rcpt", "450 4.2.1 Mailbox busy", SmtpTemporaryError, 450),
-        ("refuse_rcpt", "550 5.1.1 No such user", SmtpPermanentError, 550),
-        ("refuse_data", "451 4.3.0 Try again later", SmtpTemporaryError, 451),
-        ("refuse_data", "554 5.7.1 Message rejected", SmtpPermanentError, 554),
-        ("refuse_mail", "421 4.7.0 Too many connections", SmtpTemporaryError, 421),
-        ("refuse_mail", "553 5.7.1 Sender not allowed", SmtpPermanentError, 553),
+        ("RCPT", 450, SmtpTemporaryError),
+        ("RCPT", 550, SmtpPermanentError),
+        ("DATA", 451, SmtpTemporaryError),
+        ("DATA", 554, SmtpPermanentError),
+        ("MAIL", 421, SmtpTemporaryError),
+        ("MAIL", 553, SmtpPermanentError),
     ],
 )
 def test_server_replies_are_classified(
-    smtp_server: ServerFactory, switch: str, reply: str, error: type[Exception], code: int
+    smtp_sink: SmtpSink, stage: str, code: int, error: type[Exception]
 ) -> None:
-    controller, handler = smtp_server()
-    setattr(handler, switch, reply)
+    smtp_sink.refuse, smtp_sink.refuse_at = code, stage
     with pytest.raises(error) as caught:
-        _plain(controller).send(MESSAGE, ["j.jansen@utrecht.nl"])
+        _to_sink(smtp_sink).send(MESSAGE, ["j.jansen@utrecht.nl"])
     assert caught.value.code == code  # type: ignore[attr-defined]
     if error is SmtpPermanentError:
         assert not isinstance(caught.value, SmtpTemporaryError)
-    assert not handler.received
+    assert not smtp_sink.messages()
+
+
+def test_plain_auth_on_loopback(smtp_sink: SmtpSink) -> None:
+    smtp_sink.require_auth(USER, PASSWORD)
+    _to_sink(smtp_sink, username=USER, password=PASSWORD).send(MESSAGE, ["a@utrecht.nl"])
+    assert smtp_sink.messages()[0][0]["auth_user"] == USER
+
+
+@pytest.mark.parametrize(("credentials", "code"), [((USER, "wrong"), 535), ((None, None), 530)])
+def test_auth_problems_are_configuration_errors(
+    smtp_sink: SmtpSink, credentials: tuple[str | None, str | None], code: int
+) -> None:
+    smtp_sink.require_auth(USER, PASSWORD)
+    sender = _to_sink(smtp_sink, username=credentials[0], password=credentials[1])
+    with pytest.raises(SmtpConfigurationError) as caught:
+        sender.send(MESSAGE, ["a@utrecht.nl"])
+    assert isinstance(caught.value, SmtpTemporaryError)  # stays queued until fixed
+    assert caught.value.code == code
+    assert not smtp_sink.messages()
+
+
+def test_starttls_required_but_not_offered(smtp_sink: SmtpSink) -> None:
+    sender = SmtpSender(smtp_sink.host, smtp_sink.port, "starttls", timeout=5, from_address=USER)
+    with pytest.raises(SmtpConfigurationError, match="STARTTLS"):
+        sender.send(MESSAGE, ["a@utrecht.nl"])
+    assert not smtp_sink.messages()
+
+
+# -- TLS and restarts: own aiosmtpd servers (the shared sink has no TLS and is session-wide)
 
 
 def test_starttls_with_auth(smtp_server: ServerFactory, client_tls: ssl.SSLContext) -> None:
@@ -211,34 +224,6 @@ def test_starttls_with_auth(smtp_server: ServerFactory, client_tls: ssl.SSLConte
     sender.send(MESSAGE, ["j.jansen@utrecht.nl"])
     assert handler.received[0].auth_user == USER
     assert "accepts us" in sender.probe()
-
-
-def test_plain_auth_on_loopback(smtp_server: ServerFactory) -> None:
-    controller, handler = smtp_server(auth=True)
-    _plain(controller, username=USER, password=PASSWORD).send(MESSAGE, ["a@utrecht.nl"])
-    assert handler.received[0].auth_user == USER
-
-
-def test_wrong_password_is_a_configuration_error(
-    smtp_server: ServerFactory, client_tls: ssl.SSLContext
-) -> None:
-    controller, handler = smtp_server(starttls=True, auth=True)
-    sender = SmtpSender(
-        "127.0.0.1", controller.port, "starttls", USER, "wrong", 5, USER, ssl_context=client_tls
-    )
-    with pytest.raises(SmtpConfigurationError) as caught:
-        sender.send(MESSAGE, ["a@utrecht.nl"])
-    assert isinstance(caught.value, SmtpTemporaryError)  # stays queued until fixed
-    assert caught.value.code == 535
-    assert not handler.received
-
-
-def test_starttls_required_but_not_offered(smtp_server: ServerFactory) -> None:
-    controller, handler = smtp_server()
-    sender = SmtpSender("127.0.0.1", controller.port, "starttls", timeout=5, from_address=USER)
-    with pytest.raises(SmtpConfigurationError, match="STARTTLS"):
-        sender.send(MESSAGE, ["a@utrecht.nl"])
-    assert not handler.received
 
 
 def test_implicit_tls(smtp_server: ServerFactory, client_tls: ssl.SSLContext) -> None:
@@ -266,28 +251,17 @@ def test_server_down_is_temporary() -> None:
         sender.probe()
 
 
-@pytest.fixture
-def silent_server() -> Iterator[tuple[int, list[socket.socket]]]:
-    """Accepts TCP connections and never says anything (or closes them: see `hang_up`)."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(5)
-    accepted: list[socket.socket] = []
-    yield listener.getsockname()[1], accepted
-    listener.close()
-    for conn in accepted:
-        conn.close()
-
-
-def test_silent_server_times_out_as_temporary(
-    silent_server: tuple[int, list[socket.socket]],
-) -> None:
-    port, _ = silent_server
-    sender = SmtpSender("127.0.0.1", port, "none", timeout=0.5, from_address=USER)
-    started = time.monotonic()
-    with pytest.raises(SmtpTemporaryError):
-        sender.send(MESSAGE, ["a@utrecht.nl"])
-    assert time.monotonic() - started < 3
+def test_silent_server_times_out_as_temporary() -> None:
+    """The kernel completes the TCP handshake (listen backlog); the greeting never comes."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(5)
+        port = listener.getsockname()[1]
+        sender = SmtpSender("127.0.0.1", port, "none", timeout=0.5, from_address=USER)
+        started = time.monotonic()
+        with pytest.raises(SmtpTemporaryError):
+            sender.send(MESSAGE, ["a@utrecht.nl"])
+        assert time.monotonic() - started < 3
 
 
 def test_disconnect_is_temporary() -> None:

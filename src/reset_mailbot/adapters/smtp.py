@@ -59,7 +59,14 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+# RFC 4954: authentication required (530), mechanism too weak (534), credentials invalid (535),
+# encryption required (538): our configuration, not this message.
+_CONFIGURATION_CODES = frozenset({530, 534, 535, 538})
+
+
 def _by_code(code: int, text: str) -> SmtpError:
+    if code in _CONFIGURATION_CODES:
+        return SmtpConfigurationError(text, code)
     if 500 <= code < 600:
         return SmtpPermanentError(text, code)
     return SmtpTemporaryError(text, code)
