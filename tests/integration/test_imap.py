@@ -329,3 +329,23 @@ def test_untrusted_certificate_is_refused(
     with pytest.raises(MailboxAuthError, match="certificate"):
         adapter.connect()
     assert not adapter.connected
+
+
+def test_iter_fetch_bounds_batches_by_bytes(box: Mailbox, mailbox: MailUser) -> None:
+    for n, padding in enumerate([10, 30_000, 10, 10, 30_000]):
+        mailbox.deliver(_raw(n, padding))
+    listed = box.list_uids_with_sizes()
+    calls: list[list[int]] = []
+    fetch = box.fetch
+
+    def spy(uids: list[int]) -> dict[int, bytes]:
+        calls.append(list(uids))
+        return fetch(uids)
+
+    box.fetch = spy  # type: ignore[method-assign]
+    got = list(box.iter_fetch(listed, max_batch_bytes=20_000))
+    assert [uid for uid, _ in got] == [uid for uid, _ in listed]
+    assert [len(raw) for _, raw in got] == [size for _, size in listed]
+    u = [uid for uid, _ in listed]
+    # small ones share a batch (up to batch_size=2), a large one goes alone
+    assert calls == [[u[0]], [u[1]], [u[2], u[3]], [u[4]]]
