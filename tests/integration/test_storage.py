@@ -1,7 +1,8 @@
 """The storage adapter against real databases: SQLite (file, WAL) and PostgreSQL.
 
-Each test gets a fresh empty database from the `database_url` fixture and upgrades it with the
-real Alembic migrations, so what is tested is what the daemon runs on.
+Each test gets a fresh empty database from the `database_url` fixture (tests/harness/db_fixtures.py:
+a file SQLite database, and a new database in a private PostgreSQL cluster) and upgrades it with
+the real Alembic migrations, so what is tested is what the daemon runs on.
 """
 
 from __future__ import annotations
@@ -45,54 +46,6 @@ from reset_mailbot.domain.request_state import InvalidTransition, RequestState
 
 T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 SENDER = "j.jansen@utrecht.nl"
-
-
-# --- temporary: until tests/harness/db_fixtures.py provides `database_url` -----------------
-import os  # noqa: E402
-import shutil  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import uuid  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def _tmp_postgres() -> Iterator[str]:
-    base = tempfile.mkdtemp(prefix="rm-pg-")
-    os.chmod(base, 0o755)
-    data = os.path.join(base, "data")
-    shutil.chown(base, "postgres", "postgres")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    run = ["runuser", "-u", "postgres", "--"]
-    subprocess.run([*run, "initdb", "-D", data, "-A", "trust", "-U", "postgres"], check=True,
-                   capture_output=True)
-    subprocess.run([*run, "pg_ctl", "-D", data, "-l", os.path.join(base, "log"), "-w", "-o",
-                    f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off",
-                    "start"], check=True, capture_output=True)
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
-    finally:
-        subprocess.run([*run, "pg_ctl", "-D", data, "-m", "fast", "stop"], capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/test.sqlite3"
-        return
-    server = request.getfixturevalue("_tmp_postgres")
-    import psycopg
-
-    name = "t_" + uuid.uuid4().hex[:12]
-    with psycopg.connect(server.replace("+psycopg", "") + "/postgres", autocommit=True) as c:
-        c.execute(f"CREATE DATABASE {name}")
-    yield f"{server}/{name}"
-    with psycopg.connect(server.replace("+psycopg", "") + "/postgres", autocommit=True) as c:
-        c.execute(f"DROP DATABASE {name} WITH (FORCE)")
-# --- end temporary --------------------------------------------------------------------------
 
 
 @pytest.fixture
