@@ -20,6 +20,7 @@ Use it as a context manager or through the `forus_http` fixture.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections import Counter
@@ -57,7 +58,9 @@ class FakeForus:
         accounts: dict[str, bool] | None = None,
         token: str = DEFAULT_TOKEN,
         path: str = "/api/v1/2fa-resets",
+        port: int = 0,
     ) -> None:
+        self._bind_port = port
         self.token = token
         self.path = path
         self.accounts: dict[str, bool] = dict(
@@ -78,7 +81,7 @@ class FakeForus:
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> FakeForus:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        server = ThreadingHTTPServer(("127.0.0.1", self._bind_port), _handler_for(self))
         server.daemon_threads = False
         server.block_on_close = True  # stop() joins handler threads: no stray sockets
         self._server = server
@@ -252,3 +255,32 @@ def forus_http() -> Iterator[FakeForus]:
     """A started fake Forus endpoint with one account (fam.ozturk@outlook.com, 2FA on)."""
     with FakeForus() as fake:
         yield fake
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the fake endpoint in the foreground (for `make demo`): prints its URL, stops on ^C.
+
+    python -m tests.harness.forus_http --port 18080 --account a@example.nl --no-2fa b@example.nl
+    """
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--token", default=DEFAULT_TOKEN)
+    parser.add_argument("--account", action="append", default=[], help="account with 2FA on")
+    parser.add_argument("--no-2fa", action="append", default=[], help="account without 2FA")
+    args = parser.parse_args(argv)
+    accounts = {a.lower(): True for a in args.account} | {a.lower(): False for a in args.no_2fa}
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with FakeForus(accounts=accounts, token=args.token, port=args.port) as fake:
+        print(fake.url, flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            stop.wait()
+        for request in fake.posts():
+            print(request.status, json.dumps(request.body), flush=True)
+
+
+if __name__ == "__main__":
+    main()
