@@ -79,3 +79,11 @@ def test_a_new_phrase_is_data_not_code(rules_dir: Path) -> None:
     phrases = rules_dir / "phrases.nl.yaml"
     _replace(phrases, "    - gevalideerd\n", "    - gevalideerd\n    - gescand\n")
     assert extract_text(text, load_extraction_rules(rules_dir), frozenset()).identity_verified
+
+
+def test_upper_case_pattern_is_refused(rules_dir: Path) -> None:
+    # text is lower-cased before matching: an upper-case rule would silently never match
+    _replace(rules_dir / "phrases.nl.yaml", "    - brp\n", "    - BRP\n")
+    with pytest.raises(RulesError) as err:
+        load_extraction_rules(rules_dir)
+    assert "lower case" in str(err.value)

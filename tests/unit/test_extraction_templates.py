@@ -51,3 +51,21 @@ def test_template_line_is_not_read_as_a_sentence() -> None:
 
 def test_sentence_starting_like_a_label_is_still_a_sentence() -> None:
     assert extract("Identiteit gecontroleerd met een paspoort aan de balie.").identity_verified
+
+
+@pytest.mark.parametrize(
+    ("text", "identity", "instruction"),
+    [
+        ("Identiteit inwoner geverifieerd: ja\nToestemming reset: ja", True, True),
+        ("Identiteit: gecontroleerd\nOpdracht: ja", True, True),
+        ("Identiteit: nog niet gecontroleerd\nOpdracht: ja", False, True),
+        ("Identiteit: wordt morgen gecontroleerd", False, False),
+        ("ID-bewijs gecontroleerd: ja\nAkkoord reset 2FA: ja", True, True),
+        ("Identity of the resident verified: yes\nPermission to reset: yes", True, True),
+        ("Reset approved: no", False, False),
+    ],
+)
+def test_template_label_variants(text: str, identity: bool, instruction: bool) -> None:
+    request = extract(text)
+    assert request.identity_verified is identity
+    assert request.reset_instructed is instruction

@@ -40,10 +40,16 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_ESCAPE = re.compile(r"\\.")
+
+
 def _check_patterns(value: list[str]) -> list[str]:
     for pattern in value:
         if not pattern.strip():
             raise ValueError("empty pattern")
+        if any(ch.isupper() for ch in _ESCAPE.sub("", pattern)):
+            # text is lower-cased before matching, so an upper-case letter could never match
+            raise ValueError(f"pattern {pattern!r} must be written in lower case")
         try:
             re.compile(pattern)
         except re.error as exc:
@@ -162,14 +168,14 @@ def _words(patterns: list[str]) -> re.Pattern[str] | None:
     if not patterns:
         return None
     body = _alternation(patterns)
-    return re.compile(rf"(?<![\w-])(?:{body})(?![\w-])", re.IGNORECASE)
+    return re.compile(rf"(?<![\w-])(?:{body})(?![\w-])")
 
 
 def _anchored(patterns: list[str]) -> re.Pattern[str] | None:
     """One alternation matched at the start of a (folded, stripped) line."""
     if not patterns:
         return None
-    return re.compile(_alternation(patterns), re.IGNORECASE)
+    return re.compile(_alternation(patterns))
 
 
 @dataclass(frozen=True)
@@ -246,7 +252,6 @@ class ExtractionRules(_Strict):
             ref_label = re.compile(
                 rf"(?<![\w-])(?P<label>{_alternation(ref.labels)})[ \t]*(?:[:#=\t]|nr\.?|no\.?)?"
                 rf"[ \t]*(?P<value>{fold_pattern(ref.value)})",
-                re.IGNORECASE,
             )
         return CompiledRules(
             id_subject=_words(union(lambda p: p.identity.subjects)),
@@ -269,7 +274,7 @@ class ExtractionRules(_Strict):
             clause_break=_words(union(lambda p: p.clause_breaks)),
             quote_header=_anchored(q.headers) if q else None,
             wrote_start=_anchored(q.wrote_start) if q else None,
-            wrote_end=re.compile(_alternation(q.wrote_end), re.IGNORECASE) if q else None,
+            wrote_end=re.compile(_alternation(q.wrote_end)) if q else None,
             block_first=_anchored(q.header_block_first) if q else None,
             block_next=_anchored(q.header_block_next) if q else None,
             block_window=q.header_block_window if q else 4,
@@ -281,7 +286,6 @@ class ExtractionRules(_Strict):
                 re.compile(
                     rf"(?<![\w-])(?:{_alternation(lay.account_labels)})"
                     r"[ \t]*(?:\([^()]{0,40}\))?[ \t]*[:=]?[ \t]*[<(\[]?(?:mailto:)?$",
-                    re.IGNORECASE,
                 )
                 if lay
                 else None
