@@ -110,9 +110,10 @@ class DnsServer:
             [
                 sys.executable, "-m", "tests.harness.dns_server",
                 "--zone", str(self.zone_path), "--faults", str(self.faults_path),
-                "--port", "0", "--address", self.host,
+                "--port", "0", "--address", self.host, "--exit-on-stdin-eof",
             ],
             cwd=REPO_ROOT,
+            stdin=subprocess.PIPE,  # closed when this process dies: the server then exits
             stdout=subprocess.PIPE,
             stderr=log,
             text=True,
@@ -151,6 +152,8 @@ class DnsServer:
         proc, self._proc = self._proc, None
         if proc is None:
             return
+        if proc.stdin is not None:
+            proc.stdin.close()
         if proc.poll() is None:
             proc.terminate()
             try:

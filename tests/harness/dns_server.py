@@ -311,12 +311,22 @@ def bind_sockets(address: str, port: int) -> tuple[socket.socket, socket.socket]
     raise OSError("no port free for both UDP and TCP")
 
 
+def _watch_stdin(stop: threading.Event) -> None:
+    while sys.stdin.buffer.read(4096):
+        pass
+    stop.set()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--zone", type=Path, required=True)
     parser.add_argument("--faults", type=Path, default=None)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--address", default="127.0.0.1")
+    parser.add_argument(
+        "--exit-on-stdin-eof", action="store_true",
+        help="stop when stdin closes (the parent test process died without stopping us)",
+    )
     args = parser.parse_args(argv)
 
     authority = Authority(ReloadingJson(args.zone, {}), ReloadingJson(args.faults, {}))
@@ -331,6 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
+    if args.exit_on_stdin_eof:
+        threading.Thread(target=_watch_stdin, args=(stop,), daemon=True).start()
     threading.Thread(target=serve_udp, args=(udp, authority), daemon=True).start()
     threading.Thread(target=serve_tcp, args=(tcp, authority), daemon=True).start()
     authority.snapshot()  # read the files once so a bad zone shows up at start

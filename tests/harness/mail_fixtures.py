@@ -16,6 +16,7 @@ import itertools
 import json
 import os
 import shutil
+import signal
 import smtplib
 import threading
 import time
@@ -42,6 +43,17 @@ def state_root() -> Path:
     root.mkdir(mode=0o755, exist_ok=True)
     os.chmod(root, 0o755)
     return root
+
+
+def _terminate_as_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Turn SIGTERM (e.g. from `timeout`) into an interrupt, so that session fixtures still
+    stop the daemonized Dovecot and PostgreSQL instead of leaking them."""
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _terminate_as_interrupt)
 
 
 # -- Dovecot -----------------------------------------------------------------------------

@@ -1,0 +1,38 @@
+# reset-mailbot developer tasks. `make test` is what CI runs (.ci/run).
+# Integration tests start real services (DNS, Dovecot, SMTP, PostgreSQL, MariaDB) on
+# loopback; `test-deps` installs the Debian packages they need (as root).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: venv test-deps test lint demo bench clean
+
+venv: $(STAMP)
+
+# Re-install only when the project metadata changed.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+test-deps:
+	bash scripts/install-test-deps.sh
+
+# tests/corpus is seeded data (with its own validate.py), not project code.
+lint: venv
+	$(BIN)/ruff check src tests bench --extend-exclude tests/corpus
+
+test: venv test-deps lint
+	$(BIN)/pytest
+
+demo: venv
+	$(BIN)/reset-mailbot demo
+
+bench: venv
+	$(BIN)/python bench/check_throughput.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache build dist src/*.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
