@@ -49,11 +49,11 @@ printf '#!/bin/sh\nexit 101\n' >"$policy"
 chmod 755 "$policy"
 
 export DEBIAN_FRONTEND=noninteractive
-if ! apt-get update -qq; then
+if ! apt-get -o DPkg::Lock::Timeout=300 update -qq; then
     echo "install-test-deps: apt-get update failed" >&2
     exit 1
 fi
-if ! apt-get install -y -qq --no-install-recommends "${missing[@]}"; then
+if ! apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "${missing[@]}"; then
     echo "install-test-deps: apt-get install ${missing[*]} failed" >&2
     exit 1
 fi
