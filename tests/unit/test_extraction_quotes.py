@@ -140,3 +140,38 @@ def test_segments_report_where_the_quote_began() -> None:
     parts = segments(NEW + HEADERS["gmail_nl"] + QUOTED_TEMPLATE, shipped_rules().compiled)
     assert parts.cut is not None and parts.cut.startswith("Op wo")
     assert parts.body[0] == "Hierbij de aanvulling."
+
+
+def test_signature_without_signoff_starts_at_the_senders_name() -> None:
+    from reset_mailbot.domain.extraction import extract_text
+    from reset_mailbot.domain.extraction.quotes import Sender
+    from tests.unit.extraction_helpers import SENDER, SUPPORT
+
+    text = (
+        "Graag de 2FA resetten voor piet.jansen@hotmail.com.\n"
+        "De identiteit is gecontroleerd met een paspoort.\n\n"
+        "Jan de Vries\nConsulent Werk en Inkomen\n"
+        "Bij afwezigheid: team-inkomen@utrecht.nl of s.kuipers@utrecht.nl\n"
+    )
+    excluded = frozenset({SENDER, SUPPORT})
+    assert extract(text).account_email is None  # without knowing the sender: ambiguous
+    request = extract_text(text, shipped_rules(), excluded, Sender(SENDER, "Jan de Vries"))
+    assert request.account_email == "piet.jansen@hotmail.com"
+    request = extract_text(text, shipped_rules(), excluded, Sender(SENDER, "Vries, Jan de"))
+    assert request.account_email == "piet.jansen@hotmail.com"
+
+
+def test_signature_without_signoff_starts_at_the_senders_contact_line() -> None:
+    from reset_mailbot.domain.extraction import extract_text
+    from reset_mailbot.domain.extraction.quotes import Sender
+    from tests.unit.extraction_helpers import SENDER, SUPPORT
+
+    text = (
+        "Graag de 2FA resetten voor piet.jansen@hotmail.com.\n\n"
+        "J. de Vries | T 14 030 | j.devries@utrecht.nl\n"
+        "Bij afwezigheid: team-inkomen@utrecht.nl\n"
+    )
+    request = extract_text(
+        text, shipped_rules(), frozenset({SENDER, SUPPORT}), Sender(SENDER, "Jan de Vries")
+    )
+    assert request.account_email == "piet.jansen@hotmail.com"

@@ -18,7 +18,7 @@ from __future__ import annotations
 from reset_mailbot.domain.extraction.account import account_email
 from reset_mailbot.domain.extraction.body import body_text
 from reset_mailbot.domain.extraction.confirmations import identity_verified, reset_instructed
-from reset_mailbot.domain.extraction.quotes import segments
+from reset_mailbot.domain.extraction.quotes import Sender, segments
 from reset_mailbot.domain.extraction.reference import case_reference
 from reset_mailbot.domain.extraction.rules import ExtractionRules
 from reset_mailbot.domain.extraction.sentences import sentences
@@ -35,11 +35,14 @@ MAX_TEXT_CHARS = 64_000
 
 
 def extract_text(
-    text: str, rules: ExtractionRules, excluded_addresses: frozenset[str]
+    text: str,
+    rules: ExtractionRules,
+    excluded_addresses: frozenset[str],
+    sender: Sender | None = None,
 ) -> ResetRequest:
     """Extract the request items from a body that is already text (quotes not yet cut)."""
     compiled = rules.compiled
-    parts = segments(text[:MAX_TEXT_CHARS], compiled)
+    parts = segments(text[:MAX_TEXT_CHARS], compiled, sender)
     answers, template_lines = template_answers(parts.body, compiled)
     units = sentences(parts.body, template_lines)
 
@@ -83,6 +86,8 @@ def extract_request(
         return ResetRequest()
     try:
         body = body_text(message.message, rules.compiled.plain_stub)
-        return extract_text(body.text, rules, excluded_addresses)
+        mailbox = message.from_mailbox
+        sender = Sender(mailbox.address, mailbox.display_name) if mailbox else None
+        return extract_text(body.text, rules, excluded_addresses, sender)
     except Exception:  # a bug must cost a polite "incomplete" reply, never a false confirmation
         return ResetRequest()

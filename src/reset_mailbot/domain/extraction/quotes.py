@@ -12,6 +12,7 @@ mail-parser-reply was evaluated for this and missed wrapped "Op ... schreef" hea
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from reset_mailbot.domain.extraction.rules import CompiledRules, fold
@@ -19,6 +20,9 @@ from reset_mailbot.domain.extraction.rules import CompiledRules, fold
 # Lines longer than this are split before matching: no rule needs more, and it bounds the work
 # a hostile one-line body can cause.
 MAX_LINE = 2000
+_WORD = re.compile(r"[^\W\d_]+")
+_CONTACT_LINE_MAX = 100
+_CONTACT_LINE_WORDS = 12
 
 
 @dataclass(frozen=True)
@@ -76,11 +80,39 @@ def quote_start(folded: list[str], rules: CompiledRules) -> int | None:
     return None
 
 
-def signature_start(folded: list[str], rules: CompiledRules) -> int | None:
-    """Index of the sign-off line or disclaimer that begins the signature."""
+@dataclass(frozen=True)
+class Sender:
+    """What we know of the sender, to find a signature that has no sign-off line."""
+
+    address: str = ""  # normalised
+    name: str = ""  # display name
+
+    @property
+    def name_words(self) -> frozenset[str]:
+        return frozenset(_WORD.findall(fold(self.name)))
+
+
+def _is_sender_line(line: str, sender: Sender, name_words: frozenset[str]) -> bool:
+    """The sender's own name on a line of its own, or a short contact line with their address."""
+    if len(name_words) >= 2 and frozenset(_WORD.findall(line)) == name_words:
+        return True
+    return bool(
+        sender.address and sender.address in line and len(line) <= _CONTACT_LINE_MAX
+        and len(line.split()) <= _CONTACT_LINE_WORDS
+    )
+
+
+def signature_start(
+    folded: list[str], rules: CompiledRules, sender: Sender | None = None
+) -> int | None:
+    """Index of the sign-off line, sender name/contact line or disclaimer that begins the
+    signature."""
+    name_words = sender.name_words if sender else frozenset()
     for i, line in enumerate(folded):
         if not line:
             continue
+        if sender is not None and i > 0 and _is_sender_line(line, sender, name_words):
+            return i
         if (
             rules.signature is not None
             and len(line) <= rules.signature_max_line
@@ -92,7 +124,7 @@ def signature_start(folded: list[str], rules: CompiledRules) -> int | None:
     return None
 
 
-def segments(text: str, rules: CompiledRules) -> Segments:
+def segments(text: str, rules: CompiledRules, sender: Sender | None = None) -> Segments:
     """Split a body into the sender's new text and the signature; drop quoted history."""
     lines = split_lines(text)
     folded = [fold(line.strip()) for line in lines]
@@ -101,7 +133,7 @@ def segments(text: str, rules: CompiledRules) -> Segments:
     if cut is not None:
         cut_line = lines[cut]
         lines, folded = lines[:cut], folded[:cut]
-    sig = signature_start(folded, rules)
+    sig = signature_start(folded, rules, sender)
     if sig is None:
         return Segments(lines, [], cut_line)
     return Segments(lines[:sig], lines[sig:], cut_line)

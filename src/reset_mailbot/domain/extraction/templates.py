@@ -40,6 +40,8 @@ def _judge(value: str, rules: CompiledRules) -> bool | None:
             return None
         if rules.conditional is not None and rules.conditional.search(rest):
             return None
+        if rules.future is not None and rules.future.search(rest):
+            return None
         return True
     return None
 
