@@ -69,3 +69,27 @@ def test_template_label_variants(text: str, identity: bool, instruction: bool) -
     request = extract(text)
     assert request.identity_verified is identity
     assert request.reset_instructed is instruction
+
+
+@pytest.mark.parametrize(
+    ("text", "identity"),
+    [
+        ("Identiteit gecontroleerd: \u2612 ja \u2610 nee", True),
+        ("Identiteit gecontroleerd: \u2610 ja \u2612 nee", False),
+        ("Identiteit gecontroleerd: [x] ja [ ] nee", True),
+        ("Identiteit gecontroleerd: [ ] ja [ ] nee", False),
+        ("Identiteit gecontroleerd: Ja \u2714", True),
+        ("Identiteit gecontroleerd: ja nee", False),
+        ("Identiteit gecontroleerd: ja of nee", False),
+        ("Identiteit gecontroleerd: ja mits de BRP klopt", False),
+        ("Bevestiging dat de identiteit van de inwoner is gecontroleerd: ja", True),
+        ("Bevestiging dat de identiteit van de inwoner is gecontroleerd", False),
+    ],
+)
+def test_template_ticks_and_help_article_labels(text: str, identity: bool) -> None:
+    assert extract(text).identity_verified is identity
+
+
+def test_help_article_instruction_label() -> None:
+    text = "Bevestiging dat de gemeente opdracht geeft om 2FA te resetten: ja"
+    assert extract(text).reset_instructed

@@ -19,6 +19,9 @@ _CHECKED = re.compile(r"^(\[\s*[x\u2714\u2713v]\s*\]|\u2612|\u2611|\u2714|\u2713
 _UNCHECKED = re.compile(r"^(\[\s*\]|\u2610)\s*")
 _SEPARATOR = re.compile(r"^\s*(\([^()]{0,40}\))?\s*([:=|\t]|\s[-\u2013]\s|\?\s*:?)?\s*")
 _MAX_NEXT_LINE_VALUE = 40
+_TICK = r"(\u2612|\u2611|\u2714|\u2713|\[\s*[x\u2714\u2713v]\s*\])\s*"
+_TICKED_YES = re.compile(_TICK + r"(ja|yes)\b")
+_TICKED_NO = re.compile(_TICK + r"(nee|no)\b")
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,11 @@ class TemplateAnswer:
 def _judge(value: str, rules: CompiledRules) -> bool | None:
     value = value.strip()
     if not value:
+        return None
+    ticked_yes, ticked_no = bool(_TICKED_YES.search(value)), bool(_TICKED_NO.search(value))
+    if ticked_yes != ticked_no:  # "☒ ja ☐ nee": the one ticked box is the answer
+        return ticked_yes
+    if ticked_yes:  # both ticked: no answer
         return None
     if rules.tpl_no is not None and rules.tpl_no.match(value):
         return False
