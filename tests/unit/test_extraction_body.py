@@ -172,3 +172,17 @@ def test_broken_html_gives_text_or_nothing() -> None:
     assert html_to_text("<p>a<b>b<td>c</table></p><<<>>") != "x"
     assert html_to_text("") == ""
     assert "diep" in html_to_text("<div>" * 5000 + "diep" + "</div>" * 5000)
+
+
+def test_format_flowed_is_unwrapped() -> None:
+    body = (
+        "De identiteit van de inwoner is vandaag aan de balie \r\n"
+        "gecontroleerd met een geldig paspoort. Graag de 2FA \r\n"
+        "resetten.\r\n-- \r\nJan\r\n"
+    )
+    raw = (HEAD + "Content-Type: text/plain; charset=utf-8; format=flowed\r\n\r\n" + body).encode()
+    text = _body(raw)
+    assert "aan de balie gecontroleerd met" in text
+    assert "-- " in text.splitlines()
+    request = _extract(raw)
+    assert request.identity_verified and request.reset_instructed

@@ -90,6 +90,29 @@ def _part_text(part: email.message.Message) -> str:
     return decode_bytes(payload[: MAX_BODY_CHARS * 4], charset)
 
 
+def _unflowed(part: email.message.Message, text: str) -> str:
+    """Undo format=flowed (RFC 3676) soft line breaks, as Apple Mail and Thunderbird send."""
+    try:
+        if (part.get_param("format") or "").lower() != "flowed":
+            return text
+        delsp = (part.get_param("delsp") or "").lower() == "yes"
+    except Exception:
+        return text
+    out: list[str] = []
+    carry = ""
+    for line in text.replace("\r\n", "\n").split("\n"):
+        if line.startswith(" "):  # space-stuffed
+            line = line[1:]
+        if line.endswith(" ") and line != "-- ":
+            carry += line[:-1] if delsp else line
+            continue
+        out.append(carry + line)
+        carry = ""
+    if carry:
+        out.append(carry)
+    return "\n".join(out)
+
+
 def _content_type(part: email.message.Message) -> str:
     try:
         return part.get_content_type().lower()
@@ -131,7 +154,7 @@ def _select(
             )
             nested = [c for c in children if c.is_multipart()]
             if plain is not None:
-                text = _part_text(plain)
+                text = _unflowed(plain, _part_text(plain))
                 if not _is_stub(text, stub) or (html is None and not nested):
                     return text, "plain"
             if html is not None:
@@ -157,7 +180,7 @@ def _select(
     if _is_attachment(part):
         return "", "none"
     if ctype == "text/plain":
-        return _part_text(part), "plain"
+        return _unflowed(part, _part_text(part)), "plain"
     if ctype == "text/html":
         return html_to_text(_part_text(part)), "html"
     return "", "none"
