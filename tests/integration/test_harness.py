@@ -22,7 +22,7 @@ from imapclient import IMAPClient
 from imapclient.exceptions import LoginError
 
 from tests.harness.dns_fixtures import DnsServer
-from tests.harness.dovecot import Dovecot
+from tests.harness.dovecot import Dovecot, DovecotError
 from tests.harness.mail_fixtures import Mailbox, SmtpSink
 
 pytestmark = pytest.mark.services
@@ -308,3 +308,10 @@ def test_database_url_is_fresh_and_writable(database_url: str) -> None:
             assert conn.execute(sqlalchemy.text("select v from t")).scalar_one() == "x"
     finally:
         engine.dispose()
+
+
+def test_dovecot_missing_is_a_clear_error(tmp_path: Path) -> None:
+    server = Dovecot(tmp_path / "dovecot")
+    server.binary = None  # as on a machine without the dovecot-imapd package
+    with pytest.raises(DovecotError, match="dovecot is not installed; run `make test-deps`"):
+        server.start()
