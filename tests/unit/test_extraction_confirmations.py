@@ -243,3 +243,22 @@ def test_more_instruction_confirmed(text: str) -> None:
 @pytest.mark.parametrize("text", MORE_INSTRUCTION_REFUSED)
 def test_more_instruction_refused(text: str) -> None:
     assert not extract(text).reset_instructed, text
+
+
+@pytest.mark.parametrize(
+    ("text", "identity", "instruction"),
+    [
+        ("Zou u de 2FA kunnen resetten zodra u tijd heeft?", False, True),
+        ("Als consulent heb ik de identiteit van mevrouw gecontroleerd.", True, False),
+        ("Graag de 2FA resetten, mevrouw komt morgen langs om opnieuw in te loggen.", False, True),
+        ("Graag de 2FA resetten, als er vragen zijn hoor ik het graag.", False, True),
+        ("We verified her identity when she visited our office.", True, False),
+        ("De identiteit wordt morgen gecontroleerd, graag dan de 2FA resetten.", False, False),
+        ("We zullen morgen opdracht geven tot de reset.", False, False),
+        ("Zodra de identiteit is gecontroleerd, graag de 2FA resetten.", False, False),
+    ],
+)
+def test_scopes_of_refusal(text: str, identity: bool, instruction: bool) -> None:
+    request = extract(text)
+    assert request.identity_verified is identity
+    assert request.reset_instructed is instruction

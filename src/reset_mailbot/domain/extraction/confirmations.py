@@ -40,12 +40,12 @@ def _clauses(text: str) -> Iterator[tuple[int, str]]:
     yield start, text[start:]
 
 
-def _clause_at(text: str, pos: int) -> str:
-    """The clause (between commas, semicolons, "en", "maar"...) that contains `pos`."""
+def _clause_at(text: str, pos: int) -> tuple[int, str]:
+    """(start, clause): the clause (between commas, "en", "maar"...) that contains `pos`."""
     for start, clause in _clauses(text):
         if start <= pos <= start + len(clause):
-            return clause
-    return text
+            return start, clause
+    return 0, text
 
 
 def _neutralised(text: str, rules: CompiledRules) -> str:
@@ -64,14 +64,17 @@ def _scope(text: str, pos: int, rules: CompiledRules) -> str:
     return text[max(before, default=0) : min(after, default=len(text))]
 
 
-def _common_refusal(text: str, scope: str, rules: CompiledRules) -> MissingDetail | None:
+def _common_refusal(
+    text: str, scope: str, future_scope: str, rules: CompiledRules
+) -> MissingDetail | None:
+    """Label-only lines, negation (in `scope`), condition (anywhere), future (in `future_scope`)."""
     if rules.label_only is not None and rules.label_only.match(text):
         return MissingDetail.NOT_FOUND
     if rules.negation is not None and rules.negation.search(scope):
         return MissingDetail.NEGATED
     if rules.conditional is not None and rules.conditional.search(text):
         return MissingDetail.CONDITIONAL
-    if rules.future is not None and rules.future.search(scope):
+    if rules.future is not None and rules.future.search(future_scope):
         return MissingDetail.CONDITIONAL
     return None
 
@@ -94,7 +97,7 @@ def _identity_sentence(s: Sentence, rules: CompiledRules) -> Finding | None:
         return None
     text = _neutralised(s.folded, rules)
     scope = _scope(text, pos, rules)
-    refusal = _common_refusal(text, scope, rules)
+    refusal = _common_refusal(text, scope, scope, rules)
     if refusal is None and "?" in s.text:
         refusal = MissingDetail.QUESTION
     if refusal is None and rules.identity_only is not None and rules.identity_only.search(scope):
@@ -128,10 +131,12 @@ def _instruction_sentence(s: Sentence, rules: CompiledRules) -> Finding | None:
         return None
     text = _neutralised(s.folded, rules)
     scope = _scope(text, pos, rules)
-    refusal = _common_refusal(text, scope, rules)
+    start, clause = _clause_at(text, pos)
+    # a future in a later clause ("..., ze komt morgen langs") does not defer the order; one
+    # in its own or an earlier clause does ("De ID wordt morgen gecontroleerd, graag dan ...")
+    refusal = _common_refusal(text, scope, text[: start + len(clause)], rules)
     if refusal is None and "?" in s.text and not (rules.in_polite and rules.in_polite.search(text)):
         refusal = MissingDetail.QUESTION
-    clause = _clause_at(text, pos)
     for pattern in (rules.in_third_party, rules.in_other_request):
         if refusal is None and pattern is not None and pattern.search(clause):
             refusal = MissingDetail.NOT_FOUND  # someone else's wish, or a request for feedback
