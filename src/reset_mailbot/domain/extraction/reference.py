@@ -9,6 +9,7 @@ from __future__ import annotations
 from reset_mailbot.domain.extraction.rules import CompiledRules, fold
 
 _BEFORE_LABEL = 6  # "BSN / klantnummer: ..."
+_AFTER_VALUE = 12  # "klantnummer: 123456782 (BSN)"
 
 
 def case_reference(lines: list[str], rules: CompiledRules) -> tuple[str, str] | None:
@@ -24,7 +25,7 @@ def case_reference(lines: list[str], rules: CompiledRules) -> tuple[str, str] | 
             value = match.group("value")
             if sum(ch.isdigit() for ch in value) < rules.ref_min_digits:
                 continue
-            context = folded[max(0, match.start() - _BEFORE_LABEL) : match.end()]
+            context = folded[max(0, match.start() - _BEFORE_LABEL) : match.end() + _AFTER_VALUE]
             if rules.ref_forbidden is not None and rules.ref_forbidden.search(context):
                 continue
             if len(folded) == len(line):
