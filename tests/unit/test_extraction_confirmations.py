@@ -262,3 +262,18 @@ def test_scopes_of_refusal(text: str, identity: bool, instruction: bool) -> None
     request = extract(text)
     assert request.identity_verified is identity
     assert request.reset_instructed is instruction
+
+
+@pytest.mark.parametrize(
+    ("text", "instruction"),
+    [
+        ("Graag het oude e-mailadres verwijderen.", False),
+        ("Graag het verzoek in gang zetten.", False),
+        ("Graag de 2FA-koppeling verwijderen.", True),
+        ("Wilt u de tweestapsverificatie uitzetten?", True),
+        ("Please remove the old phone number.", False),
+        ("Please remove the 2FA from this account.", True),
+    ],
+)
+def test_weak_objects_need_2fa(text: str, instruction: bool) -> None:
+    assert extract(text).reset_instructed is instruction

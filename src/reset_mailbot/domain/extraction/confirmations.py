@@ -118,9 +118,14 @@ def _instruction_position(folded: str, rules: CompiledRules) -> int | None:
         return m.start()
     if rules.in_request is None or rules.in_object is None:
         return None
+    names_2fa = bool(rules.in_own_target and rules.in_own_target.search(folded))
     for start, clause in _clauses(folded):
         request = rules.in_request.search(clause)
-        if request and rules.in_object.search(clause):
+        if request is None:
+            continue
+        if rules.in_object.search(clause) or (
+            names_2fa and rules.in_weak_object is not None and rules.in_weak_object.search(clause)
+        ):
             return start + request.start()
     return None
 

@@ -74,6 +74,7 @@ class InstructionPhrases(_Strict):
 
     requests: Patterns = Field(min_length=1)
     objects: Patterns = Field(min_length=1)
+    weak_objects: Patterns = Field(default_factory=list)
     phrases: Patterns = Field(default_factory=list)
     polite_questions: Patterns = Field(default_factory=list)
     third_party: Patterns = Field(default_factory=list)
@@ -168,7 +169,7 @@ def _words(patterns: list[str]) -> re.Pattern[str] | None:
     if not patterns:
         return None
     body = _alternation(patterns)
-    return re.compile(rf"(?<![\w-])(?:{body})(?![\w-])")
+    return re.compile(rf"(?<![\w-])(?:{body})(?!\w)")
 
 
 def _anchored(patterns: list[str]) -> re.Pattern[str] | None:
@@ -187,6 +188,7 @@ class CompiledRules:
     id_phrase: re.Pattern[str] | None
     in_request: re.Pattern[str] | None
     in_object: re.Pattern[str] | None
+    in_weak_object: re.Pattern[str] | None
     in_phrase: re.Pattern[str] | None
     in_polite: re.Pattern[str] | None
     in_third_party: re.Pattern[str] | None
@@ -259,6 +261,7 @@ class ExtractionRules(_Strict):
             id_phrase=_words(union(lambda p: p.identity.phrases)),
             in_request=_words(union(lambda p: p.instruction.requests)),
             in_object=_words(union(lambda p: p.instruction.objects)),
+            in_weak_object=_words(union(lambda p: p.instruction.weak_objects)),
             in_phrase=_words(union(lambda p: p.instruction.phrases)),
             in_polite=_words(union(lambda p: p.instruction.polite_questions)),
             in_third_party=_words(union(lambda p: p.instruction.third_party)),
