@@ -175,3 +175,13 @@ def test_signature_without_signoff_starts_at_the_senders_contact_line() -> None:
         text, shipped_rules(), frozenset({SENDER, SUPPORT}), Sender(SENDER, "Jan de Vries")
     )
     assert request.account_email == "piet.jansen@hotmail.com"
+
+
+def test_postscript_under_the_signoff_counts() -> None:
+    text = (
+        "Graag de 2FA resetten voor piet@hotmail.com.\n\nMet vriendelijke groet,\nJan\n"
+        "E: s.kuipers@utrecht.nl\n\nPS: de identiteit is gisteren aan de balie gecontroleerd.\n"
+    )
+    request = extract(text)
+    assert request.identity_verified
+    assert request.account_email == "piet@hotmail.com"

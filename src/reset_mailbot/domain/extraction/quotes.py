@@ -21,6 +21,7 @@ from reset_mailbot.domain.extraction.rules import CompiledRules, fold
 # a hostile one-line body can cause.
 MAX_LINE = 2000
 _WORD = re.compile(r"[^\W\d_]+")
+_PS = re.compile(r"p\.?\s?s\.?(\s|:|$)")
 _CONTACT_LINE_MAX = 100
 _CONTACT_LINE_WORDS = 12
 
@@ -136,4 +137,21 @@ def segments(text: str, rules: CompiledRules, sender: Sender | None = None) -> S
     sig = signature_start(folded, rules, sender)
     if sig is None:
         return Segments(lines, [], cut_line)
-    return Segments(lines[:sig], lines[sig:], cut_line)
+    body, signature = lines[:sig], lines[sig:]
+    postscript = _postscript(folded[sig:])
+    if postscript is not None:  # "PS: ..." under the sign-off is the sender's own text again
+        start, end = postscript
+        body = [*body, "", *signature[start:end]]
+        signature = signature[:start] + signature[end:]
+    return Segments(body, signature, cut_line)
+
+
+def _postscript(folded: list[str]) -> tuple[int, int] | None:
+    """(start, end) of a paragraph starting with "PS" / "P.S." below the sign-off."""
+    for i, line in enumerate(folded):
+        if _PS.match(line):
+            end = i + 1
+            while end < len(folded) and folded[end]:
+                end += 1
+            return i, end
+    return None
