@@ -6,13 +6,31 @@ other module reads configuration.
 
 from __future__ import annotations
 
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 from reset_mailbot.adapters.dns import make_key_lookup
-from reset_mailbot.config import Config
+from reset_mailbot.config import (
+    Config,
+    DatabaseSettings,
+    ExecutorSettings,
+    RepliesSettings,
+    SlaSettings,
+    SmtpSettings,
+)
 from reset_mailbot.domain.authentication import KeyLookup
 from reset_mailbot.domain.decision import DecisionContext
 from reset_mailbot.domain.models import Decision
 from reset_mailbot.logs import get_logger
 from reset_mailbot.rules_loader import RuleSet, load_rules
+
+if TYPE_CHECKING:
+    from reset_mailbot.adapters.db.repository import Store
+    from reset_mailbot.adapters.executors.base import Executor
+    from reset_mailbot.adapters.imap import Mailbox
+    from reset_mailbot.adapters.smtp import SmtpSender
+    from reset_mailbot.service.inbox import InboxPolicy
 
 
 def build_rules(config: Config) -> RuleSet:
@@ -49,4 +67,76 @@ def log_decision(decision: Decision, **extra: object) -> None:
         signing_domain=decision.authentication.signing_domain,
         account_email=decision.request.account_email,
         **extra,
+    )
+
+
+# ------------------------------------------------------------------------------ the daemon
+
+
+def build_store(config: Config) -> Store:
+    from reset_mailbot.adapters.db.repository import Backoff, Store
+
+    database = config.get(DatabaseSettings)
+    url = database.resolved_url()
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    smtp = config.get(SmtpSettings)
+    return Store.from_url(
+        url,
+        max_outbox_attempts=smtp.max_attempts,
+        outbox_backoff=Backoff(timedelta(seconds=30), timedelta(hours=1)),
+        execution_backoff=Backoff(timedelta(seconds=30), timedelta(hours=1)),
+    )
+
+
+def build_mailbox(config: Config) -> Mailbox:
+    from reset_mailbot.adapters.imap import Mailbox
+
+    box = config.mailbox
+    return Mailbox(
+        box.host, box.port, box.security, box.username or box.address, box.password or "",
+        inbox=box.inbox, processed_folder=box.processed_folder,
+        quarantine_folder=box.quarantine_folder, batch_size=box.batch_size,
+    )
+
+
+def build_smtp(config: Config) -> SmtpSender:
+    from reset_mailbot.adapters.smtp import SmtpSender
+
+    smtp = config.get(SmtpSettings)
+    return SmtpSender(
+        smtp.host, smtp.port, smtp.security, smtp.username, smtp.password,
+        timeout=smtp.timeout_seconds, from_address=config.mailbox.address,
+    )
+
+
+def build_executor(config: Config) -> Executor | None:
+    """The configured executor; None for `manual` (a person resets, `requests done` records it)."""
+    settings = config.get(ExecutorSettings)
+    if settings.kind == "http":
+        from reset_mailbot.adapters.executors.http import HttpExecutor
+
+        assert settings.url is not None  # validated by ExecutorSettings
+        return HttpExecutor(settings.url, settings.token or "", settings.timeout_seconds)
+    if settings.kind == "forus-db":
+        from reset_mailbot.adapters.executors.forus_db import ForusDbExecutor
+
+        assert settings.url is not None
+        return ForusDbExecutor(settings.url, revoke_sessions=settings.revoke_sessions)
+    return None
+
+
+def build_inbox_policy(config: Config) -> InboxPolicy:
+    from reset_mailbot.service.inbox import InboxPolicy
+
+    executor = config.get(ExecutorSettings)
+    sla = config.get(SlaSettings)
+    return InboxPolicy(
+        support_address=config.mailbox.address,
+        max_message_bytes=config.mailbox.max_message_bytes,
+        executor_kind=executor.kind,
+        require_approval=executor.require_approval,
+        sla_working_days=sla.working_days,
+        sla_timezone=sla.timezone,
+        max_replies_per_sender_per_hour=config.get(RepliesSettings).max_per_sender_per_hour,
     )

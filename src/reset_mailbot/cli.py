@@ -16,6 +16,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from reset_mailbot import bootstrap
+from reset_mailbot.adapters.db.migrate import SchemaOutdated
 from reset_mailbot.config import Config, ConfigError, LogSettings, load_config
 from reset_mailbot.domain.decision import decide
 from reset_mailbot.domain.models import Decision
@@ -31,6 +32,8 @@ app = typer.Typer(
 )
 rules_app = typer.Typer(help="Inspect and validate the rule files.", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
 
 ConfigOption = Annotated[
     Path | None,
@@ -54,7 +57,7 @@ def operator_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (ConfigError, RulesError) as exc:
+        except (ConfigError, RulesError, SchemaOutdated) as exc:
             fail(str(exc))
 
     return wrapper  # type: ignore[return-value]
@@ -145,6 +148,48 @@ def rules_check(config: ConfigOption = None) -> None:
         typer.echo(line)
     for source in rules.sources:
         typer.echo(f"ok: {source}")
+
+
+@app.command()
+@operator_errors
+def run(
+    config: ConfigOption = None,
+    once: Annotated[
+        bool,
+        typer.Option("--once", help="Process the inbox, drive due work, then exit"),
+    ] = False,
+) -> None:
+    """Run the daemon: poll the support mailbox, decide, execute, reply."""
+    from reset_mailbot.adapters.imap import MailboxError
+    from reset_mailbot.service.daemon import Daemon
+
+    cfg = _load(config)
+    daemon = Daemon(cfg)
+    if not once:
+        daemon.run_forever()
+        return
+    try:
+        report = daemon.run_once()
+    except MailboxError as exc:
+        fail(f"mailbox: {exc}", code=1)
+    typer.echo(
+        f"messages seen {report.poll.seen}, decided {report.poll.decided}, "
+        f"moved {report.poll.moved}, errors {report.poll.errors}; "
+        f"executions run {report.executions}; replies attempted {report.replies}"
+    )
+
+
+@db_app.command("upgrade")
+@operator_errors
+def db_upgrade(config: ConfigOption = None) -> None:
+    """Create or upgrade the database schema to this version."""
+    from reset_mailbot.adapters.db.migrate import current_revision, head_revision, upgrade
+
+    cfg = _load(config)
+    store = bootstrap.build_store(cfg)
+    before = current_revision(store.engine)
+    upgrade(store.engine)
+    typer.echo(f"database schema: {before or '(empty)'} -> {head_revision()}")
 
 
 @app.command()

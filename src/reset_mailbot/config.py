@@ -198,6 +198,15 @@ class ExecutorSettings(_Section):
         return self
 
 
+class RepliesSettings(_Section):
+    section: ClassVar[str] = "replies"
+    model_config = _section_config("replies")
+
+    # replies caused by inbound mail (incomplete, rejected) per sender per hour; beyond it we
+    # log `rate_limited` and stay silent, so a loop with a broken auto-responder stays short
+    max_per_sender_per_hour: int = Field(5, ge=1)
+
+
 class SlaSettings(_Section):
     section: ClassVar[str] = "sla"
     model_config = _section_config("sla")
@@ -239,6 +248,7 @@ SECTIONS: dict[str, type[_Section]] = {
         SmtpSettings,
         DatabaseSettings,
         ExecutorSettings,
+        RepliesSettings,
         SlaSettings,
         MetricsSettings,
         RetentionSettings,

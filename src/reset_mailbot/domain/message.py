@@ -14,6 +14,7 @@ import email.message
 import hashlib
 import re
 from dataclasses import dataclass, field
+from email.errors import ObsoleteHeaderDefect
 from email.headerregistry import Address
 from email.policy import default as _default_policy
 from functools import lru_cache
@@ -109,6 +110,13 @@ def _address_header(name: str, value: str) -> Any:
     return _cached_address_header(name, value)
 
 
+def _harmless_defect(defect: Exception) -> bool:
+    """An unquoted period in the display name ("J. de Vries <j@x.nl>") is obsolete RFC 5322
+    syntax (obs-phrase) that real mail systems still write; it cannot change the address.
+    Every other defect, including this one next to an invalid address, stays fatal."""
+    return isinstance(defect, ObsoleteHeaderDefect) and "period in 'phrase'" in str(defect)
+
+
 def parse_from_header(values: list[str]) -> tuple[FromMailbox | None, str | None]:
     """Exactly one From header holding exactly one mailbox (policy, Authentication 1).
 
@@ -123,8 +131,9 @@ def parse_from_header(values: list[str]) -> tuple[FromMailbox | None, str | None
         header = _address_header("From", values[0])
     except Exception as exc:  # the header parser has raised on hostile input before
         return None, f"unparseable From: {type(exc).__name__}"
-    if header.defects:
-        return None, "From has defects: " + ", ".join(type(d).__name__ for d in header.defects)
+    defects = [d for d in header.defects if not _harmless_defect(d)]
+    if defects:
+        return None, "From has defects: " + ", ".join(type(d).__name__ for d in defects)
     addresses: tuple[Address, ...] = header.addresses
     if len(addresses) != 1:
         return None, f"From holds {len(addresses)} mailboxes"

@@ -1,0 +1,223 @@
+"""The running service: APScheduler jobs, an IMAP IDLE watcher, signals, and `run --once`.
+
+Jobs (APScheduler 3, BackgroundScheduler, all `max_instances=1, coalesce=True`):
+- `poll`: decide and file every message in the inbox; also the safety net behind IDLE.
+- `outbox`: send due replies; retries with capped backoff.
+- `executions`: run due resets; retries with capped backoff.
+The IDLE watcher keeps its own IMAP connection and, when the server announces new mail, moves
+the `poll` job's next run to now; polling every `poll_interval_seconds` goes on regardless.
+SIGTERM/SIGINT set a stop flag: the poll finishes the message in hand, the scheduler waits for
+running jobs, and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from reset_mailbot import bootstrap
+from reset_mailbot.adapters.db.migrate import ensure_schema
+from reset_mailbot.adapters.imap import Mailbox, MailboxAuthError, MailboxError, backoff_delay
+from reset_mailbot.config import Config, DatabaseSettings, ExecutorSettings
+from reset_mailbot.logs import get_logger
+from reset_mailbot.service.delivery import ExecutionWorker, OutboxWorker
+from reset_mailbot.service.inbox import InboxProcessor, PollStats
+
+log = get_logger("reset_mailbot.daemon")
+
+DELIVERY_INTERVAL_SECONDS = 15.0
+MAX_ONCE_ROUNDS = 20
+
+
+@dataclass
+class Health:
+    """What /healthz and the metrics report about the poller."""
+
+    last_successful_poll: datetime | None = None
+    consecutive_failures: int = 0
+    polls: int = 0
+
+
+@dataclass
+class OnceReport:
+    poll: PollStats = field(default_factory=PollStats)
+    executions: int = 0
+    replies: int = 0
+
+
+class Daemon:
+    """Everything `reset-mailbot run` needs, wired from configuration."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        database = config.get(DatabaseSettings)
+        self.store = bootstrap.build_store(config)
+        ensure_schema(self.store.engine, auto_upgrade=database.auto_upgrade)
+        self.processor = InboxProcessor(
+            self.store, bootstrap.build_decision_context(config),
+            bootstrap.build_inbox_policy(config),
+        )
+        self.mailbox = bootstrap.build_mailbox(config)
+        self.outbox = OutboxWorker(self.store, bootstrap.build_smtp(config), config.mailbox.address)
+        executor = bootstrap.build_executor(config)
+        self.executions = (
+            ExecutionWorker(
+                self.store, executor, config.mailbox.address,
+                max_attempts=config.get(ExecutorSettings).max_attempts,
+            )
+            if executor is not None
+            else None
+        )
+        self.stop = threading.Event()
+        self.health = Health()
+        self.scheduler: BackgroundScheduler | None = None
+        self._folders_ready = False
+
+    # ----------------------------------------------------------------- jobs
+
+    def poll(self) -> PollStats | None:
+        """One pass over the inbox; connection problems reschedule with capped backoff."""
+        try:
+            if not self.mailbox.connected:
+                self.mailbox.connect()
+                self._folders_ready = False
+            if not self._folders_ready:
+                self.mailbox.ensure_folders()
+                self._folders_ready = True
+            stats = self.processor.process_mailbox(self.mailbox, self.stop)
+        except MailboxError as exc:
+            self.health.consecutive_failures += 1
+            self.mailbox.close()
+            delay = backoff_delay(self.health.consecutive_failures - 1, base=2.0, cap=300.0)
+            log.warning(
+                "imap_reconnect", error=str(exc)[:300], attempt=self.health.consecutive_failures,
+                retry_in_seconds=round(delay, 1), auth=isinstance(exc, MailboxAuthError),
+            )
+            if self.scheduler is not None and not self.stop.is_set():
+                self.scheduler.modify_job(
+                    "poll", next_run_time=datetime.now(UTC) + timedelta(seconds=delay)
+                )
+            return None
+        self.health.consecutive_failures = 0
+        self.health.last_successful_poll = datetime.now(UTC)
+        self.health.polls += 1
+        log.info("poll_done", seen=stats.seen, decided=stats.decided, moved=stats.moved,
+                 skipped=stats.skipped, errors=stats.errors)
+        if stats.decided:
+            # new replies or executions may be due now: do not wait for their interval
+            self._wake("executions", "outbox")
+        return stats
+
+    def _wake(self, *jobs: str) -> None:
+        if self.scheduler is None or self.stop.is_set():
+            return
+        for job in jobs:
+            self.scheduler.modify_job(job, next_run_time=datetime.now(UTC))
+
+    def deliver(self) -> int:
+        try:
+            return self.outbox.run_due()
+        except Exception as exc:  # e.g. the database went away: next run tries again
+            log.error("job_failed", job="outbox", error=f"{type(exc).__name__}: {exc}"[:300])
+            return 0
+
+    def execute(self) -> int:
+        if self.executions is None:
+            return 0
+        try:
+            ran = self.executions.run_due()
+        except Exception as exc:
+            log.error("job_failed", job="executions", error=f"{type(exc).__name__}: {exc}"[:300])
+            return 0
+        if ran:
+            self._wake("outbox")  # confirmations were queued
+        return ran
+
+    # ----------------------------------------------------------------- modes
+
+    def run_once(self) -> OnceReport:
+        """Process the inbox, then drive executions and replies until nothing more is due now."""
+        report = OnceReport()
+        try:
+            self.mailbox.connect()
+            self.mailbox.ensure_folders()
+            report.poll = self.processor.process_mailbox(self.mailbox, self.stop)
+        finally:
+            self.mailbox.close()
+        for _ in range(MAX_ONCE_ROUNDS):
+            executed = self.execute()
+            sent = self.deliver()
+            report.executions += executed
+            report.replies += sent
+            if executed == 0 and sent == 0:
+                break
+        return report
+
+    def run_forever(self) -> None:
+        poll_every = self.config.mailbox.poll_interval_seconds
+        scheduler = BackgroundScheduler(timezone=UTC)
+        now = datetime.now(UTC)
+        common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
+        scheduler.add_job(self.poll, "interval", seconds=poll_every, id="poll",
+                          next_run_time=now, **common)
+        scheduler.add_job(self.deliver, "interval", seconds=DELIVERY_INTERVAL_SECONDS,
+                          id="outbox", next_run_time=now, **common)
+        scheduler.add_job(self.execute, "interval", seconds=DELIVERY_INTERVAL_SECONDS,
+                          id="executions", next_run_time=now, **common)
+        self.scheduler = scheduler
+        watcher = None
+        if self.config.mailbox.idle:
+            watcher = threading.Thread(target=self._watch_idle, name="imap-idle", daemon=True)
+        self._install_signal_handlers()
+        log.info("daemon_started", poll_interval_seconds=poll_every, idle=bool(watcher),
+                 executor=self.config.get(ExecutorSettings).kind)
+        scheduler.start()
+        if watcher is not None:
+            watcher.start()
+        try:
+            while not self.stop.wait(1.0):
+                pass
+        finally:
+            log.info("daemon_stopping")
+            scheduler.shutdown(wait=True)
+            if watcher is not None:
+                watcher.join(timeout=5)
+            self.mailbox.close()
+            log.info("daemon_stopped")
+
+    def _install_signal_handlers(self) -> None:
+        def handle(signum: int, _frame: object) -> None:
+            log.info("signal_received", signal=signal.Signals(signum).name)
+            self.stop.set()
+
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, handle)
+            signal.signal(signal.SIGINT, handle)
+
+    def _watch_idle(self) -> None:
+        """Wake the poll job when IDLE reports new mail; reconnect with capped backoff."""
+        failures = 0
+        watcher: Mailbox = bootstrap.build_mailbox(self.config)
+        while not self.stop.is_set():
+            try:
+                if not watcher.connected:
+                    watcher.connect()
+                    watcher.select_inbox()
+                changed = watcher.wait_for_change(
+                    self.config.mailbox.poll_interval_seconds, stop=self.stop
+                )
+                failures = 0
+                if changed and self.scheduler is not None and not self.stop.is_set():
+                    self.scheduler.modify_job("poll", next_run_time=datetime.now(UTC))
+            except MailboxError as exc:
+                failures += 1
+                watcher.close()
+                delay = backoff_delay(failures - 1, base=2.0, cap=300.0)
+                log.warning("imap_reconnect", connection="idle", error=str(exc)[:300],
+                            attempt=failures, retry_in_seconds=round(delay, 1))
+                self.stop.wait(delay)
+        watcher.close()

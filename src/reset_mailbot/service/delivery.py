@@ -1,0 +1,130 @@
+"""Driving side effects to a final state: replies over SMTP, resets through the executor.
+
+Both work from rows committed earlier (outbox rows, execution intents), claimed with a lease by
+the store so two workers never take the same row and a crashed worker's row comes back. Errors
+never escape: a temporary failure schedules a retry with capped backoff, a permanent one is
+recorded, audited and logged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from reset_mailbot.adapters.db.repository import Store, UnitOfWork
+from reset_mailbot.adapters.db.schema import Request, utcnow
+from reset_mailbot.adapters.executors.base import ExecutionResult, ExecutionStatus, Executor
+from reset_mailbot.adapters.smtp import SmtpError, SmtpPermanentError, SmtpSender
+from reset_mailbot.domain.replies import ReplyKind
+from reset_mailbot.domain.request_state import RequestState
+from reset_mailbot.logs import get_logger
+from reset_mailbot.service.failpoints import failpoint
+from reset_mailbot.service.replies import queue_reply, reply_data_for_request
+
+log = get_logger("reset_mailbot.delivery")
+
+
+@dataclass
+class OutboxWorker:
+    store: Store
+    sender: SmtpSender
+    support_address: str
+    clock: Callable[[], datetime] = utcnow
+
+    def run_due(self, limit: int = 20) -> int:
+        """Send every due reply once; returns how many were attempted."""
+        claims = self.store.claim_due_outbox(limit=limit, now=self.clock())
+        for claim in claims:
+            failpoint("after_claim_reply")
+            try:
+                self.sender.send(claim.rfc822, [claim.to_address], self.support_address)
+            except SmtpError as exc:
+                permanent = isinstance(exc, SmtpPermanentError)
+                with self.store.unit_of_work() as uow:
+                    item = uow.mark_outbox_failed(
+                        claim.id, error=str(exc)[:1000], permanent=permanent, now=self.clock()
+                    )
+                    state, next_at = item.state, item.next_attempt_at
+                log.warning(
+                    "reply_failed" if state == "failed" else "reply_retry",
+                    outbox_id=claim.id, request_id=claim.request_id, kind=claim.kind,
+                    to=claim.to_address, attempts=claim.attempts, error=str(exc)[:300],
+                    permanent=permanent, next_attempt_at=next_at.isoformat() if next_at else None,
+                )
+                continue
+            failpoint("after_smtp_send")
+            with self.store.unit_of_work() as uow:
+                uow.mark_outbox_sent(claim.id, now=self.clock())
+            log.info(
+                "reply_sent", outbox_id=claim.id, request_id=claim.request_id, kind=claim.kind,
+                to=claim.to_address, reply_message_id=claim.reply_message_id,
+                attempts=claim.attempts, resent=claim.reclaimed,
+            )
+        return len(claims)
+
+
+def queue_outcome_reply(
+    store_uow: UnitOfWork, request: Request, support_address: str, now: datetime
+) -> None:
+    """After a request reached a final state, tell the municipality (nothing otherwise)."""
+    if request.state == RequestState.EXECUTED:
+        data = reply_data_for_request(request, executed_at=request.executed_at or now)
+        queue_reply(store_uow, ReplyKind.CONFIRMATION, data, support_address=support_address,
+                    now=now, request=request)
+    elif request.state == RequestState.EXECUTION_FAILED:
+        data = reply_data_for_request(request, failure_code=request.result_code)
+        queue_reply(store_uow, ReplyKind.FAILED, data, support_address=support_address,
+                    now=now, request=request)
+    elif request.state == RequestState.DENIED:
+        data = reply_data_for_request(request, denial_reason=request.result_detail)
+        queue_reply(store_uow, ReplyKind.DENIED, data, support_address=support_address,
+                    now=now, request=request)
+
+
+@dataclass
+class ExecutionWorker:
+    store: Store
+    executor: Executor
+    support_address: str
+    max_attempts: int = 10
+    clock: Callable[[], datetime] = utcnow
+
+    def run_due(self, limit: int = 5) -> int:
+        """Run every due execution once; returns how many were attempted."""
+        claims = self.store.claim_due_executions(limit=limit, now=self.clock())
+        for claim in claims:
+            failpoint("after_claim_execution")
+            try:
+                result = self.executor.execute(claim.job())
+            except Exception as exc:  # an executor bug must not stop the others
+                result = ExecutionResult(
+                    status=ExecutionStatus.RETRY, code="executor_error",
+                    detail=f"{type(exc).__name__}: {exc}"[:500],
+                )
+            if result.status is ExecutionStatus.RETRY and claim.attempts >= self.max_attempts:
+                result = ExecutionResult(
+                    status=ExecutionStatus.FAILED, code="too_many_attempts",
+                    detail=f"gave up after {claim.attempts} attempts; last: {result.code}",
+                )
+            failpoint("after_execute")
+            now = self.clock()
+            with self.store.unit_of_work() as uow:
+                execution = uow.record_execution_result(claim.id, result, now=now)
+                request = execution.request
+                queue_outcome_reply(uow, request, self.support_address, now)
+                state = request.state
+            event = {
+                ExecutionStatus.SUCCEEDED: "reset_executed",
+                ExecutionStatus.FAILED: "execution_failed",
+                ExecutionStatus.RETRY: "execution_retry",
+                ExecutionStatus.PENDING_HUMAN: "execution_pending_human",
+            }[result.status]
+            logger = log.info if result.status is ExecutionStatus.SUCCEEDED else log.warning
+            logger(
+                event, request_id=claim.request_id, execution_id=claim.id,
+                idempotency_key=claim.idempotency_key, attempts=claim.attempts,
+                code=result.code, detail=result.detail[:300], request_state=state,
+                account_email=claim.account_email,
+            )
+        return len(claims)

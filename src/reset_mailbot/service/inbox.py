@@ -1,0 +1,377 @@
+"""Processing the support mailbox, one message at a time (Mailman's runner, cosmicpython's service).
+
+For each UID in the inbox: decide with the pure core, then record the decision, the new or merged
+request, the queued replies and the execution intent in ONE transaction, and only after that
+commit MOVE the message out of the inbox. A crash anywhere leaves either nothing recorded (the
+message is still in the inbox and is decided again) or a committed decision whose MOVE is
+finished on the next poll. A message that breaks processing is recorded with its error and moved
+to quarantine; the loop goes on with the next one.
+
+Folders: complete, incomplete, ignored and answered rejections go to Processed; rejections we
+do not answer (unauthenticated, not allowlisted, malformed, oversize) and processing errors go to
+Quarantine; deferred messages stay in the inbox until a later poll decides them again.
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from reset_mailbot.adapters.db.repository import (
+    Backoff,
+    DuplicateMessage,
+    Store,
+    UnitOfWork,
+)
+from reset_mailbot.adapters.db.schema import Message, Request, utcnow
+from reset_mailbot.adapters.imap import Mailbox
+from reset_mailbot.domain.decision import DecisionContext, decide_parsed
+from reset_mailbot.domain.message import ParsedMessage, parse_message
+from reset_mailbot.domain.models import Decision
+from reset_mailbot.domain.reasons import Outcome, ReasonCode
+from reset_mailbot.domain.replies import ReplyData, ReplyKind
+from reset_mailbot.domain.request_state import RequestState
+from reset_mailbot.domain.working_days import deadline
+from reset_mailbot.logs import get_logger
+from reset_mailbot.service.failpoints import failpoint
+from reset_mailbot.service.replies import queue_reply, reply_data_for_request
+
+log = get_logger("reset_mailbot.inbox")
+
+PROCESSED = "processed"
+QUARANTINE = "quarantine"
+STAY = "stay"
+
+
+@dataclass(frozen=True)
+class InboxPolicy:
+    """The settings the inbox processing needs (from [mailbox], [executor] and [sla])."""
+
+    support_address: str
+    max_message_bytes: int
+    executor_kind: str = "manual"
+    require_approval: bool = False
+    sla_working_days: int = 2
+    sla_timezone: str = "Europe/Amsterdam"
+    max_replies_per_sender_per_hour: int = 5
+    deferred_backoff: Backoff = field(
+        default_factory=lambda: Backoff(timedelta(seconds=60), timedelta(hours=1))
+    )
+
+
+@dataclass
+class PollStats:
+    seen: int = 0
+    decided: int = 0
+    moved: int = 0
+    skipped: int = 0
+    errors: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+
+def folder_for(outcome: str | None, reply: bool, error: str | None = None) -> str:
+    if error is not None and outcome is None:
+        return QUARANTINE
+    if outcome == Outcome.DEFERRED:
+        return STAY
+    if outcome == Outcome.REJECTED and not reply:
+        return QUARANTINE
+    return PROCESSED
+
+
+def _reply_kind_for_rejection(decision: Decision) -> ReplyKind | None:
+    if not decision.reply:
+        return None
+    if ReasonCode.GROUP_MAILBOX in decision.reasons:
+        return ReplyKind.REJECTED_GROUP
+    if ReasonCode.SENDER_NOT_REGISTERED in decision.reasons:
+        return ReplyKind.SENDER_NOT_REGISTERED
+    return None
+
+
+class InboxProcessor:
+    """Decides and files the messages of one mailbox. Thread-confined: one poll at a time."""
+
+    def __init__(
+        self,
+        store: Store,
+        context: DecisionContext,
+        policy: InboxPolicy,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        on_decision: Callable[[Decision], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.context = context
+        self.policy = policy
+        self.clock = clock
+        self.on_decision = on_decision
+
+    # ------------------------------------------------------------------ the poll
+
+    def process_mailbox(self, mailbox: Mailbox, stop: threading.Event | None = None) -> PollStats:
+        """Handle every message in the inbox once; stops early (between messages) on `stop`."""
+        stats = PollStats()
+        uidvalidity = mailbox.select_inbox()
+        with self.store.unit_of_work() as uow:
+            previous = uow.get_mailbox_state(mailbox.inbox)
+            if previous is not None and previous.uidvalidity != uidvalidity:
+                log.warning(
+                    "uidvalidity_changed", mailbox=mailbox.inbox, old=previous.uidvalidity,
+                    new=uidvalidity,
+                )
+            uow.set_mailbox_state(
+                mailbox.inbox, uidvalidity=uidvalidity,
+                last_seen_uid=previous.last_seen_uid
+                if previous is not None and previous.uidvalidity == uidvalidity else 0,
+                now=self.clock(),
+            )
+        highest = 0
+        for uid, size in mailbox.list_uids_with_sizes():
+            if stop is not None and stop.is_set():
+                break
+            stats.seen += 1
+            folder = self.process_uid(mailbox, uidvalidity, uid, size, stats)
+            if folder != STAY:
+                highest = max(highest, uid)
+        if highest:
+            with self.store.unit_of_work() as uow:
+                uow.set_mailbox_state(
+                    mailbox.inbox, uidvalidity=uidvalidity, last_seen_uid=highest,
+                    now=self.clock(),
+                )
+        return stats
+
+    def process_uid(
+        self, mailbox: Mailbox, uidvalidity: int, uid: int, size: int, stats: PollStats
+    ) -> str:
+        """Decide (or resume) one message and file it; returns where it went."""
+        now = self.clock()
+        with self.store.unit_of_work() as uow:
+            known = uow.get_message_by_uid(mailbox.inbox, uidvalidity, uid)
+            resume = self._resume_target(uow, known, now)
+        if resume is not None:
+            if resume == STAY:
+                stats.skipped += 1
+                return STAY
+            return self._move(mailbox, uid, resume, known.id if known else None, stats)
+
+        if size > self.policy.max_message_bytes:
+            folder, message_pk = self._record_oversize(mailbox, uidvalidity, uid, size, now)
+            stats.decided += 1
+            return self._move(mailbox, uid, folder, message_pk, stats)
+
+        raw = mailbox.fetch([uid]).get(uid)
+        if raw is None:  # expunged by someone else meanwhile
+            stats.skipped += 1
+            return STAY
+        try:
+            folder, message_pk = self.handle_raw(
+                raw, mailbox=mailbox.inbox, uidvalidity=uidvalidity, uid=uid, now=now,
+                stats=stats,
+            )
+        except Exception as exc:  # one broken message never blocks the others
+            stats.errors += 1
+            folder, message_pk = self._record_failure(
+                raw, exc, mailbox=mailbox.inbox, uidvalidity=uidvalidity, uid=uid, now=now
+            )
+        failpoint("after_decision_commit")
+        return self._move(mailbox, uid, folder, message_pk, stats)
+
+    def _resume_target(self, uow: UnitOfWork, known: Message | None, now: datetime) -> str | None:
+        """Where an already-recorded UID goes, or None when it must be decided (again)."""
+        if known is None:
+            return None
+        if known.outcome == Outcome.DEFERRED:
+            due = (known.decided_at or now) + self.policy.deferred_backoff.delay(known.attempts)
+            return None if due <= now else STAY
+        if uow.may_decide_again(known):
+            return None
+        if known.folder_moved_to is not None:
+            return None  # moved before, yet back in the inbox (someone moved it back): redo
+        reply = bool((known.decision or {}).get("reply"))
+        return folder_for(known.outcome, reply, known.error)
+
+    # ------------------------------------------------------------- one message
+
+    def handle_raw(
+        self,
+        raw: bytes,
+        *,
+        mailbox: str | None = None,
+        uidvalidity: int | None = None,
+        uid: int | None = None,
+        now: datetime | None = None,
+        stats: PollStats | None = None,
+    ) -> tuple[str, int | None]:
+        """Decide one message and commit everything that follows from it. Returns (folder, pk)."""
+        now = now or self.clock()
+        parsed = parse_message(raw)
+        with self.store.unit_of_work() as uow:
+            existing = uow.get_message_by_key(parsed.key)
+            if existing is not None and not uow.may_decide_again(existing):
+                return self._duplicate(uow, parsed, existing, uid=uid, now=now)
+        started = self.clock()
+        decision = decide_parsed(parsed, self.context)
+        with self.store.unit_of_work() as uow:
+            try:
+                message = uow.record_message(
+                    decision, raw=raw, sha256=parsed.sha256, size=len(raw), mailbox=mailbox,
+                    uidvalidity=uidvalidity, uid=uid, received_at=now, now=now,
+                )
+            except DuplicateMessage as dup:  # a concurrent worker was faster
+                return self._duplicate(uow, parsed, dup.existing, uid=uid, now=now)
+            request = self._act_on(uow, decision, message, now)
+            message_pk = message.id
+        latency = (self.clock() - started).total_seconds()
+        if stats is not None:
+            stats.decided += 1
+            outcome = decision.outcome.value
+            stats.outcomes[outcome] = stats.outcomes.get(outcome, 0) + 1
+        log.info(
+            "decision",
+            message_id=decision.message_id,
+            message_key=decision.message_key,
+            uid=uid,
+            outcome=decision.outcome.value,
+            reasons=[r.value for r in decision.reasons],
+            missing=[m.value for m in decision.missing],
+            reply=decision.reply,
+            sender=decision.sender.address,
+            municipality=decision.sender.municipality,
+            dkim=decision.authentication.dkim.value,
+            request_id=request.id if request is not None else None,
+            request_state=request.state if request is not None else None,
+            seconds=round(latency, 4),
+        )
+        if decision.outcome is Outcome.REJECTED and not decision.reply:
+            log.warning(
+                "auth_rejected", message_id=decision.message_id,
+                reasons=[r.value for r in decision.reasons], sender=decision.sender.address,
+            )
+        if self.on_decision is not None:
+            self.on_decision(decision)
+        return folder_for(decision.outcome.value, decision.reply), message_pk
+
+    def _duplicate(
+        self, uow: UnitOfWork, parsed: ParsedMessage, existing: Message, *, uid: int | None,
+        now: datetime,
+    ) -> tuple[str, int | None]:
+        """The same key again: the same bytes are a resumed message; other bytes a replay."""
+        if existing.sha256 == parsed.sha256:
+            reply = bool((existing.decision or {}).get("reply"))
+            return folder_for(existing.outcome, reply, existing.error), existing.id
+        uow.audit(
+            "duplicate_ignored", message=existing, request_id=existing.request_id, now=now,
+            data={"message_key": existing.message_key, "uid": uid, "sha256": parsed.sha256},
+        )
+        log.info(
+            "decision", message_id=parsed.message_id, message_key=parsed.key, uid=uid,
+            outcome=Outcome.IGNORED.value, reasons=[ReasonCode.DUPLICATE.value], reply=False,
+        )
+        return PROCESSED, None
+
+    def _act_on(
+        self, uow: UnitOfWork, decision: Decision, message: Message, now: datetime
+    ) -> Request | None:
+        """Everything a decision leads to, inside the decision's transaction."""
+        if decision.outcome in (Outcome.COMPLETE, Outcome.INCOMPLETE):
+            return self._act_on_request(uow, decision, message, now)
+        kind = _reply_kind_for_rejection(decision)
+        if kind is not None:
+            queue_reply(
+                uow, kind, ReplyData.from_decision(decision),
+                support_address=self.policy.support_address, now=now, message=message,
+                max_per_hour=self.policy.max_replies_per_sender_per_hour,
+            )
+        return None
+
+    def _act_on_request(
+        self, uow: UnitOfWork, decision: Decision, message: Message, now: datetime
+    ) -> Request:
+        sender = decision.sender.address or ""
+        thread = [decision.in_reply_to, *decision.references]
+        request = uow.find_request_for_thread(sender, thread)
+        if request is not None:
+            uow.merge_into_request(request, decision, message, now=now)
+        else:
+            request = uow.create_request(decision, message, now=now)
+        if request.state == RequestState.INCOMPLETE:
+            queue_reply(
+                uow, ReplyKind.INCOMPLETE, reply_data_for_request(request, decision),
+                support_address=self.policy.support_address, now=now, request=request,
+                message=message, max_per_hour=self.policy.max_replies_per_sender_per_hour,
+            )
+            return request
+        # complete: the two-working-day clock starts, then the gate or the executor
+        request.deadline_at = deadline(
+            request.completed_at or now, self.policy.sla_working_days, self.policy.sla_timezone
+        )
+        if self.policy.require_approval:
+            uow.transition(request, RequestState.AWAITING_APPROVAL, now=now)
+        elif self.policy.executor_kind == "manual":
+            uow.transition(request, RequestState.AWAITING_MANUAL_RESET, now=now)
+        else:
+            uow.create_execution(request, now=now)
+        return request
+
+    # ------------------------------------------------------------- the unusual
+
+    def _record_oversize(
+        self, mailbox: Mailbox, uidvalidity: int, uid: int, size: int, now: datetime
+    ) -> tuple[str, int | None]:
+        key = f"oversize:{mailbox.inbox}:{uidvalidity}:{uid}"
+        decision = Decision(
+            message_id=None, message_key=key, outcome=Outcome.REJECTED,
+            reasons=[ReasonCode.OVERSIZE],
+            detail=f"{size} bytes > max_message_bytes {self.policy.max_message_bytes}",
+        )
+        with self.store.unit_of_work() as uow:
+            try:
+                message = uow.record_message(
+                    decision, raw=None, size=size, mailbox=mailbox.inbox,
+                    uidvalidity=uidvalidity, uid=uid, received_at=now, now=now,
+                )
+            except DuplicateMessage as dup:
+                return QUARANTINE, dup.existing_id
+            pk = message.id
+        log.warning("decision", message_key=key, uid=uid, outcome="rejected",
+                    reasons=["oversize"], reply=False, size=size)
+        return QUARANTINE, pk
+
+    def _record_failure(
+        self, raw: bytes, exc: Exception, *, mailbox: str, uidvalidity: int, uid: int,
+        now: datetime,
+    ) -> tuple[str, int | None]:
+        error = f"{type(exc).__name__}: {exc}"
+        log.error(
+            "processing_error", uid=uid, error=error,
+            traceback=traceback.format_exc(limit=8),
+        )
+        parsed = parse_message(raw)
+        with self.store.unit_of_work() as uow:
+            try:
+                message = uow.record_failed_message(
+                    message_key=parsed.key, error=error[:2000], raw=raw,
+                    message_id=parsed.message_id, sha256=parsed.sha256, size=len(raw),
+                    mailbox=mailbox, uidvalidity=uidvalidity, uid=uid, received_at=now, now=now,
+                )
+            except DuplicateMessage as dup:
+                return QUARANTINE, dup.existing_id
+            return QUARANTINE, message.id
+
+    def _move(
+        self, mailbox: Mailbox, uid: int, folder: str, message_pk: int | None, stats: PollStats
+    ) -> str:
+        if folder == STAY:
+            return STAY
+        target = mailbox.processed_folder if folder == PROCESSED else mailbox.quarantine_folder
+        mailbox.move(uid, target)
+        stats.moved += 1
+        if message_pk is not None:
+            with self.store.unit_of_work() as uow:
+                uow.mark_message_moved(message_pk, target, now=self.clock())
+        return folder

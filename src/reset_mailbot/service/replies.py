@@ -1,0 +1,100 @@
+"""Queueing replies: build the full RFC 5322 bytes now, store them, send later (delivery.py).
+
+The Message-ID is generated and stored before the first send attempt, so a rare re-send after a
+crash is byte-identical and recognisably the same message (notes/pitfalls.md, SMTP).
+"""
+
+from __future__ import annotations
+
+import email
+from datetime import datetime, timedelta
+from typing import Any
+
+from reset_mailbot.adapters.db.repository import UnitOfWork
+from reset_mailbot.adapters.db.schema import Message, Request
+from reset_mailbot.domain.models import Decision
+from reset_mailbot.domain.reasons import Item, MissingDetail
+from reset_mailbot.domain.replies import ReplyData, ReplyKind, build_reply, make_message_id
+from reset_mailbot.logs import get_logger
+
+log = get_logger("reset_mailbot.replies")
+
+
+def _body_text(rfc822: bytes) -> str:
+    parsed = email.message_from_bytes(rfc822)
+    payload = parsed.get_payload(decode=True)
+    if isinstance(payload, bytes):
+        return payload.decode(parsed.get_content_charset() or "utf-8", "replace")
+    return ""
+
+
+def reply_data_for_request(
+    request: Request, decision: Decision | None = None, **overrides: Any
+) -> ReplyData:
+    """Reply data for a request: its merged items, threaded on its latest message."""
+    if decision is None:
+        latest: Message | None = request.messages[-1] if request.messages else None
+        stored = (latest.decision or {}) if latest is not None else {}
+        decision = Decision.model_validate(stored) if stored else None
+    values: dict[str, Any] = {
+        "recipient": request.sender,
+        "account_email": request.account_email,
+        "case_reference": request.case_reference,
+        "municipality": request.municipality,
+        "missing": tuple(Item(m) for m in (request.missing or [])),
+        "missing_details": {
+            Item(k): MissingDetail(v) for k, v in (request.missing_details or {}).items()
+        },
+    }
+    if decision is not None:
+        values |= {
+            "subject": decision.subject,
+            "message_id": decision.message_id,
+            "references": tuple(decision.references),
+            "in_reply_to": decision.in_reply_to,
+        }
+    values |= overrides
+    return ReplyData(**values)
+
+
+def queue_reply(
+    uow: UnitOfWork,
+    kind: ReplyKind,
+    data: ReplyData,
+    *,
+    support_address: str,
+    now: datetime,
+    request: Request | None = None,
+    message: Message | None = None,
+    max_per_hour: int | None = None,
+) -> bool:
+    """Queue a reply; False (and an audit row) when the sender's hourly limit is reached."""
+    if max_per_hour is not None:
+        sent = uow.count_replies_to(data.recipient, now - timedelta(hours=1))
+        if sent >= max_per_hour:
+            uow.audit(
+                "reply_rate_limited", request=request, message=message, now=now,
+                data={"kind": kind.value, "to": data.recipient, "replies_last_hour": sent},
+            )
+            log.warning(
+                "rate_limited", kind=kind.value, to=data.recipient, replies_last_hour=sent,
+                request_id=request.id if request is not None else None,
+            )
+            return False
+    reply_id = make_message_id(support_address.rpartition("@")[2])
+    rfc822 = build_reply(
+        kind, data, support_address=support_address, now=now, reply_message_id=reply_id
+    )
+    subject = email.message_from_bytes(rfc822).get("Subject", "")
+    uow.queue_reply(
+        kind=kind.value,
+        to_address=data.recipient,
+        subject=str(subject),
+        body=_body_text(rfc822),
+        rfc822=rfc822,
+        reply_message_id=reply_id,
+        request=request,
+        message=message,
+        now=now,
+    )
+    return True

@@ -1,0 +1,324 @@
+"""`reset-mailbot run` against real Dovecot, SMTP, DNS, HTTP executor and database.
+
+The daemon runs as its own process. These tests check what a user would see: where the
+message ended up, which replies went out (and only once), what the executor was asked, and that
+a crash at any point leaves state from which a restart finishes the work without acting twice.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from tests.dkim_signing import message_id, plain_message
+from tests.e2e.daemon_env import CLI, DaemonEnv
+
+INCOMPLETE_BODY = (
+    "Beste Forus,\r\n\r\nKunnen jullie iets doen aan de 2FA van een inwoner?\r\n\r\n"
+    "Met vriendelijke groet,\r\nJan de Vries\r\n"
+)
+COMPLETE_BODY = (
+    "Beste Forus support,\r\n\r\n"
+    "E-mailadres account: piet.jansen@hotmail.com\r\n"
+    "De identiteit van de inwoner is vandaag aan de balie gecontroleerd met een paspoort.\r\n"
+    "Hierbij geeft de gemeente Utrecht opdracht om de 2FA te resetten.\r\n"
+    "Dossiernummer: 88123\r\n\r\n"
+    "Met vriendelijke groet,\r\nJan de Vries\r\n"
+)
+
+
+def kinds(env: DaemonEnv) -> list[str]:
+    return [str(m["X-Reset-Mailbot"]) for m in env.replies()]
+
+
+def extraction_ready(env: DaemonEnv) -> bool:
+    proc = env.cli("check", "--json", "-", check=False) if False else None
+    del proc
+    from reset_mailbot.domain.extraction import extract_request
+    from reset_mailbot.domain.message import parse_message
+    from reset_mailbot.rules_loader import load_rules
+
+    raw = plain_message(body=COMPLETE_BODY)
+    request = extract_request(parse_message(raw), load_rules().extraction, frozenset())
+    return not request.missing
+
+
+def test_incomplete_request_gets_one_reply_and_is_filed(env: DaemonEnv) -> None:
+    original = env.request(INCOMPLETE_BODY)
+    env.deliver(original)
+    env.run_once()
+    assert env.folder("INBOX") == []
+    assert len(env.folder("Processed")) == 1
+    [reply] = env.replies()
+    assert reply["X-Reset-Mailbot"] == "incomplete"
+    assert reply["Auto-Submitted"] == "auto-replied"
+    assert email.utils.parseaddr(reply["To"])[1] == "j.devries@utrecht.nl"
+    original_id = email.message_from_bytes(original)["Message-ID"]
+    assert reply["In-Reply-To"] == original_id
+    assert original_id in reply["References"]
+    rows = env.sql("select state, sender from requests")
+    assert rows == [("incomplete", "j.devries@utrecht.nl")]
+    # running again changes nothing and sends nothing
+    env.run_once()
+    assert len(env.replies()) == 1
+    assert env.forus.posts() == []
+
+
+def test_unauthenticated_mail_is_quarantined_without_reply(env: DaemonEnv) -> None:
+    env.deliver(plain_message(body=COMPLETE_BODY))  # not signed
+    env.run_once()
+    assert env.folder("INBOX") == []
+    assert len(env.folder("Quarantine")) == 1
+    assert env.replies() == []
+    assert env.sql("select outcome, reasons from messages")[0][0] == "rejected"
+
+
+def test_group_mailbox_gets_an_explaining_reply(env: DaemonEnv) -> None:
+    env.deliver(env.request(COMPLETE_BODY, from_="Gemeente Utrecht <info@utrecht.nl>"))
+    env.run_once()
+    assert len(env.folder("Processed")) == 1
+    assert kinds(env) == ["rejected_group"]
+    assert env.forus.posts() == []
+
+
+def test_automatic_mail_is_ignored(env: DaemonEnv) -> None:
+    env.deliver(env.request(INCOMPLETE_BODY, extra_headers=[("Auto-Submitted", "auto-replied")]))
+    env.run_once()
+    assert len(env.folder("Processed")) == 1
+    assert env.replies() == []
+
+
+def test_replayed_message_id_is_ignored_without_second_reply(env: DaemonEnv) -> None:
+    msgid = message_id()
+    env.deliver(env.request(INCOMPLETE_BODY, msgid=msgid))
+    env.run_once()
+    env.deliver(env.request(INCOMPLETE_BODY + "\r\nP.S.\r\n", msgid=msgid))
+    env.run_once()
+    assert len(env.folder("Processed")) == 2
+    assert len(env.replies()) == 1
+    assert env.sql("select count(*) from audit_log where event = 'duplicate_ignored'") == [(1,)]
+
+
+def test_dns_failure_defers_and_a_later_run_decides(env: DaemonEnv) -> None:
+    raw = env.request(INCOMPLETE_BODY)
+    env.dns.set_faults(servfail=["e2e._domainkey.utrecht.nl"])
+    env.deliver(raw)
+    env.run_once()
+    assert len(env.folder("INBOX")) == 1  # stays for a retry
+    assert env.replies() == []
+    assert env.sql("select outcome from messages") == [("deferred",)]
+    env.dns.set_faults(servfail=[])
+    env.run_once()  # not yet due: the retry waits with backoff
+    assert len(env.folder("INBOX")) == 1
+    env.sql("update messages set decided_at = :t", t="2000-01-01 00:00:00")
+    env.run_once()
+    assert env.folder("INBOX") == []
+    assert kinds(env) == ["incomplete"]
+
+
+def test_oversize_message_is_quarantined_without_download(env: DaemonEnv) -> None:
+    env.max_message_bytes = 2000
+    env.deliver(env.request(INCOMPLETE_BODY + "x" * 5000 + "\r\n"))
+    env.run_once()
+    assert len(env.folder("Quarantine")) == 1
+    assert env.sql("select reasons, raw from messages") == [('["oversize"]', None)] or \
+        env.sql("select raw from messages") == [(None,)]
+    assert env.replies() == []
+
+
+def test_garbage_does_not_stop_the_others(env: DaemonEnv) -> None:
+    env.deliver(b"\x00\xff garbage without headers\r\n")
+    env.deliver(env.request(INCOMPLETE_BODY))
+    env.run_once()
+    assert env.folder("INBOX") == []
+    assert kinds(env) == ["incomplete"]
+
+
+def test_smtp_down_keeps_the_reply_and_sends_it_later(env: DaemonEnv) -> None:
+    env.sink.refuse = 451
+    env.deliver(env.request(INCOMPLETE_BODY))
+    env.run_once()
+    assert env.replies() == []
+    assert env.sql("select state, attempts from outbox") == [("queued", 1)]
+    env.sink.refuse = None
+    env.sql("update outbox set next_attempt_at = :t", t="2000-01-01 00:00:00")
+    env.run_once()
+    assert kinds(env) == ["incomplete"]
+    assert env.sql("select state from outbox") == [("sent",)]
+
+
+@pytest.mark.parametrize("point", ["after_decision_commit", "after_claim_reply"])
+def test_crash_before_side_effect_then_restart_replies_once(env: DaemonEnv, point: str) -> None:
+    env.deliver(env.request(INCOMPLETE_BODY))
+    crashed = env.run_once(failpoint=point, check=False)
+    assert crashed.returncode == 137
+    if point == "after_claim_reply":
+        # the claim's lease must expire before another worker takes it over
+        env.sql("update outbox set claimed_at = :t", t="2000-01-01 00:00:00")
+    env.run_once()
+    assert env.folder("INBOX") == []
+    assert len(env.folder("Processed")) == 1
+    assert kinds(env) == ["incomplete"]
+    env.run_once()
+    assert len(env.replies()) == 1
+
+
+def test_crash_after_smtp_send_does_not_resend_within_the_lease(env: DaemonEnv) -> None:
+    env.deliver(env.request(INCOMPLETE_BODY))
+    crashed = env.run_once(failpoint="after_smtp_send", check=False)
+    assert crashed.returncode == 137
+    assert len(env.replies()) == 1
+    env.run_once()
+    assert len(env.replies()) == 1
+    assert env.sql("select state from outbox") == [("sending",)]
+
+
+def test_daemon_uses_idle_and_stops_cleanly_on_sigterm(env: DaemonEnv) -> None:
+    proc = subprocess.Popen(
+        [*CLI, "run", "--config", str(env.config_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith("RESET_MAILBOT_")},
+    )
+    try:
+        time.sleep(3)  # first poll done, IDLE watching
+        env.deliver(env.request(INCOMPLETE_BODY))
+        # poll interval is 30 s: a reply within ~10 s proves IDLE woke the poll
+        env.sink.wait_for(1, timeout=15)
+        assert kinds(env) == ["incomplete"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert '"event": "daemon_stopped"' in err
+
+
+def test_complete_request_is_executed_once_and_confirmed(env: DaemonEnv) -> None:
+    if not extraction_ready(env):
+        pytest.xfail("extraction (issue #3) not landed: requests cannot become complete yet")
+    env.deliver(env.request(COMPLETE_BODY))
+    env.run_once()
+    assert env.forus.resets["piet.jansen@hotmail.com"] == 1
+    [post] = env.forus.posts()
+    assert post.headers["idempotency-key"].startswith("reset-mailbot:R-")
+    assert kinds(env) == ["confirmation"]
+    assert env.sql("select state from requests") == [("executed",)]
+    env.run_once()
+    assert len(env.forus.posts()) == 1
+    assert len(env.replies()) == 1
+
+
+@pytest.mark.parametrize("point", ["after_claim_execution", "after_execute"])
+def test_crash_around_execution_resets_once(env: DaemonEnv, point: str) -> None:
+    if not extraction_ready(env):
+        pytest.xfail("extraction (issue #3) not landed: requests cannot become complete yet")
+    env.deliver(env.request(COMPLETE_BODY))
+    assert env.run_once(failpoint=point, check=False).returncode == 137
+    env.sql("update executions set claimed_at = :t", t="2000-01-01 00:00:00")
+    env.run_once()
+    assert env.forus.resets["piet.jansen@hotmail.com"] == 1
+    assert kinds(env) == ["confirmation"]
+    assert env.sql("select state from requests") == [("executed",)]
+
+
+def test_executor_outage_is_retried(env: DaemonEnv) -> None:
+    if not extraction_ready(env):
+        pytest.xfail("extraction (issue #3) not landed: requests cannot become complete yet")
+    env.forus.fail_next(503)
+    env.deliver(env.request(COMPLETE_BODY))
+    env.run_once()
+    assert env.replies() == []
+    assert env.sql("select state from requests") == [("complete",)]
+    env.sql("update executions set next_attempt_at = :t", t="2000-01-01 00:00:00")
+    env.run_once()
+    assert env.forus.resets["piet.jansen@hotmail.com"] == 1
+    assert kinds(env) == ["confirmation"]
+
+
+NO_IDENTITY_BODY = (
+    "Beste Forus support,\r\n\r\n"
+    "E-mailadres account: piet.jansen@hotmail.com\r\n"
+    "Hierbij geeft de gemeente Utrecht opdracht om de 2FA te resetten.\r\n\r\n"
+    "Met vriendelijke groet,\r\nJan de Vries\r\n"
+)
+FOLLOW_UP_BODY = (
+    "Hallo,\r\n\r\n"
+    "Aanvulling: de identiteit van de inwoner is vanochtend aan de balie gecontroleerd met "
+    "een geldig paspoort.\r\n\r\nGroet,\r\nJan de Vries\r\n"
+)
+
+
+def test_follow_up_in_the_thread_completes_the_request(env: DaemonEnv) -> None:
+    if not extraction_ready(env):
+        pytest.xfail("extraction (issue #3) not landed: requests cannot become complete yet")
+    first = env.request(NO_IDENTITY_BODY)
+    env.deliver(first)
+    env.run_once()
+    [incomplete] = env.replies()
+    assert incomplete["X-Reset-Mailbot"] == "incomplete"
+    assert env.forus.posts() == []
+    ours = str(incomplete["Message-ID"])
+    original = str(email.message_from_bytes(first)["Message-ID"])
+    env.deliver(env.request(
+        FOLLOW_UP_BODY, subject="RE: Verzoek reset 2FA",
+        extra_headers=[("In-Reply-To", ours), ("References", f"{original} {ours}")],
+    ))
+    env.run_once()
+    assert env.forus.resets["piet.jansen@hotmail.com"] == 1
+    assert kinds(env) == ["incomplete", "confirmation"]
+    assert env.sql("select count(*), min(state) from requests") == [(1, "executed")]
+    confirmation = env.replies()[1]
+    assert str(confirmation["In-Reply-To"]) != ours  # answers the follow-up itself
+
+
+def test_follow_up_from_another_sender_is_its_own_request(env: DaemonEnv) -> None:
+    first = env.request(NO_IDENTITY_BODY)
+    env.deliver(first)
+    env.run_once()
+    ours = str(env.replies()[0]["Message-ID"])
+    env.deliver(env.request(
+        FOLLOW_UP_BODY, from_="Sanne Kuipers <s.kuipers@utrecht.nl>",
+        extra_headers=[("In-Reply-To", ours), ("References", ours)],
+    ))
+    env.run_once()
+    assert env.forus.posts() == []
+    assert env.sql("select count(*) from requests") == [(2,)]
+
+
+def test_replies_per_sender_are_limited(env: DaemonEnv) -> None:
+    for _ in range(7):
+        env.deliver(env.request(INCOMPLETE_BODY))
+    env.run_once()
+    assert len(env.folder("Processed")) == 7
+    assert kinds(env) == ["incomplete"] * 5
+    assert env.sql("select count(*) from audit_log where event = 'reply_rate_limited'") == [(2,)]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_backlog_of_a_thousand_messages_is_drained(env: DaemonEnv) -> None:
+    """Runs on the default database only: the backlog takes a while to build and sign."""
+    template = env.request(INCOMPLETE_BODY)
+    raws = []
+    senders = [f"medewerker{i}@utrecht.nl" for i in range(250)]
+    for i in range(1000):
+        body = INCOMPLETE_BODY + f"\r\nvolgnummer {i}\r\n"
+        raws.append(env.request(body, from_=f"Medewerker {i} <{senders[i % 250]}>"))
+    del template
+    client = env.mailbox.client()
+    try:
+        for raw in raws:
+            client.append("INBOX", raw)
+    finally:
+        client.logout()
+    started = time.monotonic()
+    env.run_once(timeout=600)
+    elapsed = time.monotonic() - started
+    assert env.folder("INBOX") == []
+    assert env.sql("select count(*) from messages") == [(1000,)]
+    assert len(env.replies()) == 1000  # 4 per sender: under the hourly limit
+    assert env.sql("select count(*) from outbox where state <> 'sent'") == [(0,)]
+    print(f"drained 1000 messages in {elapsed:.1f}s")
