@@ -20,9 +20,8 @@ $(STAMP): pyproject.toml
 test-deps:
 	bash scripts/install-test-deps.sh
 
-# tests/corpus is seeded data (with its own validate.py), not project code.
 lint: venv
-	$(BIN)/ruff check src tests bench --extend-exclude tests/corpus
+	$(BIN)/ruff check src tests bench
 
 test: venv test-deps lint
 	$(BIN)/pytest
