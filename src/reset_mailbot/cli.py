@@ -17,6 +17,7 @@ import typer
 
 from reset_mailbot import bootstrap
 from reset_mailbot.adapters.db.migrate import SchemaOutdated
+from reset_mailbot.cli_groups import messages_app, requests_app
 from reset_mailbot.config import Config, ConfigError, LogSettings, load_config
 from reset_mailbot.domain.decision import decide
 from reset_mailbot.domain.models import Decision
@@ -34,6 +35,8 @@ rules_app = typer.Typer(help="Inspect and validate the rule files.", no_args_is_
 app.add_typer(rules_app, name="rules")
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(requests_app, name="requests")
+app.add_typer(messages_app, name="messages")
 
 ConfigOption = Annotated[
     Path | None,
@@ -200,6 +203,21 @@ def demo() -> None:
 
     configure_logging("warning")
     run_demo()
+
+
+def _register_command_modules() -> None:
+    """Import the modules that add commands to the groups (each optional while being built)."""
+    import importlib
+
+    for name in ("cli_actions", "cli_views", "cli_ops"):
+        try:
+            importlib.import_module(f"reset_mailbot.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"reset_mailbot.{name}":
+                raise
+
+
+_register_command_modules()
 
 
 def main() -> None:
