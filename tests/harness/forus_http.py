@@ -8,9 +8,12 @@ executor and the daemon's end-to-end tests can be run against something that rea
   and replayed for every later request with that key, so a retry never resets twice. While a
   request with a key is still running, another one with the same key gets 409
   `request_in_progress` (as Stripe does).
-- Known accounts with 2FA: 200 `{"result": "reset"}` and the reset is counted; unknown account:
-  404 `account_not_found`; account without 2FA: 422 `two_factor_not_enabled`; an account already
-  reset by a request with a different key: 409 `already_reset`.
+- The body must follow the contract (docs/executor-http.md): `email`, `request_id`,
+  `requested_by` {name, email, municipality}, `identity_verified: true`, `source`; 400
+  `bad_request` otherwise.
+- Known accounts with 2FA: 200 `{"status": "reset"}` and the reset is counted in `.resets`;
+  unknown account: 404 `account_not_found`; account without 2FA: 409 `two_factor_not_enabled`;
+  an account already reset by a request with a different key: 200 `{"status": "already_reset"}`.
 - Faults can be scripted: `fail_next(status)` answers the next requests with an error (not
   stored under the key: a failed request did nothing), `delay_next(seconds)` makes the next request
   slow (it still completes and is stored, like a server that finishes after the client gave up).
@@ -129,7 +132,7 @@ class FakeForus:
         with self._lock:
             for _ in range(times):
                 self._faults.append(
-                    _Fault(status, body or {"code": f"http_{status}"}, headers or {})
+                    _Fault(status, body or {"error": f"http_{status}"}, headers or {})
                 )
 
     def delay_next(self, seconds: float, times: int = 1) -> None:
@@ -147,7 +150,7 @@ class FakeForus:
         self, headers: dict[str, str], body: dict[str, Any] | None
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
         if headers.get("authorization") != f"Bearer {self.token}":
-            return 401, {"code": "unauthorized"}, {}
+            return 401, {"error": "unauthorized"}, {}
         with self._lock:
             delay = self._delays.pop(0) if self._delays else 0.0
             fault = self._faults.pop(0) if self._faults else None
@@ -155,20 +158,22 @@ class FakeForus:
             return fault.status, fault.body, fault.headers
         key = headers.get("idempotency-key")
         if not key:
-            return 400, {"code": "idempotency_key_missing"}, {}
-        if not isinstance(body, dict) or not isinstance(body.get("account_email"), str):
-            return 400, {"code": "bad_request"}, {}
+            return 400, {"error": "idempotency_key_missing"}, {}
+        problem = _contract_problem(body)
+        if problem:
+            return 400, {"error": "bad_request", "message": problem}, {}
+        assert isinstance(body, dict)
         with self._lock:
             if key in self._answers:
                 status, answer = self._answers[key]
                 return status, answer, {"Idempotent-Replayed": "true"}
             if key in self._in_progress:
-                return 409, {"code": "request_in_progress"}, {}
+                return 409, {"error": "request_in_progress"}, {}
             self._in_progress.add(key)
         try:
             if delay:
                 self._stopping.wait(delay)
-            status, answer = self._reset(key, body["account_email"].lower(), body)
+            status, answer = self._reset(key, body["email"].lower(), body)
             with self._lock:
                 self._answers[key] = (status, answer)
             return status, answer, {}
@@ -179,15 +184,34 @@ class FakeForus:
     def _reset(self, key: str, account: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         with self._lock:
             if account not in self.accounts:
-                return 404, {"code": "account_not_found"}
+                return 404, {"error": "account_not_found", "message": "no such account"}
             if account in self._reset_by_key:
-                return 409, {"code": "already_reset", "result": "already_reset"}
+                return 200, {"status": "already_reset", "request_id": body.get("request_id")}
             if not self.accounts[account]:
-                return 422, {"code": "two_factor_not_enabled"}
+                return 409, {"error": "two_factor_not_enabled", "message": "2FA is off"}
             self.accounts[account] = False
             self._reset_by_key[account] = key
             self.resets[account] += 1
-        return 200, {"result": "reset", "request_id": body.get("request_id")}
+        return 200, {"status": "reset", "request_id": body.get("request_id")}
+
+
+def _contract_problem(body: dict[str, Any] | None) -> str | None:
+    """What is wrong with a POST body, judged by the contract; None when it is fine."""
+    if not isinstance(body, dict):
+        return "body is not a JSON object"
+    for name in ("email", "request_id"):
+        if not isinstance(body.get(name), str) or not body[name]:
+            return f"{name} must be a non-empty string"
+    requested_by = body.get("requested_by")
+    if not isinstance(requested_by, dict) or not isinstance(requested_by.get("email"), str):
+        return "requested_by.email must be a string"
+    if not isinstance(requested_by.get("municipality"), str):
+        return "requested_by.municipality must be a string"
+    if body.get("identity_verified") is not True:
+        return "identity_verified must be true"
+    if not isinstance(body.get("source"), dict):
+        return "source must be an object"
+    return None
 
 
 def _handler_for(fake: FakeForus) -> type[BaseHTTPRequestHandler]:
@@ -228,7 +252,7 @@ def _handler_for(fake: FakeForus) -> type[BaseHTTPRequestHandler]:
             except ValueError:
                 body = None
             if self.path != fake.path:
-                status, answer, extra = 404, {"code": "no_such_endpoint"}, {}
+                status, answer, extra = 404, {"error": "no_such_endpoint"}, {}
             else:
                 status, answer, extra = fake._handle_post(self._headers(), body)
             self._record(body, status)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 
@@ -33,6 +34,8 @@ def _job(key: str = "req-1:exec", account: str = ACCOUNT) -> ExecutionJob:
         case_reference="2026-00871",
         message_id="<AM9PR09MB1509BB531DBEC6AC9D77CFE54014@AM9PR09MB1509.eurprd09.prod.outlook.com>",
         approved_by=None,
+        requested_by_name="Jan Jansen",
+        received_at=datetime(2026, 11, 26, 8, 14, 3, tzinfo=UTC),
     )
 
 
@@ -64,14 +67,37 @@ def test_success_sends_token_key_and_payload(forus: FakeForus) -> None:
     assert post.headers["idempotency-key"] == "req-1:exec"
     assert post.headers["content-type"] == "application/json"
     assert post.body == {
+        "email": ACCOUNT,
         "request_id": "req-1",
-        "account_email": ACCOUNT,
-        "municipality": "Utrecht",
-        "requested_by": "j.jansen@utrecht.nl",
+        "requested_by": {
+            "name": "Jan Jansen",
+            "email": "j.jansen@utrecht.nl",
+            "municipality": "Utrecht",
+        },
+        "identity_verified": True,
         "case_reference": "2026-00871",
-        "message_id": _job().message_id,
-        "approved_by": None,
+        "source": {"message_id": _job().message_id, "received_at": "2026-11-26T08:14:03Z"},
     }
+
+
+def test_optional_fields_are_null_and_naive_times_are_utc(forus: FakeForus) -> None:
+    job = _job().model_copy(
+        update={
+            "requested_by_name": None,
+            "case_reference": None,
+            "received_at": datetime(2026, 6, 1, 10, 0),
+        }
+    )
+    body = HttpExecutor.payload(job)
+    assert body["requested_by"]["name"] is None
+    assert body["case_reference"] is None
+    assert body["source"]["received_at"] == "2026-06-01T10:00:00Z"
+    assert HttpExecutor.payload(_job().model_copy(update={"received_at": None}))["source"] == {
+        "message_id": _job().message_id,
+        "received_at": None,
+    }
+    result = _executor(forus).execute(job)
+    assert result.status is ExecutionStatus.SUCCEEDED  # the fake accepts the nulls
 
 
 def test_retry_with_the_same_key_resets_once(forus: FakeForus) -> None:
@@ -174,7 +200,7 @@ def test_redirect_is_not_followed(forus: FakeForus) -> None:
 
 
 def test_unexpected_client_error_is_final(forus: FakeForus) -> None:
-    forus.fail_next(400, {"code": "bad_request", "message": "missing field"})
+    forus.fail_next(400, {"error": "bad_request", "message": "missing field"})
     result = _executor(forus).execute(_job())
     assert result.status is ExecutionStatus.FAILED
     assert result.code == "http_400"
@@ -206,27 +232,49 @@ def test_plain_http_is_refused_for_remote_hosts() -> None:
     assert "t0ken" not in repr(HttpExecutor("https://forus.example/reset", "t0ken"))
 
 
+S, F, R = ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, ExecutionStatus.RETRY
+
+
 @pytest.mark.parametrize(
     ("status", "body", "expected"),
     [
-        (200, {"status": "reset"}, (ExecutionStatus.SUCCEEDED, "reset")),
-        (201, {}, (ExecutionStatus.SUCCEEDED, "reset")),
-        (200, {"result": "already_reset"}, (ExecutionStatus.SUCCEEDED, "already_reset")),
-        (409, {"code": "already_reset"}, (ExecutionStatus.SUCCEEDED, "already_reset")),
-        (
-            409,
-            {"code": "two_factor_not_enabled"},
-            (ExecutionStatus.FAILED, "two_factor_not_enabled"),
-        ),
-        (409, {"code": "request_in_progress"}, (ExecutionStatus.RETRY, "request_in_progress")),
-        (409, {}, (ExecutionStatus.FAILED, "conflict")),
-        (422, {"code": "ambiguous_account"}, (ExecutionStatus.FAILED, "ambiguous_account")),
-        (422, {}, (ExecutionStatus.FAILED, "two_factor_not_enabled")),
-        (403, {}, (ExecutionStatus.RETRY, "unauthorized")),
-        (502, {}, (ExecutionStatus.RETRY, "http_502")),
-        (410, {}, (ExecutionStatus.FAILED, "http_410")),
+        (200, {"status": "reset", "request_id": "R-1"}, (S, "reset")),
+        (200, {}, (S, "reset")),
+        (201, {"status": "reset"}, (S, "reset")),
+        (200, {"status": "already_reset"}, (S, "already_reset")),
+        (200, {"status": "reset", "already_reset": True}, (S, "already_reset")),
+        (200, {"status": "queued"}, (F, "http_200")),  # never claim a reset we were not told of
+        (202, {"status": "reset"}, (F, "http_202")),
+        (404, {"error": "account_not_found"}, (F, "account_not_found")),
+        (404, {"code": "account_not_found"}, (F, "account_not_found")),
+        (404, {}, (F, "http_404")),  # a wrong URL is not "no such account"
+        (404, {"error": "no_such_endpoint"}, (F, "http_404")),
+        (409, {"error": "two_factor_not_enabled"}, (F, "two_factor_not_enabled")),
+        (409, {"status": "two_factor_not_enabled"}, (F, "two_factor_not_enabled")),
+        (409, {"error": "request_in_progress"}, (R, "request_in_progress")),
+        (409, {"error": "already_reset"}, (S, "already_reset")),
+        (409, {}, (F, "http_409")),
+        (422, {}, (F, "two_factor_not_enabled")),
+        (422, {"error": "two_factor_not_enabled"}, (F, "two_factor_not_enabled")),
+        (422, {"error": "email_invalid"}, (F, "http_422")),
+        (401, {}, (R, "unauthorized")),
+        (403, {"error": "forbidden"}, (R, "unauthorized")),
+        (429, {}, (R, "rate_limited")),
+        (500, {}, (R, "http_500")),
+        (502, {}, (R, "http_502")),
+        (400, {"error": "bad_request"}, (F, "http_400")),
+        (410, {}, (F, "http_410")),
+        (307, {}, (F, "http_307")),
     ],
 )
 def test_classify(status: int, body: dict[str, object], expected: tuple[object, str]) -> None:
     result = classify(status, body)
     assert (result.status, result.code) == expected
+
+
+def test_classify_keeps_odd_codes_out_of_result_codes() -> None:
+    body = {"error": "Two Factor\r\nInjected" * 10, "message": "line\r\nbreak " * 200}
+    result = classify(409, body)
+    assert result.code == "http_409"
+    assert len(result.detail) < 500
+    assert "\r" not in result.detail and "\n" not in result.detail

@@ -166,6 +166,7 @@ class ExecutionClaim:
     case_reference: str | None
     source_message_id: str | None
     approved_by: str | None
+    source_received_at: datetime | None = None  # the latest message's, for the HTTP contract
 
     def job(self) -> ExecutionJob:
         return ExecutionJob(
@@ -177,6 +178,7 @@ class ExecutionClaim:
             case_reference=self.case_reference,
             message_id=self.source_message_id,
             approved_by=self.approved_by,
+            received_at=self.source_received_at,
         )
 
 
@@ -1081,13 +1083,15 @@ class Store:
                           request=request, now=now,
                           data={"execution_id": execution.id, "attempts": execution.attempts,
                                 "idempotency_key": execution.idempotency_key})
-                source = request.messages[-1].message_id if request.messages else None
+                latest = request.messages[-1] if request.messages else None
                 claims.append(ExecutionClaim(
                     id=execution.id, request_id=request.id,
                     idempotency_key=execution.idempotency_key, attempts=execution.attempts,
                     reclaimed=reclaimed, account_email=request.account_email or "",
                     municipality=request.municipality or "", requested_by=request.sender,
-                    case_reference=request.case_reference, source_message_id=source,
+                    case_reference=request.case_reference,
+                    source_message_id=latest.message_id if latest else None,
                     approved_by=request.approved_by,
+                    source_received_at=latest.received_at if latest else None,
                 ))
         return claims

@@ -7,6 +7,7 @@ success again, never reset twice.
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
@@ -22,10 +23,14 @@ class ExecutionJob(BaseModel):
     idempotency_key: str
     account_email: str
     municipality: str
-    requested_by: str
+    requested_by: str  # the authenticated sender's address
     case_reference: str | None = None
     message_id: str | None = None
     approved_by: str | None = None
+    # For executors that pass the requester on (the HTTP contract's requested_by.name and
+    # source.received_at); optional so executors that do not need them are unaffected.
+    requested_by_name: str | None = None
+    received_at: datetime | None = None  # of the request's latest message
 
 
 class ExecutionStatus(StrEnum):

@@ -10,14 +10,13 @@ its first answer for a key instead of resetting again (the IETF httpapi draft
 "The Idempotency-Key HTTP Header Field", as Stripe implements it). That is what makes RETRY after
 a timeout safe: the first attempt may have reset the account before the answer was lost.
 
-Mapping of answers:
-- 2xx -> SUCCEEDED, code from the JSON `result` (or `status`) field, else `reset`
-- 404 -> FAILED `account_not_found`
-- 409 -> `already_reset` SUCCEEDED; `request_in_progress` RETRY; otherwise FAILED (body code)
-- 422 -> FAILED with the body's `code`, default `two_factor_not_enabled`
+Mapping of answers (docs/executor-http.md is the integration spec):
+- 200/201 `{"status": "reset"}` -> SUCCEEDED `reset`; `"already_reset"` -> SUCCEEDED `already_reset`
+- 404 `account_not_found`, 409 `two_factor_not_enabled` -> FAILED with that code (final: the
+  municipality is told); 422 is accepted as `two_factor_not_enabled` too, for robustness
+- 409 `request_in_progress`, 429, 5xx, timeouts, connection errors -> RETRY (same key)
 - 401/403 -> RETRY `unauthorized` (a configuration problem: the service alerts and retries slowly)
-- 429, 5xx, timeouts, connection errors -> RETRY
-- anything else (other 4xx, redirects) -> FAILED `http_<status>`
+- anything else (other 4xx, a 404 without `account_not_found`, redirects) -> FAILED `http_<status>`
 Redirects are never followed: a redirect would carry the bearer token somewhere else.
 """
 
@@ -26,10 +25,12 @@ from __future__ import annotations
 import http.client
 import ipaddress
 import json
+import re
 import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
+from datetime import UTC, datetime
 from typing import Any
 
 from reset_mailbot.adapters.executors.base import (
@@ -40,6 +41,7 @@ from reset_mailbot.adapters.executors.base import (
 
 _MAX_BODY = 64 * 1024
 _USER_AGENT = "reset-mailbot/0.1"
+_CODE_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")  # a code we store and show; else http_<status>
 
 
 class HttpExecutorError(RuntimeError):
@@ -93,15 +95,26 @@ class HttpExecutor:
 
     @staticmethod
     def payload(job: ExecutionJob) -> dict[str, Any]:
-        """The JSON body; the field names are the integration contract."""
+        """The JSON body; the field names are the integration contract (docs/executor-http.md).
+
+        `identity_verified` is always true: a request only reaches the executor once the
+        municipality has confirmed it, and saying so in the body makes the claim auditable on
+        the Forus side.
+        """
         return {
+            "email": job.account_email,
             "request_id": job.request_id,
-            "account_email": job.account_email,
-            "municipality": job.municipality,
-            "requested_by": job.requested_by,
+            "requested_by": {
+                "name": job.requested_by_name,
+                "email": job.requested_by,
+                "municipality": job.municipality,
+            },
+            "identity_verified": True,
             "case_reference": job.case_reference,
-            "message_id": job.message_id,
-            "approved_by": job.approved_by,
+            "source": {
+                "message_id": job.message_id,
+                "received_at": _iso_utc(job.received_at),
+            },
         }
 
     def _headers(self) -> dict[str, str]:
@@ -172,47 +185,69 @@ def _retry(code: str, detail: str) -> ExecutionResult:
     return ExecutionResult(status=ExecutionStatus.RETRY, code=code, detail=detail)
 
 
+def _iso_utc(when: datetime | None) -> str | None:
+    """RFC 3339 in UTC with a Z; a naive datetime is UTC (that is how the database stores it)."""
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 def _body_code(body: dict[str, Any]) -> str | None:
-    for key in ("code", "result", "status", "error"):
+    """The machine-readable code of an answer: `error`, else `code`, else `status`."""
+    for key in ("error", "code", "status"):
         value = body.get(key)
         if isinstance(value, str) and value:
             return value
     return None
 
 
+def _failed(code: str, detail: str) -> ExecutionResult:
+    return ExecutionResult(status=ExecutionStatus.FAILED, code=code, detail=detail)
+
+
 def classify(status: int, body: dict[str, Any], retry_after: str | None = None) -> ExecutionResult:
-    """The answer of the endpoint as an ExecutionResult (pure; see the module docstring)."""
-    code = _body_code(body)
-    detail = f"HTTP {status}" + (f" {body.get('message')}" if body.get("message") else "")
-    if 200 <= status < 300:
-        result = body.get("result") if isinstance(body.get("result"), str) else None
-        if result is None and isinstance(body.get("status"), str):
-            result = body["status"]
-        return ExecutionResult(
-            status=ExecutionStatus.SUCCEEDED, code=result or "reset", detail=detail
-        )
-    if status == 404:
-        return ExecutionResult(
-            status=ExecutionStatus.FAILED, code="account_not_found", detail=detail
-        )
-    if status == 409:
-        if code == "already_reset" or body.get("result") == "already_reset":
+    """The answer of the endpoint as an ExecutionResult (pure; see the module docstring).
+
+    Only codes the contract names become result codes (they drive the reply to the
+    municipality); anything unexpected is `http_<status>` with the server's words in `detail`.
+    """
+    raw_code = _body_code(body)
+    code = raw_code if raw_code and _CODE_RE.match(raw_code) else None
+    detail = f"HTTP {status}"
+    if raw_code and code != raw_code:
+        detail += f" {raw_code[:80]!r}"
+    elif code:
+        detail += f" {code}"
+    message = body.get("message")
+    if isinstance(message, str) and message:
+        detail += ": " + " ".join(message.split())[:300]  # one line in logs, whatever was sent
+    if status in (200, 201):
+        if body.get("status") == "already_reset" or body.get("already_reset") is True:
             return ExecutionResult(
                 status=ExecutionStatus.SUCCEEDED, code="already_reset", detail=detail
             )
+        if body.get("status") in ("reset", None):
+            return ExecutionResult(status=ExecutionStatus.SUCCEEDED, code="reset", detail=detail)
+        return _failed(f"http_{status}", detail + " (unexpected status)")
+    if status == 404 and code == "account_not_found":
+        return _failed("account_not_found", detail)
+    if status == 409:
+        if code == "two_factor_not_enabled":
+            return _failed("two_factor_not_enabled", detail)
         if code == "request_in_progress":
             return _retry("request_in_progress", detail)
-        return ExecutionResult(
-            status=ExecutionStatus.FAILED, code=code or "conflict", detail=detail
-        )
-    if status == 422:
-        return ExecutionResult(
-            status=ExecutionStatus.FAILED, code=code or "two_factor_not_enabled", detail=detail
-        )
+        if code == "already_reset":  # robustness: a server that reports it as a conflict
+            return ExecutionResult(
+                status=ExecutionStatus.SUCCEEDED, code="already_reset", detail=detail
+            )
+    if status == 422 and code in (None, "two_factor_not_enabled"):
+        return _failed("two_factor_not_enabled", detail)
     if status in (401, 403):
         return _retry("unauthorized", detail)
     if status == 429 or status >= 500:
         if retry_after:
             detail += f"; Retry-After: {retry_after[:40]}"
         return _retry("rate_limited" if status == 429 else f"http_{status}", detail)
-    return ExecutionResult(status=ExecutionStatus.FAILED, code=f"http_{status}", detail=detail)
+    return _failed(f"http_{status}", detail)
