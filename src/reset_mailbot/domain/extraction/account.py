@@ -12,6 +12,7 @@ a hostile megabyte without an "@" (or full of them) costs linear time.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -21,7 +22,9 @@ from reset_mailbot.domain.addresses import InvalidAddress, normalise_address
 from reset_mailbot.domain.extraction.rules import CompiledRules, fold
 from reset_mailbot.domain.reasons import MissingDetail
 
-_LOCAL_EXTRA = frozenset("!#$%&'*+-/=?^_`{|}~.")
+# bounded scans outwards from an "@": linear whatever the input
+_LOCAL_TAIL = re.compile(r"[\w!#$%&'*+/=?^`{|}~.-]+$")
+_DOMAIN_HEAD = re.compile(r"[\w.-]+")
 _MAX_LOCAL = 64
 _MAX_DOMAIN = 253
 _MAX_AT_PER_TEXT = 200
@@ -43,14 +46,6 @@ class AccountFinding:
     detail: MissingDetail | None = None
 
 
-def _local_char(ch: str) -> bool:
-    return ch.isalnum() or ch in _LOCAL_EXTRA
-
-
-def _domain_char(ch: str) -> bool:
-    return ch.isalnum() or ch in ".-"
-
-
 def find_addresses(lines: list[str]) -> list[Occurrence]:
     """Every address-shaped text in `lines` (not yet validated)."""
     found: list[Occurrence] = []
@@ -59,18 +54,14 @@ def find_addresses(lines: list[str]) -> list[Occurrence]:
         at = line.find("@")
         while at != -1 and budget > 0:
             budget -= 1
-            start = at
-            while start > 0 and at - start < _MAX_LOCAL and _local_char(line[start - 1]):
-                start -= 1
-            end = at + 1
-            while end < len(line) and end - at <= _MAX_DOMAIN and _domain_char(line[end]):
-                end += 1
-            local = line[start:at].lstrip(".")
-            domain = line[at + 1 : end].rstrip(".-")
-            start = at - len(local)
+            left = _LOCAL_TAIL.search(line, max(0, at - _MAX_LOCAL), at)
+            right = _DOMAIN_HEAD.match(line, at + 1, at + 1 + _MAX_DOMAIN)
+            local = left.group().lstrip(".") if left else ""
+            domain = right.group().rstrip(".-") if right else ""
             if local and "." in domain:
+                start = at - len(local)
                 found.append(Occurrence(f"{local}@{domain}", n, start, at + 1 + len(domain)))
-            at = line.find("@", end if end > at else at + 1)
+            at = line.find("@", at + 1 + (len(right.group()) if right else 0))
     return found
 
 
@@ -117,6 +108,9 @@ def account_email(
     """The one account address of the request, or why there is none."""
     never = set(excluded)
     for occ in find_addresses(signature):
+        if occ.address.isascii():  # the normalised form of an ASCII address is its lower case
+            never.add(occ.address.lower())
+            continue
         try:  # no need to validate what is excluded anyway
             never.add(normalise_address(occ.address))
         except InvalidAddress:

@@ -84,6 +84,8 @@ def _identity_position(folded: str, rules: CompiledRules) -> int | None:
         return m.start()
     if rules.id_subject is None or rules.id_verb is None:
         return None
+    if not (rules.id_subject.search(folded) and rules.id_verb.search(folded)):
+        return None  # cheap test on the whole sentence before the per-clause one
     for start, clause in _clauses(folded):
         subject = rules.id_subject.search(clause)
         if subject and rules.id_verb.search(clause):
@@ -119,6 +121,11 @@ def _instruction_position(folded: str, rules: CompiledRules) -> int | None:
     if rules.in_request is None or rules.in_object is None:
         return None
     names_2fa = bool(rules.in_own_target and rules.in_own_target.search(folded))
+    has_object = rules.in_object.search(folded) or (
+        names_2fa and rules.in_weak_object is not None and rules.in_weak_object.search(folded)
+    )
+    if not has_object or not rules.in_request.search(folded):
+        return None  # cheap test on the whole sentence before the per-clause one
     for start, clause in _clauses(folded):
         request = rules.in_request.search(clause)
         if request is None:
