@@ -197,8 +197,26 @@ class MariaDbServer:
         if init.returncode != 0:
             out = (init.stdout + init.stderr).decode(errors="replace")[-2000:]
             raise MariaDbError(f"mariadb-install-db failed (exit {init.returncode}):\n{out}")
-        self.port = free_port()
-        args = [
+        deadline = time.monotonic() + timeout
+        for attempt in range(3):
+            self.port = free_port()
+            self.process = subprocess.Popen(
+                self._server_args(server, user_args),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            if self._wait_ready(deadline):
+                break
+            # Another process took the free port between our check and mariadbd's bind: retry.
+            if attempt == 2 or "Bind on TCP/IP port" not in self.log_tail():
+                raise MariaDbError(
+                    f"mariadbd exited with {self.process.returncode}:\n{self.log_tail()}"
+                )
+        self.startup_seconds = time.monotonic() - begin
+
+    def _server_args(self, server: str, user_args: list[str]) -> list[str]:
+        return [
             server,
             "--no-defaults",
             f"--datadir={self.datadir}",
@@ -220,27 +238,23 @@ class MariaDbServer:
             "--innodb-fast-shutdown=2",
             "--max-connections=200",
         ]
-        self.process = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + timeout
+
+    def _wait_ready(self, deadline: float) -> bool:
+        """True once root can log in; False if mariadbd exited; MariaDbError on timeout."""
+        assert self.process is not None
         while True:
             if self.process.poll() is not None:
-                raise MariaDbError(
-                    f"mariadbd exited with {self.process.returncode}:\n{self.log_tail()}"
-                )
+                return False
             try:
                 self._wait_socket()
                 self.admin().close()
-                break
+                return True
             except (OSError, pymysql.err.OperationalError):
                 if time.monotonic() > deadline:
+                    tail = self.log_tail()
                     self.stop()
-                    raise MariaDbError(
-                        f"mariadbd not ready within {timeout} s:\n{self.log_tail()}"
-                    ) from None
+                    raise MariaDbError(f"mariadbd not ready in time:\n{tail}") from None
                 time.sleep(0.02)
-        self.startup_seconds = time.monotonic() - begin
 
     def _wait_socket(self) -> None:
         """Raise OSError unless the socket accepts (PyMySQL leaks the socket of a failed try)."""

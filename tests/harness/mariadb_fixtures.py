@@ -26,6 +26,7 @@ def mariadb_server() -> Iterator[MariaDbServer]:
     try:
         server.start()
     except MariaDbError as exc:
+        server.stop()  # the message already carries the log tail
         pytest.fail(f"private MariaDB did not start: {exc}", pytrace=False)
     _timings["start"] = server.startup_seconds
     try:

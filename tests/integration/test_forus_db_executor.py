@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import threading
 import time
@@ -676,3 +677,23 @@ def test_harness_removes_roots_of_dead_runs(tmp_path: Path) -> None:
     alive.mkdir()
     assert mariadb.remove_stale_roots(tmp_path) == [stale]
     assert not stale.exists() and alive.exists()
+
+
+def test_harness_retries_when_the_free_port_was_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process may bind the 'free' port before mariadbd does: start again elsewhere."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind((HOST, 0))
+        taken.listen()
+        ports = iter([taken.getsockname()[1]])
+        real_free_port = mariadb.free_port
+        monkeypatch.setattr(mariadb, "free_port", lambda: next(ports, None) or real_free_port())
+        # Not under tmp_path: pytest's 0700 directories keep the mysql user out.
+        root = mariadb.default_root().parent / f"reset-mailbot-mariadb-porttest-{os.getpid()}"
+        server = mariadb.MariaDbServer(root)
+        try:
+            server.start()
+            assert server.port != taken.getsockname()[1]
+            server.admin().close()
+        finally:
+            server.stop()
+    assert not server.root.exists()
