@@ -333,6 +333,7 @@ class ForusDbExecutor:
             "marker": marker(job),
             "municipality": job.municipality,
             "requested_by": job.requested_by,
+            "requested_by_name": job.requested_by_name,
             "approved_by": job.approved_by,
             "case_reference": job.case_reference,
             "message_id": job.message_id,
