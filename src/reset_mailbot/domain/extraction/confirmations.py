@@ -19,6 +19,9 @@ from reset_mailbot.domain.extraction.templates import TemplateAnswer
 from reset_mailbot.domain.reasons import Item, MissingDetail
 
 _CLAUSE = re.compile(r"[,;()]|\s[-\u2013]\s|(?<!\w)(?:en|and|maar|but|terwijl|while)(?!\w)")
+# an instruction's request and object may sit on both sides of "en"/"and": "Kunnen jullie de
+# identiteit controleren en daarna de 2FA resetten?", "Please go ahead and reset the 2FA."
+_REQUEST_CLAUSE = re.compile(r"[,;()]|\s[-\u2013]\s|(?<!\w)(?:maar|but|terwijl|while)(?!\w)")
 _HARD_BREAK = re.compile(r";")
 
 
@@ -32,17 +35,19 @@ class Finding:
     detail: MissingDetail | None = None
 
 
-def _clauses(text: str) -> Iterator[tuple[int, str]]:
+def _clauses(text: str, splitter: re.Pattern[str] = _CLAUSE) -> Iterator[tuple[int, str]]:
     start = 0
-    for match in _CLAUSE.finditer(text):
+    for match in splitter.finditer(text):
         yield start, text[start : match.start()]
         start = match.end()
     yield start, text[start:]
 
 
-def _clause_at(text: str, pos: int) -> tuple[int, str]:
+def _clause_at(
+    text: str, pos: int, splitter: re.Pattern[str] = _CLAUSE
+) -> tuple[int, str]:
     """(start, clause): the clause (between commas, "en", "maar"...) that contains `pos`."""
-    for start, clause in _clauses(text):
+    for start, clause in _clauses(text, splitter):
         if start <= pos <= start + len(clause):
             return start, clause
     return 0, text
@@ -126,7 +131,7 @@ def _instruction_position(folded: str, rules: CompiledRules) -> int | None:
     )
     if not has_object or not rules.in_request.search(folded):
         return None  # cheap test on the whole sentence before the per-clause one
-    for start, clause in _clauses(folded):
+    for start, clause in _clauses(folded, _REQUEST_CLAUSE):
         request = rules.in_request.search(clause)
         if request is None:
             continue
@@ -143,7 +148,7 @@ def _instruction_sentence(s: Sentence, rules: CompiledRules) -> Finding | None:
         return None
     text = _neutralised(s.folded, rules)
     scope = _scope(text, pos, rules)
-    start, clause = _clause_at(text, pos)
+    start, clause = _clause_at(text, pos, _REQUEST_CLAUSE)
     # a future in a later clause ("..., ze komt morgen langs") does not defer the order; one
     # in its own or an earlier clause does ("De ID wordt morgen gecontroleerd, graag dan ...")
     refusal = _common_refusal(text, scope, text[: start + len(clause)], rules)
@@ -151,7 +156,8 @@ def _instruction_sentence(s: Sentence, rules: CompiledRules) -> Finding | None:
         refusal = MissingDetail.QUESTION
     for pattern in (rules.in_third_party, rules.in_other_request):
         if refusal is None and pattern is not None and pattern.search(clause):
-            refusal = MissingDetail.NOT_FOUND  # someone else's wish, or a request for feedback
+            # someone else's wish, a request for feedback or for information
+            refusal = MissingDetail.QUESTION if "?" in s.text else MissingDetail.NOT_FOUND
     if refusal is not None:
         return Finding(False, s.text, detail=refusal)
     return Finding(True, s.text)
@@ -159,8 +165,8 @@ def _instruction_sentence(s: Sentence, rules: CompiledRules) -> Finding | None:
 
 def _combine(findings: list[Finding], answers: list[TemplateAnswer], item: Item) -> Finding:
     templates = [a for a in answers if a.item is item]
-    if any(a.value is False for a in templates):
-        return Finding(False, detail=MissingDetail.TEMPLATE_NO)
+    if any(a.value is False for a in templates):  # "Identiteit gecontroleerd: nee"
+        return Finding(False, detail=MissingDetail.NEGATED)
     if any(f.detail is MissingDetail.NEGATED for f in findings):
         return Finding(False, detail=MissingDetail.NEGATED)
     yes = next((a for a in templates if a.value is True), None)

@@ -19,6 +19,7 @@ _CHECKED = re.compile(r"^(\[\s*[x\u2714\u2713v]\s*\]|\u2612|\u2611|\u2714|\u2713
 _UNCHECKED = re.compile(r"^(\[\s*\]|\u2610)\s*")
 _SEPARATOR = re.compile(r"^\s*(\([^()]{0,40}\))?\s*([:=|\t]|\s[-\u2013]\s|\?\s*:?)?\s*")
 _MAX_NEXT_LINE_VALUE = 40
+_YES_NO_HINT = re.compile(r"\b(ja|yes)\s*(/|of|or)\s*(nee|no)\b")
 _TICK = r"(\u2612|\u2611|\u2714|\u2713|\[\s*[x\u2714\u2713v]\s*\])\s*"
 _TICKED_YES = re.compile(_TICK + r"(ja|yes)\b")
 _TICKED_NO = re.compile(_TICK + r"(nee|no)\b")
@@ -91,11 +92,12 @@ def template_answers(
             if after[:1].isalnum():
                 continue  # the label is the start of a longer word
             sep = _SEPARATOR.match(after)
-            value = after[sep.end() :] if sep else after
-            has_separator = bool(sep and (sep.group(1) or sep.group(2)))
-            if box is not None and not value.strip():
+            value = (after[sep.end() :] if sep else after).strip(" .")
+            # a parenthesis alone ("Legitimatie gezien (paspoort).") is no separator
+            has_separator = bool(sep and sep.group(2))
+            if box is not None and not value:
                 answer: bool | None = box
-            elif value.strip():
+            elif value:
                 answer = _judge(value, rules)
                 if answer is None and not has_separator:
                     continue  # an ordinary sentence that starts like a label
@@ -104,6 +106,8 @@ def template_answers(
                 answer = _judge(folded[nxt], rules) if nxt is not None else None
                 if nxt is not None and answer is not None:
                     used.add(nxt)
+                elif not has_separator and not (sep and _YES_NO_HINT.search(sep.group(1) or "")):
+                    continue  # "Legitimatie gezien (paspoort)." is a sentence
             used.add(i)
             answers.append(TemplateAnswer(item, answer, lines[i].strip()))
             break
