@@ -5,7 +5,7 @@
 # No system daemon is started: the tests run private instances on free ports.
 set -euo pipefail
 
-PACKAGES=(dovecot-imapd dovecot-lmtpd postgresql mariadb-server)
+PACKAGES=(dovecot-imapd dovecot-lmtpd postgresql mariadb-server iproute2)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

@@ -38,6 +38,7 @@ class DaemonEnv:
     executor: str = "http"
     require_approval: bool = False
     max_message_bytes: int = 25 * 1024 * 1024
+    poll_interval_seconds: float = 30
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -52,7 +53,8 @@ class DaemonEnv:
             "[mailbox]\n"
             f'address = "{SUPPORT}"\nhost = "127.0.0.1"\nport = {self.mailbox.imap_port}\n'
             f'security = "none"\nusername = "{self.mailbox.address}"\n'
-            f'password = "{self.mailbox.password}"\npoll_interval_seconds = 30\n'
+            f'password = "{self.mailbox.password}"\n'
+            f"poll_interval_seconds = {self.poll_interval_seconds}\n"
             f"max_message_bytes = {self.max_message_bytes}\n"
             "[dns]\n"
             f'nameservers = ["127.0.0.1"]\nport = {self.dns.port}\ntimeout_seconds = 1.0\n'
