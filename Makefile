@@ -26,7 +26,7 @@ lint: venv
 test: venv test-deps lint
 	$(BIN)/pytest
 
-demo: venv
+demo: venv test-deps
 	$(BIN)/reset-mailbot demo
 
 bench: venv

@@ -197,12 +197,28 @@ def db_upgrade(config: ConfigOption = None) -> None:
 
 @app.command()
 @operator_errors
-def demo() -> None:
-    """Decide the sample messages shipped with the package and print a table."""
-    from reset_mailbot.demo import run_demo
-
+def demo(
+    check_only: Annotated[
+        bool,
+        typer.Option("--check-only", help="Only decide the shipped samples (no services)"),
+    ] = False,
+    keep: Annotated[bool, typer.Option("--keep", help="Keep the state dir and logs")] = False,
+) -> None:
+    """The whole loop against throwaway Dovecot, SMTP, DNS and executor (from a checkout)."""
     configure_logging("warning")
-    run_demo()
+    if check_only:
+        from reset_mailbot.demo import run_demo
+
+        run_demo()
+        return
+    from reset_mailbot.demo_loop import DemoUnavailable, run_loop_demo
+
+    try:
+        run_loop_demo(keep=keep)
+    except DemoUnavailable as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail("interrupted; every service the demo started was stopped", code=130)
 
 
 def _register_command_modules() -> None:
