@@ -21,7 +21,8 @@ from tests.unit.extraction_helpers import SENDER, SUPPORT, extract
         ("Graag resetten voor lisa@live.nl, dank!", "lisa@live.nl"),
         ("Het adres is (lisa@live.nl).", "lisa@live.nl"),
         ("Account: lisa@live.nl<mailto:lisa@live.nl>", "lisa@live.nl"),
-        ("Account: jan@müller.nl", "jan@xn--mller-kva.nl"),
+        ("Account: jan@müller.nl", "jan@müller.nl"),
+        ("Account: jan@xn--mller-kva.nl", "jan@müller.nl"),
         ("Account <mailto:lisa@live.nl>", "lisa@live.nl"),
     ],
 )

@@ -277,3 +277,22 @@ def test_scopes_of_refusal(text: str, identity: bool, instruction: bool) -> None
 )
 def test_weak_objects_need_2fa(text: str, instruction: bool) -> None:
     assert extract(text).reset_instructed is instruction
+
+
+@pytest.mark.parametrize(
+    ("text", "identity", "instruction"),
+    [
+        ("Is de identiteit gecontroleerd? Ja.\nMogen jullie resetten? Ja.", True, True),
+        ("Is de identiteit gecontroleerd? Nee, nog niet.\nMogen jullie resetten? Ja.", False, True),
+        ("Is de identiteit gecontroleerd? Ja, dat moet nog gebeuren.", False, False),
+        ("Mogen jullie de 2FA resetten?", False, False),
+        ("Klopt, identiteit gecontroleerd en jullie mogen de 2FA resetten.", True, True),
+        ("We did check the resident's ID card at our counter.", True, False),
+        ("Kun je de 2fa resetten van dit account?", False, True),
+        ("Mag ik jullie vragen de 2FA te resetten?", False, True),
+    ],
+)
+def test_answered_questions_and_permissions(text: str, identity: bool, instruction: bool) -> None:
+    request = extract(text)
+    assert request.identity_verified is identity
+    assert request.reset_instructed is instruction

@@ -185,3 +185,27 @@ def test_postscript_under_the_signoff_counts() -> None:
     request = extract(text)
     assert request.identity_verified
     assert request.account_email == "piet@hotmail.com"
+
+
+def test_bottom_posted_reply_counts() -> None:
+    text = (
+        "\nOp 18 nov. 2026 om 09:41 schreef Forus Support <support@forus.test>:\n"
+        "> Wij missen nog:\n> - Bevestiging dat de identiteit van de inwoner is gecontroleerd\n>\n\n"
+        "De identiteit is inmiddels gecontroleerd, mevrouw heeft haar ID-kaart laten zien.\n\nGert\n"
+    )
+    assert extract(text).identity_verified
+
+
+def test_interleaved_answers_are_not_bottom_posting() -> None:
+    text = (
+        "Op 18 nov. 2026 om 09:41 schreef Forus Support <support@forus.test>:\n"
+        "> Identiteit gecontroleerd (ja/nee):\nIdentiteit gecontroleerd: ja\n"
+        "> Opdracht tot reset (ja/nee):\nOpdracht tot reset: ja\n"
+    )
+    request = extract(text)
+    assert not request.identity_verified and not request.reset_instructed
+
+
+def test_text_above_the_quote_wins_over_text_below() -> None:
+    text = "Graag resetten.\n\n> Identiteit gecontroleerd: ja\n\nDe identiteit is gecontroleerd.\n"
+    assert not extract(text).identity_verified

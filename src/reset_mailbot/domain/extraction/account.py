@@ -66,14 +66,15 @@ def find_addresses(lines: list[str]) -> list[Occurrence]:
 
 
 @lru_cache(maxsize=4096)
-def canonical(address: str) -> str | None:
-    """Validated, normalised (lower case, A-label domain) address, or None if not valid.
+def canonical(address: str) -> tuple[str, str] | None:
+    """(address as email-validator normalises it, lower case; comparison key with an A-label
+    domain), or None if not valid. An IDN domain is kept readable (U-label) in the result.
 
-    Cached: the same signatures and support addresses come back in every message.
+    Cached: the same addresses come back in message after message.
     """
     try:
         valid = validate_email(address, check_deliverability=False)
-        return normalise_address(valid.normalized)
+        return valid.normalized.lower(), normalise_address(valid.normalized)
     except (EmailNotValidError, InvalidAddress):
         return None
     except Exception:  # email-validator on hostile input: not an address
@@ -119,12 +120,13 @@ def account_email(
     unlabelled: dict[str, AccountFinding] = {}
     invalid_labelled = False
     for occ in find_addresses(body):
-        addr = canonical(occ.address)
+        valid = canonical(occ.address)
         is_labelled = _labelled(body, occ, rules)
-        if addr is None:
+        if valid is None:
             invalid_labelled = invalid_labelled or is_labelled
             continue
-        if addr in never:
+        addr, key = valid
+        if key in never:
             continue
         finding = AccountFinding(addr, body[occ.line].strip(), _kind(body, occ, is_labelled))
         target = labelled if is_labelled else unlabelled

@@ -23,6 +23,9 @@ _CLAUSE = re.compile(r"[,;()]|\s[-\u2013]\s|(?<!\w)(?:en|and|maar|but|terwijl|wh
 # identiteit controleren en daarna de 2FA resetten?", "Please go ahead and reset the 2FA."
 _REQUEST_CLAUSE = re.compile(r"[,;()]|\s[-\u2013]\s|(?<!\w)(?:maar|but|terwijl|while)(?!\w)")
 _HARD_BREAK = re.compile(r";")
+_ANSWER_YES = re.compile(r"(ja|yes|jazeker|klopt|correct)\b")
+_ANSWER_NO = re.compile(r"(nee|neen|no)\b")
+_SHORT_ANSWER = 3
 
 
 @dataclass(frozen=True)
@@ -107,8 +110,12 @@ def _identity_sentence(s: Sentence, rules: CompiledRules) -> Finding | None:
     refusal = _common_refusal(text, scope, scope, rules)
     if refusal is None and "?" in s.text:
         refusal = MissingDetail.QUESTION
-    if refusal is None and rules.identity_only is not None and rules.identity_only.search(scope):
-        refusal = MissingDetail.CONDITIONAL
+    if refusal is None and rules.identity_only is not None and rules.identity_only.search(text):
+        refusal = MissingDetail.CONDITIONAL  # hedged or hearsay, anywhere in the sentence
+    if refusal is None and rules.identity_modal is not None:
+        _, clause = _clause_at(text, pos)
+        if rules.identity_modal.search(clause):
+            refusal = MissingDetail.CONDITIONAL  # "moet nog gecontroleerd worden"
     if refusal is not None:
         return Finding(False, s.text, detail=refusal)
     return Finding(True, s.text)
@@ -179,15 +186,36 @@ def _combine(findings: list[Finding], answers: list[TemplateAnswer], item: Item)
     return Finding(False, detail=refused)
 
 
+def _answered(sentences: list[Sentence]) -> list[Sentence]:
+    """A question the sender answers at once ("Is de identiteit gecontroleerd? Nee, nog niet.",
+    "Mogen jullie resetten? Ja.") is read as one statement: a short yes, or any no."""
+    out: list[Sentence] = []
+    skip = False
+    for i, s in enumerate(sentences):
+        if skip:
+            skip = False
+            continue
+        nxt = sentences[i + 1] if i + 1 < len(sentences) else None
+        if nxt is not None and s.text.rstrip().endswith("?"):
+            yes = _ANSWER_YES.match(nxt.folded) and len(nxt.folded.split()) <= _SHORT_ANSWER
+            if yes or _ANSWER_NO.match(nxt.folded):
+                text = f"{s.text.rstrip()[:-1]}: {nxt.text}"
+                out.append(Sentence(text, f"{s.folded.rstrip()[:-1]}: {nxt.folded}", s.line))
+                skip = True
+                continue
+        out.append(s)
+    return out
+
+
 def identity_verified(
     sentences: list[Sentence], answers: list[TemplateAnswer], rules: CompiledRules
 ) -> Finding:
-    found = [f for s in sentences if (f := _identity_sentence(s, rules)) is not None]
+    found = [f for s in _answered(sentences) if (f := _identity_sentence(s, rules)) is not None]
     return _combine(found, answers, Item.IDENTITY_VERIFIED)
 
 
 def reset_instructed(
     sentences: list[Sentence], answers: list[TemplateAnswer], rules: CompiledRules
 ) -> Finding:
-    found = [f for s in sentences if (f := _instruction_sentence(s, rules)) is not None]
+    found = [f for s in _answered(sentences) if (f := _instruction_sentence(s, rules)) is not None]
     return _combine(found, answers, Item.RESET_INSTRUCTED)

@@ -69,6 +69,29 @@ def _is_header_block(folded: list[str], i: int, rules: CompiledRules) -> bool:
     return any(rules.block_next.match(line) for line in window)
 
 
+def _bottom_posted(folded: list[str], cut: int, rules: CompiledRules) -> tuple[int, int] | None:
+    """(start, end) of a bottom-posted reply: no text above the quote, one block of ">" lines
+    (after its "Op ... schreef" header), then the sender's text with nothing quoted after it.
+    Text between quoted lines (answers typed inside the quote) never qualifies."""
+    if any(folded[:cut]):
+        return None
+    i = cut
+    if not folded[i].startswith(">"):
+        i += 1  # the header line(s) of the quote
+        while i < len(folded) and folded[i] and not folded[i].startswith(">"):
+            i += 1
+    while i < len(folded) and (not folded[i] or folded[i].startswith(">")):
+        i += 1
+    if i >= len(folded) or not any(line.startswith(">") for line in folded[cut:i]):
+        return None
+    start = i
+    rest = quote_start(folded[start:], rules)
+    end = len(folded) if rest is None else start + rest
+    if any(line.startswith(">") for line in folded[end:]):
+        return None  # more quoted text follows: interleaved answers, which never count
+    return start, end
+
+
 def quote_start(folded: list[str], rules: CompiledRules) -> int | None:
     """Index of the first line of quoted or forwarded history."""
     for i, line in enumerate(folded):
@@ -93,14 +116,18 @@ class Sender:
         return frozenset(_WORD.findall(fold(self.name)))
 
 
-def _is_sender_line(line: str, sender: Sender, name_words: frozenset[str]) -> bool:
-    """The sender's own name on a line of its own, or a short contact line with their address."""
+def _is_sender_line(
+    line: str, sender: Sender, name_words: frozenset[str], rules: CompiledRules
+) -> bool:
+    """The sender's own name on a line of its own, or a short contact line with their address
+    ("T 14 030 | j.devries@utrecht.nl"), but not a labelled item ("E-mailadres: <sender>")."""
     if len(name_words) >= 2 and frozenset(_WORD.findall(line)) == name_words:
         return True
-    return bool(
-        sender.address and sender.address in line and len(line) <= _CONTACT_LINE_MAX
-        and len(line.split()) <= _CONTACT_LINE_WORDS
-    )
+    at = line.find(sender.address) if sender.address else -1
+    if at < 0 or len(line) > _CONTACT_LINE_MAX or len(line.split()) > _CONTACT_LINE_WORDS:
+        return False
+    before = line[:at]
+    return not (rules.account_label is not None and rules.account_label.search(before))
 
 
 def signature_start(
@@ -112,7 +139,7 @@ def signature_start(
     for i, line in enumerate(folded):
         if not line:
             continue
-        if sender is not None and i > 0 and _is_sender_line(line, sender, name_words):
+        if sender is not None and i > 0 and _is_sender_line(line, sender, name_words, rules):
             return i
         if (
             rules.signature is not None
@@ -133,7 +160,11 @@ def segments(text: str, rules: CompiledRules, sender: Sender | None = None) -> S
     cut_line = None
     if cut is not None:
         cut_line = lines[cut]
-        lines, folded = lines[:cut], folded[:cut]
+        below = _bottom_posted(folded, cut, rules)
+        if below is not None:  # nothing above the quote: the reply is below it
+            lines, folded = lines[below[0] : below[1]], folded[below[0] : below[1]]
+        else:
+            lines, folded = lines[:cut], folded[:cut]
     sig = signature_start(folded, rules, sender)
     if sig is None:
         return Segments(lines, [], cut_line)

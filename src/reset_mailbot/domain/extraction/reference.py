@@ -10,14 +10,28 @@ from reset_mailbot.domain.extraction.rules import CompiledRules, fold
 
 _BEFORE_LABEL = 6  # "BSN / klantnummer: ..."
 _AFTER_VALUE = 12  # "klantnummer: 123456782 (BSN)"
+_BARE_LABEL_MAX = 40
+
+
+def _joined(lines: list[str]) -> list[str]:
+    """Lines, with a value on the next line appended to a bare label line ("Dossiernummer" /
+    "4412-88": a Word table copied to plain text puts each cell on its own line)."""
+    out: list[str] = []
+    for i, raw in enumerate(lines):
+        line = raw.strip()
+        if line and len(line) <= _BARE_LABEL_MAX and not any(ch.isdigit() for ch in line):
+            nxt = next((n.strip() for n in lines[i + 1 : i + 3] if n.strip()), "")
+            if nxt and len(nxt) <= _BARE_LABEL_MAX and " " not in nxt:
+                line = f"{line.rstrip(':')}: {nxt}"
+        out.append(line)
+    return out
 
 
 def case_reference(lines: list[str], rules: CompiledRules) -> tuple[str, str] | None:
     """(reference as written, the line it is on), or None."""
     if rules.ref_label is None:
         return None
-    for raw in lines:
-        line = raw.strip()
+    for line in _joined(lines):
         if not line:
             continue
         folded = fold(line)

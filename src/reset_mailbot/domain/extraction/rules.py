@@ -90,6 +90,7 @@ class Refusals(_Strict):
     negation: Patterns = Field(min_length=1)
     conditional: Patterns = Field(min_length=1)
     future: Patterns = Field(default_factory=list)
+    identity_modal: Patterns = Field(default_factory=list)
     identity_only: Patterns = Field(default_factory=list)
     label_only: Patterns = Field(default_factory=list)
     neutral: Patterns = Field(default_factory=list)
@@ -198,6 +199,7 @@ class CompiledRules:
     negation: re.Pattern[str] | None
     conditional: re.Pattern[str] | None
     future: re.Pattern[str] | None
+    identity_modal: re.Pattern[str] | None
     identity_only: re.Pattern[str] | None
     label_only: re.Pattern[str] | None
     neutral: re.Pattern[str] | None
@@ -271,6 +273,7 @@ class ExtractionRules(_Strict):
             negation=_words(union(lambda p: p.refuse.negation)),
             conditional=_words(union(lambda p: p.refuse.conditional)),
             future=_words(union(lambda p: p.refuse.future)),
+            identity_modal=_words(union(lambda p: p.refuse.identity_modal)),
             identity_only=_words(union(lambda p: p.refuse.identity_only)),
             label_only=_anchored(union(lambda p: p.refuse.label_only)),
             neutral=_words(union(lambda p: p.refuse.neutral)),
