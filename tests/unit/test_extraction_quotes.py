@@ -190,8 +190,10 @@ def test_postscript_under_the_signoff_counts() -> None:
 def test_bottom_posted_reply_counts() -> None:
     text = (
         "\nOp 18 nov. 2026 om 09:41 schreef Forus Support <support@forus.test>:\n"
-        "> Wij missen nog:\n> - Bevestiging dat de identiteit van de inwoner is gecontroleerd\n>\n\n"
-        "De identiteit is inmiddels gecontroleerd, mevrouw heeft haar ID-kaart laten zien.\n\nGert\n"
+        "> Wij missen nog:\n"
+        "> - Bevestiging dat de identiteit van de inwoner is gecontroleerd\n>\n\n"
+        "De identiteit is inmiddels gecontroleerd, mevrouw heeft haar ID-kaart laten zien.\n"
+        "\nGert\n"
     )
     assert extract(text).identity_verified
 
