@@ -23,6 +23,7 @@ _CLAUSE = re.compile(r"[,;()]|\s[-\u2013]\s|(?<!\w)(?:en|and|maar|but|terwijl|wh
 # identiteit controleren en daarna de 2FA resetten?", "Please go ahead and reset the 2FA."
 _REQUEST_CLAUSE = re.compile(r"[,;()]|\s[-\u2013]\s|(?<!\w)(?:maar|but|terwijl|while)(?!\w)")
 _HARD_BREAK = re.compile(r";")
+_CONTRAST = re.compile(r"(?<!\w)(?:maar|but)(?!\w)")
 _ANSWER_YES = re.compile(r"(ja|yes|jazeker|klopt|correct)\b")
 _ANSWER_NO = re.compile(r"(nee|neen|no)\b")
 _SHORT_ANSWER = 3
@@ -36,6 +37,7 @@ class Finding:
     evidence: str | None = None
     kind: str = "sentence"
     detail: MissingDetail | None = None
+    mention: bool = False  # talk about the item that could never confirm it
 
 
 def _clauses(text: str, splitter: re.Pattern[str] = _CLAUSE) -> Iterator[tuple[int, str]]:
@@ -78,10 +80,10 @@ def _common_refusal(
     """Label-only lines, negation (in `scope`), condition (anywhere), future (in `future_scope`)."""
     if rules.label_only is not None and rules.label_only.match(text):
         return MissingDetail.NOT_FOUND
-    if rules.negation is not None and rules.negation.search(scope):
-        return MissingDetail.NEGATED
     if rules.conditional is not None and rules.conditional.search(text):
         return MissingDetail.CONDITIONAL
+    if rules.negation is not None and rules.negation.search(scope):
+        return MissingDetail.NEGATED
     if rules.future is not None and rules.future.search(future_scope):
         return MissingDetail.CONDITIONAL
     return None
@@ -101,12 +103,42 @@ def _identity_position(folded: str, rules: CompiledRules) -> int | None:
     return None
 
 
+def _identity_mention(folded: str, rules: CompiledRules) -> int | None:
+    if rules.id_mention is not None and (m := rules.id_mention.search(folded)):
+        return m.start()
+    if rules.id_subject is None or rules.id_mention_verb is None:
+        return None
+    for start, clause in _clauses(folded):
+        subject = rules.id_subject.search(clause)
+        if subject and rules.id_mention_verb.search(clause):
+            return start + subject.start()
+    return None
+
+
+def _other_topic_cut(text: str, pos: int, scope: str, rules: CompiledRules) -> str:
+    """Cut the identity scope at "maar"/"but" when what follows is about the reset itself:
+    "De identiteit is gecontroleerd, maar wij willen niet dat de 2FA al wordt gereset"."""
+    offset = text.find(scope)
+    for match in _CONTRAST.finditer(scope):
+        if offset + match.start() <= pos:
+            continue
+        rest = scope[match.end() :]
+        if (rules.in_object and rules.in_object.search(rest)) or (
+            rules.in_own_target and rules.in_own_target.search(rest)
+        ):
+            return scope[: match.start()]
+    return scope
+
+
 def _identity_sentence(s: Sentence, rules: CompiledRules) -> Finding | None:
     pos = _identity_position(s.folded, rules)
+    mention = pos is None
     if pos is None:
-        return None
+        pos = _identity_mention(s.folded, rules)
+        if pos is None:
+            return None
     text = _neutralised(s.folded, rules)
-    scope = _scope(text, pos, rules)
+    scope = _other_topic_cut(text, pos, _scope(text, pos, rules), rules)
     refusal = _common_refusal(text, scope, scope, rules)
     if refusal is None and "?" in s.text:
         refusal = MissingDetail.QUESTION
@@ -117,8 +149,8 @@ def _identity_sentence(s: Sentence, rules: CompiledRules) -> Finding | None:
         if rules.identity_modal.search(clause):
             refusal = MissingDetail.CONDITIONAL  # "moet nog gecontroleerd worden"
     if refusal is not None:
-        return Finding(False, s.text, detail=refusal)
-    return Finding(True, s.text)
+        return Finding(False, s.text, detail=refusal, mention=mention)
+    return None if mention else Finding(True, s.text)
 
 
 def _instruction_position(folded: str, rules: CompiledRules) -> int | None:
@@ -149,10 +181,31 @@ def _instruction_position(folded: str, rules: CompiledRules) -> int | None:
     return None
 
 
+def _instruction_mention(folded: str, rules: CompiledRules) -> int | None:
+    """A reset named without a request: never an instruction, but may say why it is missing."""
+    if rules.in_object is None:
+        return None
+    if (
+        rules.in_other_target is not None
+        and rules.in_other_target.search(folded)
+        and not (rules.in_own_target and rules.in_own_target.search(folded))
+    ):
+        return None
+    if m := rules.in_object.search(folded):
+        return m.start()
+    names_2fa = bool(rules.in_own_target and rules.in_own_target.search(folded))
+    if names_2fa and rules.in_weak_object is not None and (m := rules.in_weak_object.search(folded)):
+        return m.start()
+    return None
+
+
 def _instruction_sentence(s: Sentence, rules: CompiledRules) -> Finding | None:
     pos = _instruction_position(s.folded, rules)
+    mention = pos is None
     if pos is None:
-        return None
+        pos = _instruction_mention(s.folded, rules)
+        if pos is None:
+            return None
     text = _neutralised(s.folded, rules)
     scope = _scope(text, pos, rules)
     start, clause = _clause_at(text, pos, _REQUEST_CLAUSE)
@@ -166,16 +219,16 @@ def _instruction_sentence(s: Sentence, rules: CompiledRules) -> Finding | None:
             # someone else's wish, a request for feedback or for information
             refusal = MissingDetail.QUESTION if "?" in s.text else MissingDetail.NOT_FOUND
     if refusal is not None:
-        return Finding(False, s.text, detail=refusal)
-    return Finding(True, s.text)
+        return Finding(False, s.text, detail=refusal, mention=mention)
+    return None if mention else Finding(True, s.text)
 
 
 def _combine(findings: list[Finding], answers: list[TemplateAnswer], item: Item) -> Finding:
     templates = [a for a in answers if a.item is item]
     if any(a.value is False for a in templates):  # "Identiteit gecontroleerd: nee"
         return Finding(False, detail=MissingDetail.NEGATED)
-    if any(f.detail is MissingDetail.NEGATED for f in findings):
-        return Finding(False, detail=MissingDetail.NEGATED)
+    if any(f.detail is MissingDetail.NEGATED and not f.mention for f in findings):
+        return Finding(False, detail=MissingDetail.NEGATED)  # a contradiction is for a human
     yes = next((a for a in templates if a.value is True), None)
     if yes is not None:
         return Finding(True, yes.line, kind="template")

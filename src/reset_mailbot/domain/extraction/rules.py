@@ -66,6 +66,10 @@ class IdentityPhrases(_Strict):
     subjects: Patterns = Field(min_length=1)
     verbs: Patterns = Field(min_length=1)
     phrases: Patterns = Field(default_factory=list)
+    # a subject with one of these, or a mention phrase, is talk *about* the check: it never
+    # confirms, but a refusal in it says why the item is missing ("zullen ... controleren")
+    mention_verbs: Patterns = Field(default_factory=list)
+    mentions: Patterns = Field(default_factory=list)
 
 
 
@@ -187,6 +191,8 @@ class CompiledRules:
     id_subject: re.Pattern[str] | None
     id_verb: re.Pattern[str] | None
     id_phrase: re.Pattern[str] | None
+    id_mention_verb: re.Pattern[str] | None
+    id_mention: re.Pattern[str] | None
     in_request: re.Pattern[str] | None
     in_object: re.Pattern[str] | None
     in_weak_object: re.Pattern[str] | None
@@ -261,6 +267,8 @@ class ExtractionRules(_Strict):
             id_subject=_words(union(lambda p: p.identity.subjects)),
             id_verb=_words(union(lambda p: p.identity.verbs)),
             id_phrase=_words(union(lambda p: p.identity.phrases)),
+            id_mention_verb=_words(union(lambda p: p.identity.mention_verbs)),
+            id_mention=_words(union(lambda p: p.identity.mentions)),
             in_request=_words(union(lambda p: p.instruction.requests)),
             in_object=_words(union(lambda p: p.instruction.objects)),
             in_weak_object=_words(union(lambda p: p.instruction.weak_objects)),
