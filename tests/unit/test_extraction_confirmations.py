@@ -296,3 +296,17 @@ def test_answered_questions_and_permissions(text: str, identity: bool, instructi
     request = extract(text)
     assert request.identity_verified is identity
     assert request.reset_instructed is instruction
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Graag de 2FA resetten.\nCorrectie: graag nog even niets doen.",
+        "Graag de 2FA resetten. Wacht u alstublieft met de reset.",
+        "Please reset the 2FA. Actually, please hold off for now.",
+    ],
+)
+def test_a_hold_vetoes_the_instruction(text: str) -> None:
+    request = extract(text)
+    assert not request.reset_instructed
+    assert request.missing_details[Item.RESET_INSTRUCTED] is MissingDetail.NEGATED

@@ -75,13 +75,24 @@ def _scope(text: str, pos: int, rules: CompiledRules) -> str:
 
 
 def _common_refusal(
-    text: str, scope: str, future_scope: str, rules: CompiledRules
+    text: str,
+    clause: str,
+    scope: str,
+    future_scope: str,
+    rules: CompiledRules,
+    question: bool,
 ) -> MissingDetail | None:
-    """Label-only lines, negation (in `scope`), condition (anywhere), future (in `future_scope`)."""
+    """Why a matching sentence does not confirm, most telling reason first: a label-only line,
+    a negation in the statement's own clause ("do not reset"), a condition anywhere in the
+    sentence, a question, a negation elsewhere in `scope`, a future in `future_scope`."""
     if rules.label_only is not None and rules.label_only.match(text):
         return MissingDetail.NOT_FOUND
+    if rules.negation is not None and rules.negation.search(clause):
+        return MissingDetail.NEGATED
     if rules.conditional is not None and rules.conditional.search(text):
         return MissingDetail.CONDITIONAL
+    if question:
+        return MissingDetail.QUESTION
     if rules.negation is not None and rules.negation.search(scope):
         return MissingDetail.NEGATED
     if rules.future is not None and rules.future.search(future_scope):
@@ -139,15 +150,14 @@ def _identity_sentence(s: Sentence, rules: CompiledRules) -> Finding | None:
             return None
     text = _neutralised(s.folded, rules)
     scope = _other_topic_cut(text, pos, _scope(text, pos, rules), rules)
-    refusal = _common_refusal(text, scope, scope, rules)
-    if refusal is None and "?" in s.text:
-        refusal = MissingDetail.QUESTION
+    start, clause = _clause_at(text, pos)
+    own = _scope(clause, pos - start, rules)  # "omdat"/"because" ends the clause too
+    refusal = _common_refusal(text, own, scope, scope, rules, question="?" in s.text)
     if refusal is None and rules.identity_only is not None and rules.identity_only.search(text):
         refusal = MissingDetail.CONDITIONAL  # hedged or hearsay, anywhere in the sentence
-    if refusal is None and rules.identity_modal is not None:
-        _, clause = _clause_at(text, pos)
-        if rules.identity_modal.search(clause):
-            refusal = MissingDetail.CONDITIONAL  # "moet nog gecontroleerd worden"
+    modal = rules.identity_modal
+    if refusal is None and modal is not None and modal.search(clause):
+        refusal = MissingDetail.CONDITIONAL  # "moet nog gecontroleerd worden"
     if refusal is not None:
         return Finding(False, s.text, detail=refusal, mention=mention)
     return None if mention else Finding(True, s.text)
@@ -194,7 +204,8 @@ def _instruction_mention(folded: str, rules: CompiledRules) -> int | None:
     if m := rules.in_object.search(folded):
         return m.start()
     names_2fa = bool(rules.in_own_target and rules.in_own_target.search(folded))
-    if names_2fa and rules.in_weak_object is not None and (m := rules.in_weak_object.search(folded)):
+    weak = rules.in_weak_object
+    if names_2fa and weak is not None and (m := weak.search(folded)):
         return m.start()
     return None
 
@@ -211,9 +222,11 @@ def _instruction_sentence(s: Sentence, rules: CompiledRules) -> Finding | None:
     start, clause = _clause_at(text, pos, _REQUEST_CLAUSE)
     # a future in a later clause ("..., ze komt morgen langs") does not defer the order; one
     # in its own or an earlier clause does ("De ID wordt morgen gecontroleerd, graag dan ...")
-    refusal = _common_refusal(text, scope, text[: start + len(clause)], rules)
-    if refusal is None and "?" in s.text and not (rules.in_polite and rules.in_polite.search(text)):
-        refusal = MissingDetail.QUESTION
+    question = "?" in s.text and not (rules.in_polite and rules.in_polite.search(text))
+    own = _scope(clause, pos - start, rules)  # "omdat"/"because" ends the clause too
+    refusal = _common_refusal(
+        text, own, scope, text[: start + len(clause)], rules, question=question
+    )
     for pattern in (rules.in_third_party, rules.in_other_request):
         if refusal is None and pattern is not None and pattern.search(clause):
             # someone else's wish, a request for feedback or for information
@@ -235,8 +248,10 @@ def _combine(findings: list[Finding], answers: list[TemplateAnswer], item: Item)
     confirmed = next((f for f in findings if f.confirmed), None)
     if confirmed is not None:
         return confirmed
-    refused = next((f.detail for f in findings if f.detail is not MissingDetail.NOT_FOUND), None)
-    return Finding(False, detail=refused)
+    details = [f.detail for f in findings if f.detail not in (None, MissingDetail.NOT_FOUND)]
+    if MissingDetail.NEGATED in details:  # "said not to be so" outweighs "asked" or "later"
+        return Finding(False, detail=MissingDetail.NEGATED)
+    return Finding(False, detail=details[0] if details else None)
 
 
 def _answered(sentences: list[Sentence]) -> list[Sentence]:
