@@ -91,7 +91,7 @@ def _common_refusal(
         return MissingDetail.NEGATED
     if rules.conditional is not None and rules.conditional.search(text):
         return MissingDetail.CONDITIONAL
-    if question:
+    if question or (rules.indirect_question and rules.indirect_question.search(text)):
         return MissingDetail.QUESTION
     if rules.negation is not None and rules.negation.search(scope):
         return MissingDetail.NEGATED

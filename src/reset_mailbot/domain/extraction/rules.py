@@ -93,6 +93,7 @@ class Refusals(_Strict):
 
     negation: Patterns = Field(min_length=1)
     conditional: Patterns = Field(min_length=1)
+    indirect_questions: Patterns = Field(default_factory=list)
     future: Patterns = Field(default_factory=list)
     identity_modal: Patterns = Field(default_factory=list)
     identity_only: Patterns = Field(default_factory=list)
@@ -204,6 +205,7 @@ class CompiledRules:
     in_own_target: re.Pattern[str] | None
     negation: re.Pattern[str] | None
     conditional: re.Pattern[str] | None
+    indirect_question: re.Pattern[str] | None
     future: re.Pattern[str] | None
     identity_modal: re.Pattern[str] | None
     identity_only: re.Pattern[str] | None
@@ -280,6 +282,7 @@ class ExtractionRules(_Strict):
             in_own_target=_words(union(lambda p: p.instruction.own_targets)),
             negation=_words(union(lambda p: p.refuse.negation)),
             conditional=_words(union(lambda p: p.refuse.conditional)),
+            indirect_question=_words(union(lambda p: p.refuse.indirect_questions)),
             future=_words(union(lambda p: p.refuse.future)),
             identity_modal=_words(union(lambda p: p.refuse.identity_modal)),
             identity_only=_words(union(lambda p: p.refuse.identity_only)),
