@@ -310,3 +310,18 @@ def test_a_hold_vetoes_the_instruction(text: str) -> None:
     request = extract(text)
     assert not request.reset_instructed
     assert request.missing_details[Item.RESET_INSTRUCTED] is MissingDetail.NEGATED
+
+
+@pytest.mark.parametrize(
+    ("text", "instruction"),
+    [
+        ("Kunt u de 2FA resetten zodat ze zelf weer kan inloggen?", True),
+        ("Graag de 2FA resetten van het account waar mevrouw mee inlogt.", True),
+        ("Could you explain how the 2FA reset works?", False),
+        ("Hoe kunnen wij de 2FA laten resetten?", False),
+        ("Kan de inwoner de 2FA zelf resetten?", False),
+        ("Mevrouw vraagt of haar 2FA gereset kan worden.", False),
+    ],
+)
+def test_information_questions_versus_requests(text: str, instruction: bool) -> None:
+    assert extract(text).reset_instructed is instruction

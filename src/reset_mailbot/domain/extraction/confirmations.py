@@ -228,7 +228,7 @@ def _instruction_sentence(s: Sentence, rules: CompiledRules) -> Finding | None:
         text, own, scope, text[: start + len(clause)], rules, question=question
     )
     for pattern in (rules.in_third_party, rules.in_other_request):
-        if refusal is None and pattern is not None and pattern.search(clause):
+        if refusal is None and pattern is not None and pattern.search(own):
             # someone else's wish, a request for feedback or for information
             refusal = MissingDetail.QUESTION if "?" in s.text else MissingDetail.NOT_FOUND
     if refusal is not None:
