@@ -1,0 +1,84 @@
+"""Whole-body probes written to the policy after the corpus run, to check that the rules still
+generalise (each line: body text, identity, instruction, account, reference)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.unit.extraction_helpers import extract
+
+PROBES = [
+    (
+        "Beste Forus,\n\nMeneer Jansen (jansen.h@ziggo.nl) is vanochtend bij ons aan de balie "
+        "geweest. Zijn rijbewijs is gecontroleerd en klopt.\nWilt u zijn 2FA resetten?\n\n"
+        "Zaaknummer: Z/26/004411\n\nMet vriendelijke groet,\nAnne\n",
+        True, True, "jansen.h@ziggo.nl", "Z/26/004411",
+    ),
+    (
+        "Hallo,\n\nDe inwoner heeft haar ID nog niet laten zien. Wel graag alvast de 2FA resetten "
+        "voor account: lotte.smit@gmail.com.\n\nGroet,\nPim\n",
+        False, True, "lotte.smit@gmail.com", None,
+    ),
+    (
+        "Goedemiddag,\n\nKunnen jullie de 2FA van b.yilmaz@hotmail.com resetten als hij morgen "
+        "zijn paspoort heeft laten zien?\n",
+        False, False, "b.yilmaz@hotmail.com", None,
+    ),
+    (
+        "Hi,\n\nJust to let you know: the identity of the resident hasn't been checked. "
+        "Please don't reset anything until we confirm.\nAccount: p.walsh@outlook.com\n",
+        False, False, "p.walsh@outlook.com", None,
+    ),
+    (
+        "Dear Forus,\n\nWe have checked the resident's identity in the BRP and at the desk "
+        "(passport). Could you please reset her two-factor authentication? Her account e-mail is "
+        "nina.petrova@yandex.ru.\n\nCase number: 2026-0981\n",
+        True, True, "nina.petrova@yandex.ru", "2026-0981",
+    ),
+    (
+        "Hoi,\n\nHet oude adres van mevrouw is m.degroot@live.nl, het nieuwe adres is "
+        "marjan.degroot@gmail.com. Identiteit is gecontroleerd, graag resetten.\n",
+        True, True, None, None,
+    ),
+    (
+        "Goedemorgen,\n\nIk weet niet zeker of de identiteit is gecontroleerd; mijn collega was "
+        "aan de balie. Graag de 2FA resetten van s.vos@kpnmail.nl.\n",
+        False, True, "s.vos@kpnmail.nl", None,
+    ),
+    (
+        "Goedemorgen,\n\nVolgens mij heeft mijn collega de identiteit gecontroleerd.\n"
+        "Graag de 2FA resetten van s.vos@kpnmail.nl.\n",
+        False, True, "s.vos@kpnmail.nl", None,
+    ),
+    (
+        "Hallo Forus,\n\nMag de 2FA van account r.bos@gmail.com gereset worden? De identiteit "
+        "van meneer is gecontroleerd aan de balie.\n",
+        True, False, "r.bos@gmail.com", None,
+    ),
+    (
+        "Beste,\n\nIdentiteit gecontroleerd: ja\nOpdracht tot reset: ja\n"
+        "E-mailadres account: fam.dekker@hetnet.nl\nKenmerk: n.v.t.\n\nMvg Sandra\n",
+        True, True, "fam.dekker@hetnet.nl", None,
+    ),
+    (
+        "Beste,\n\nZou u de tweestapsverificatie willen uitschakelen voor t.kok@gmail.com? "
+        "Wij hebben haar identiteitsbewijs gecontroleerd. BSN 111222333.\n",
+        True, True, "t.kok@gmail.com", None,
+    ),
+    (
+        "Hallo,\n\nWe hebben de identiteit gecontroleerd maar mevrouw wil de 2FA zelf opnieuw "
+        "instellen, dus niets resetten graag. Account: a.mol@gmail.com\n",
+        True, False, "a.mol@gmail.com", None,
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "identity", "instruction", "account", "reference"), PROBES)
+def test_probe(
+    text: str, identity: bool, instruction: bool, account: str | None, reference: str | None
+) -> None:
+    request = extract(text)
+    assert request.identity_verified is identity
+    assert request.reset_instructed is instruction
+    assert request.account_email == account
+    assert request.case_reference == reference
