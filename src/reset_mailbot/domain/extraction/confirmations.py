@@ -3,8 +3,14 @@
 A sentence confirms only when it matches an affirmative rule and carries no refusal marker:
 negation (in its own clause), condition (anywhere in the sentence), future; for the identity
 check also modal/hedged/hearsay forms and any question. For the instruction a polite request in
-question form counts ("Kunnen jullie de 2FA resetten?"). A negated statement or a "nee" in a
-template vetoes the item even when another sentence affirms it: contradictions are for a human.
+question form counts ("Kunnen jullie de 2FA resetten?"); a question for information, a request
+for feedback or someone else's wish does not. A negated statement or a "nee" in a template
+vetoes the item even when another sentence affirms it: contradictions are for a human.
+
+Talk *about* an item that could never confirm it ("we zullen de identiteit controleren", a reset
+named without a request) only explains why the item is missing (question / conditional /
+negated); it never confirms and never vetoes. A question the sender answers at once
+("Is de identiteit gecontroleerd? Ja.") is read as one statement.
 """
 
 from __future__ import annotations

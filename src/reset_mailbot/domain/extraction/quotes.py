@@ -1,8 +1,9 @@
 """Keeping only the sender's own new text (issue #3, item 2; policy "Required items").
 
 Everything from the first quote or forward header on is history and never counts, nor does any
-text after a first ">"-quoted line (answers typed inside a quoted message do not count). Of what
-remains, a signature (from a short sign-off line such as "Met vriendelijke groet") and a legal
+text after a first ">"-quoted line (answers typed inside a quoted message do not count). The one
+exception is a bottom-posted reply: nothing above the quote, one block of ">" lines, then the
+sender's text with nothing quoted after it. Of what remains, a signature (from a short sign-off line such as "Met vriendelijke groet") and a legal
 disclaimer are split off: their addresses are never account candidates and their words never
 confirm anything.
 
