@@ -3,12 +3,15 @@
 Everything from the first quote or forward header on is history and never counts, nor does any
 text after a first ">"-quoted line (answers typed inside a quoted message do not count). The one
 exception is a bottom-posted reply: nothing above the quote, one block of ">" lines, then the
-sender's text with nothing quoted after it. Of what remains, a signature (from a short sign-off line such as "Met vriendelijke groet") and a legal
+sender's text with nothing quoted after it. Of what remains, a signature (from a short sign-off
+line such as "Met vriendelijke groet", or the sender's own name or contact line) and a legal
 disclaimer are split off: their addresses are never account candidates and their words never
-confirm anything.
+confirm anything (a "PS" paragraph below the sign-off is the sender's text again).
 
-mail-parser-reply was evaluated for this and missed wrapped "Op ... schreef" headers and
-"-----Oorspronkelijk bericht-----" blocks, so the markers are rules in rules/extraction.yaml.
+mail-parser-reply and talon were evaluated for this and both missed a wrapped "Op ... schreef"
+header (leaving a quoted "Identiteit gecontroleerd: ja" in the reply); mail-parser-reply also
+kept "-----Oorspronkelijk bericht-----" history. So the markers are rules in
+rules/extraction.yaml, matched here.
 """
 
 from __future__ import annotations

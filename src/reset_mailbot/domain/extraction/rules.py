@@ -1,9 +1,9 @@
 """Typed extraction rules (rules/phrases.*.yaml, rules/extraction.yaml) and their compiled form.
 
 The rules are data that support staff can extend; every pattern is a Python regular expression
-that must compile and be written in lower case, checked at load time. Patterns are matched on *folded* text (lower case,
-diacritics removed, typographic quotes made plain), so rules are written in that form; they are
-folded themselves too, so "geïdentificeerd" in a rule still works. Regexes are compiled once per
+that must compile and be written in lower case, checked at load time. Patterns are matched on
+*folded* text (lower case, diacritics removed, typographic quotes made plain), so rules are
+written in that form; diacritics in a rule are removed too, so "geïdentificeerd" still works. Regexes are compiled once per
 rule set (`ExtractionRules.compiled`), never per message.
 """
 
