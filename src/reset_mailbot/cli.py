@@ -149,6 +149,8 @@ def rules_check(config: ConfigOption = None) -> None:
     typer.echo(f"automatic mail: {len(rules.automatic.headers)} header rules")
     for line in rules.extraction.summary() if hasattr(rules.extraction, "summary") else []:
         typer.echo(line)
+    for line in rules.templates.summary() if rules.templates is not None else []:
+        typer.echo(line)
     for source in rules.sources:
         typer.echo(f"ok: {source}")
 

@@ -92,6 +92,7 @@ def _describe(error: Any) -> str:
 from dataclasses import dataclass  # noqa: E402
 
 from reset_mailbot.domain.extraction import ExtractionRules  # noqa: E402
+from reset_mailbot.domain.reply_templates import ReplyTemplates  # noqa: E402
 from reset_mailbot.domain.rules import (  # noqa: E402
     AutomaticRules,
     GroupMailboxRules,
@@ -108,6 +109,7 @@ class RuleSet:
     automatic: AutomaticRules
     extraction: ExtractionRules
     sources: tuple[str, ...] = ()
+    templates: ReplyTemplates | None = None  # None: build_reply uses the packaged templates
 
 
 def packaged_rules_dir() -> Path:
@@ -141,6 +143,38 @@ def load_extraction_rules(rules_dir: Path) -> ExtractionRules:
     return rules
 
 
+def load_reply_templates(rules_dir: Path) -> ReplyTemplates:
+    """Every rules/templates/*.j2, compiled and test-rendered once (domain/replies.py).
+
+    A rules folder without a templates/ folder uses the packaged templates, so an operator who
+    keeps only their own YAML files still gets replies; a templates/ folder that exists must be
+    complete. Errors name the file and the line, as for the YAML files.
+    """
+    from reset_mailbot.domain.replies import LANGUAGES, ReplyKind, check_templates
+    from reset_mailbot.domain.reply_templates import TemplateError
+
+    folder = rules_dir / "templates"
+    if not folder.is_dir():
+        folder = packaged_rules_dir() / "templates"
+    sources: dict[str, str] = {}
+    paths: dict[str, str] = {}
+    for path in sorted(folder.glob("*.j2")):
+        try:
+            sources[path.name] = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise RulesError(path, f"cannot read: {exc}") from exc
+        paths[path.name] = str(path)
+    try:
+        templates = ReplyTemplates.compile(
+            sources, kinds=[k.value for k in ReplyKind], languages=LANGUAGES, paths=paths
+        )
+        check_templates(templates)
+    except TemplateError as exc:
+        shown = exc.name if "/" in exc.name else str(folder / exc.name)
+        raise RulesError(shown, exc.problem, exc.line) from exc
+    return templates
+
+
 def load_rules(rules_dir: Path | None = None, municipalities: Path | None = None) -> RuleSet:
     rules_dir = rules_dir or packaged_rules_dir()
     muni_path = municipalities or rules_dir / "municipalities.yaml"
@@ -152,4 +186,5 @@ def load_rules(rules_dir: Path | None = None, municipalities: Path | None = None
         automatic=load_yaml_model(auto_path, AutomaticRules),
         extraction=load_extraction_rules(rules_dir),
         sources=(str(muni_path), str(group_path), str(auto_path)),
+        templates=load_reply_templates(rules_dir),
     )

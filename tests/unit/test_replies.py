@@ -28,7 +28,7 @@ OWN_ID = "<rmb.0123456789abcdef0123456789abcdef@forus.io>"
 TEMPLATE_LINES = [
     "E-mailadres account:",
     "Identiteit gecontroleerd (ja/nee):",
-    "Opdracht tot reset (ja/nee):",
+    "Gemeente geeft opdracht tot reset (ja/nee):",
     "Dossier-, zaak- of klantnummer (optioneel):",
 ]
 
@@ -70,6 +70,12 @@ def _body(msg: EmailMessage) -> str:
     return part.get_content()
 
 
+def _html(msg: EmailMessage) -> str:
+    part = msg.get_body(("html",))
+    assert part is not None
+    return part.get_content()
+
+
 def _raw_header_lines(raw: bytes, name: str) -> str:
     """The header as it is on the wire, folding included."""
     head = raw.split(b"\r\n\r\n", 1)[0].decode("ascii")
@@ -96,9 +102,13 @@ def test_every_kind_has_the_auto_reply_headers_and_threading(kind: ReplyKind) ->
     assert msg["X-Auto-Response-Suppress"] == "All"
     assert msg["X-Reset-Mailbot"] == kind.value
     assert email.utils.parsedate_to_datetime(msg["Date"]) == NOW
-    assert msg.get_content_type() == "text/plain"
-    assert msg.get_content_charset() == "utf-8"
-    assert msg["Content-Transfer-Encoding"] == "quoted-printable"
+    assert msg.get_content_type() == "multipart/alternative"
+    plain, html = msg.iter_parts()
+    for part, subtype in ((plain, "plain"), (html, "html")):
+        assert part.get_content_type() == f"text/{subtype}"
+        assert part.get_content_charset() == "utf-8"
+        assert part["Content-Transfer-Encoding"] == "quoted-printable"
+        assert part["MIME-Version"] is None
     assert b"\r\n" in raw and b"\n" not in raw.replace(b"\r\n", b"")
     assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
     assert _body(msg).startswith("Beste collega,")
@@ -326,3 +336,115 @@ def test_make_message_id_is_unique_and_well_formed() -> None:
     for msgid in ids:
         assert re.fullmatch(r"<rmb\.[0-9a-f]{32}@forus\.io>", msgid)
     assert make_message_id("Förus.example").endswith("@xn--frus-5qa.example>")
+
+
+# ---------------------------------------------------------------------------------------------
+# Templates: both parts, both languages, the facts in each
+
+
+def _facts(kind: ReplyKind, language: str) -> list[str]:
+    """What each reply must say, in both its text and its HTML part."""
+    nl = language == "nl"
+    return {
+        ReplyKind.CONFIRMATION: [
+            "fam.ozturk@outlook.com",
+            "2026-00871",
+            "26 november 2026" if nl else "26 November 2026",
+            "09:15",
+            "nieuwe 2FA instellen" if nl else "set up a new 2FA",
+        ],
+        ReplyKind.INCOMPLETE: [
+            "identiteit van de inwoner is gecontroleerd" if nl else "identity has been verified",
+            "(nog) niet" if nl else "not (yet)",
+            "E-mailadres account:",
+            "Gemeente geeft opdracht tot reset (ja/nee):",
+        ],
+        ReplyKind.REJECTED_GROUP: [
+            "j.jansen@utrecht.nl",
+            "groeps-e-mailadres" if nl else "group mailbox",
+            "E-mailadres account:",
+        ],
+        ReplyKind.SENDER_NOT_REGISTERED: [
+            "j.jansen@utrecht.nl",
+            "gemeente Utrecht" if nl else "municipality of Utrecht",
+        ],
+        ReplyKind.FAILED: [
+            "fam.ozturk@outlook.com",
+            "geen twee-factor authenticatie ingesteld"
+            if nl
+            else "does not have two-factor authentication enabled",
+            "2026-00871",
+        ],
+        ReplyKind.DENIED: ["Naam komt niet overeen", "2026-00871"],
+    }[kind]
+
+
+@pytest.mark.parametrize("language", ["nl", "en"])
+@pytest.mark.parametrize("kind", list(ReplyKind))
+def test_every_kind_in_both_languages_has_both_parts_with_the_facts(
+    kind: ReplyKind, language: str
+) -> None:
+    data = _data(
+        missing=(Item.IDENTITY_VERIFIED,),
+        missing_details={Item.IDENTITY_VERIFIED: MissingDetail.NEGATED},
+        failure_code="two_factor_not_enabled",
+        denial_reason="Naam komt niet overeen",
+        references=tuple(f"<{'x' * 60}{n}@AM9PR09MB1509.eurprd09.prod.outlook.com>" for n in "ab"),
+    )
+    raw = _build(kind, data, language=language)
+    msg = _parse(raw)
+    assert msg.get_content_type() == "multipart/alternative"
+    text, html = _body(msg), _html(msg)
+    assert text.startswith("Beste collega," if language == "nl" else "Dear colleague,")
+    assert html.lstrip().lower().startswith("<!doctype html>")
+    assert f'lang="{language}"' in html
+    for fact in _facts(kind, language):
+        assert fact in text, (fact, text)
+        assert fact in html, (fact, html)
+    assert "\n\n\n" not in text and text.endswith("\n") and not text.endswith("\n\n")
+    for name in ("Message-ID", "In-Reply-To", "References"):
+        assert "=?" not in _raw_header_lines(raw, name)
+    assert str(msg["References"]).split()[-1] == OUTLOOK_ID
+    assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
+
+
+def test_html_part_escapes_what_the_sender_controls() -> None:
+    data = _data(denial_reason='<script>alert("x")</script> & co', case_reference="<b>1</b>")
+    msg = _parse(_build("denied", data))
+    html = _html(msg)
+    assert "<script>" not in html and "<b>1</b>" not in html
+    assert "&lt;script&gt;" in html and "&amp; co" in html
+    assert '<script>alert("x")</script> & co' in _body(msg)  # the text part is not HTML
+
+
+def test_same_input_same_bytes() -> None:
+    assert _build("incomplete", _data(missing=(Item.ACCOUNT_EMAIL,))) == _build(
+        "incomplete", _data(missing=(Item.ACCOUNT_EMAIL,))
+    )
+
+
+def test_unknown_language_falls_back_to_dutch() -> None:
+    body = _body(_parse(_build("confirmation", _data(), language="fr")))
+    assert body.startswith("Beste collega,")
+
+
+def test_the_fill_in_block_of_a_reply_is_read_back_by_the_extraction() -> None:
+    """A municipality that fills in our block must be understood (the labels are rules too)."""
+    from reset_mailbot.domain.extraction import extract_text
+    from reset_mailbot.rules_loader import load_extraction_rules, packaged_rules_dir
+
+    block = _body(_parse(_build("incomplete", _data(missing=tuple(Item)))))
+    lines = block.splitlines()
+    start = lines.index(TEMPLATE_LINES[0])
+    filled = [
+        f"{TEMPLATE_LINES[0]} piet.jansen@hotmail.com",
+        f"{TEMPLATE_LINES[1]} ja",
+        f"{TEMPLATE_LINES[2]} ja",
+        f"{TEMPLATE_LINES[3]} Z-2026-1",
+    ]
+    assert lines[start : start + 4] == TEMPLATE_LINES
+    rules = load_extraction_rules(packaged_rules_dir())
+    request = extract_text("\n".join(filled) + "\n", rules, frozenset())
+    assert request.account_email == "piet.jansen@hotmail.com"
+    assert request.identity_verified and request.reset_instructed
+    assert not request.missing

@@ -12,29 +12,39 @@ RFC 2047 encoded words, which is illegal for msg-id headers and breaks threading
 `make_message_id`, stores it, and only then sends, so that a rare re-send after a crash is
 recognisably the same message.
 
-The wording follows the tone of the Forus help article "2FA herstel" (Dutch, addressing the
-municipal employee as "je"); the fill-in block repeats the items the article asks for. English
-texts exist for requests that were written in English.
+The wording lives in Jinja2 templates under `rules/templates/` (one per kind, language and part,
+text and HTML), so support staff can edit it without touching code; `reply_templates.py`
+compiles them and `rules_loader.load_reply_templates` loads and checks them once. The Dutch
+texts follow the tone of the Forus help article "2FA herstel" (addressing the municipal
+employee as "je"); the fill-in block repeats the items the article asks for. English texts are
+used for requests that were written in English. Every reply is multipart/alternative: text/plain
+first (what the extraction reads when the municipality answers), then a simple text/html part.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import hashlib
 import re
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
 from enum import StrEnum
-from typing import ClassVar, Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from reset_mailbot.domain.models import Decision
 from reset_mailbot.domain.reasons import Item, MissingDetail, ReasonCode
+from reset_mailbot.domain.reply_templates import PARTS, ReplyTemplates
 
 Language = Literal["nl", "en"]
+LANGUAGES: tuple[Language, ...] = ("nl", "en")
+DEFAULT_LANGUAGE: Language = "nl"
 
 # RFC 5322 msg-id, restricted to what we can write safely: printable ASCII, no spaces or brackets.
 _MSGID_RE = re.compile(r"^<[!-;=?-~]+@[!-;=?-~]+>$")
@@ -48,6 +58,8 @@ _MONTHS_EN = (
     "January", "February", "March", "April", "May", "June",
     "July", "August", "September", "October", "November", "December",
 )  # fmt: skip
+_MONTHS = {"nl": _MONTHS_NL, "en": _MONTHS_EN}
+_BLANK_RUNS_RE = re.compile(r"\n{3,}")
 
 
 class ReplyKind(StrEnum):
@@ -158,11 +170,17 @@ def build_reply(
     support_address: str,
     now: datetime,
     reply_message_id: str,
-    language: Language = "nl",
+    language: Language | str = DEFAULT_LANGUAGE,
     from_name: str = "Forus Support",
     timezone: str = "Europe/Amsterdam",
+    templates: ReplyTemplates | None = None,
 ) -> bytes:
-    """The complete reply as CRLF bytes, ready for `SmtpSender.send` and for storing."""
+    """The complete reply as CRLF bytes, ready for `SmtpSender.send` and for storing.
+
+    `templates` are the loaded rule set's (`RuleSet.templates`); without them the packaged
+    templates are used. An unknown `language` falls back to Dutch, the default of the policy.
+    Pure apart from that one lazy load: the same arguments give the same bytes.
+    """
     kind = ReplyKind(kind)
     if isinstance(data, Decision):
         data = ReplyData.from_decision(data)
@@ -172,11 +190,14 @@ def build_reply(
         raise ReplyError(f"not a usable Message-ID: {reply_message_id!r}")
     if not data.recipient or any(c in data.recipient for c in "\r\n"):
         raise ReplyError("no usable recipient")
-    zone = ZoneInfo(timezone)
-    texts = _TEXTS[language]
     if kind is ReplyKind.INCOMPLETE and not data.missing:
         raise ReplyError("an incomplete reply must name at least one missing item")
-    body = texts.body(kind, data, now.astimezone(zone))
+    templates = templates or packaged_templates()
+    if language not in templates.languages:
+        language = DEFAULT_LANGUAGE
+    context = template_context(kind, data, now.astimezone(ZoneInfo(timezone)), language)
+    text = _tidy_text(templates.render(kind.value, language, "txt", context))
+    html = templates.render(kind.value, language, "html", context).strip() + "\n"
 
     msg = EmailMessage(policy=SMTP)
     msg["From"] = f"{from_name} <{support_address}>" if from_name else support_address
@@ -186,7 +207,14 @@ def build_reply(
     msg["Auto-Submitted"] = "auto-replied"
     msg["X-Auto-Response-Suppress"] = "All"
     msg["X-Reset-Mailbot"] = kind.value
-    msg.set_content(body, subtype="plain", charset="utf-8", cte="quoted-printable")
+    msg.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    msg.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+    for part in msg.iter_parts():
+        del part["MIME-Version"]  # only the top level carries it (RFC 2045 section 4)
+    # "=_" cannot occur in quoted-printable text, so this boundary never collides with a body;
+    # deriving it from our Message-ID keeps the bytes reproducible.
+    digest = hashlib.sha256(reply_message_id.encode("ascii")).hexdigest()[:32]
+    msg.set_boundary(f"=_rmb_{digest}")
     generated = msg.as_bytes()
 
     parent, references = thread_headers(data)
@@ -199,312 +227,99 @@ def build_reply(
     return ("\r\n".join(raw_lines) + "\r\n").encode("ascii") + generated
 
 
-# ---------------------------------------------------------------------------------------------
-# Texts
+def template_context(
+    kind: ReplyKind, data: ReplyData, now: datetime, language: str
+) -> dict[str, Any]:
+    """The variables a template sees (rules/templates/README.md lists them).
+
+    Plain strings, lists and dicts only, so the sandboxed templates cannot reach into our
+    objects; dates are formatted here because month names are not worth a template's while.
+    """
+    when = data.executed_at.astimezone(now.tzinfo) if data.executed_at else now
+    months = _MONTHS.get(language, _MONTHS_NL)
+    return {
+        "kind": kind.value,
+        "language": language,
+        "recipient": data.recipient,
+        "subject": data.subject,
+        "account_email": data.account_email,
+        "case_reference": data.case_reference,
+        "municipality": data.municipality,
+        "missing": [
+            {
+                "item": item.value,
+                "detail": (
+                    data.missing_details[item].value if item in data.missing_details else None
+                ),
+            }
+            for item in data.missing
+        ],
+        "failure_code": data.failure_code,
+        "denial_reason": data.denial_reason,
+        "executed_on": f"{when.day} {months[when.month - 1]} {when.year}",
+        "executed_time": f"{when:%H:%M}",
+    }
 
 
-def _format_when(when: datetime, months: Sequence[str], at: str) -> str:
-    return f"{when.day} {months[when.month - 1]} {when.year} {at} {when:%H:%M}"
+def _tidy_text(text: str) -> str:
+    """Forgive template whitespace: no trailing blanks, at most one empty line in a row."""
+    lines = "\n".join(line.rstrip() for line in text.splitlines())
+    return _BLANK_RUNS_RE.sub("\n\n", lines).strip("\n") + "\n"
 
 
-class _Texts:
-    """One language's wording. Kept in code (not templates) so the module stays pure and tested."""
+@functools.cache
+def packaged_templates() -> ReplyTemplates:
+    """The templates shipped with the package, loaded once on first use (callers that load
+    a rule set pass its templates instead)."""
+    from reset_mailbot.rules_loader import load_reply_templates, packaged_rules_dir
 
-    _ITEMS: ClassVar[dict[Item, str]]
-    _DETAILS: ClassVar[dict[MissingDetail, str]]
-    greeting: str
-    closing: str
-    template_intro: str
-    template: str
-    months: Sequence[str]
-    at: str
-
-    def body(self, kind: ReplyKind, data: ReplyData, now: datetime) -> str:
-        parts = [self.greeting, *getattr(self, f"_{kind.value}")(data, now), self.closing]
-        return "\n\n".join(parts) + "\n"
-
-    def _missing_lines(self, data: ReplyData) -> str:
-        """Exactly the missing items, each with why it did not count when there is more to say."""
-        lines = []
-        for item in data.missing:
-            text = f"- {self._ITEMS[item]}"
-            detail = data.missing_details.get(item)
-            if detail in self._DETAILS:
-                text += f" ({self._DETAILS[detail]})"
-            lines.append(text)
-        return "\n".join(lines)
+    return load_reply_templates(packaged_rules_dir())
 
 
-class _Dutch(_Texts):
-    greeting = "Beste collega,"
-    closing = (
-        "Met vriendelijke groet,\n"
-        "Supportteam Forus\n\n"
-        "Dit bericht is automatisch verstuurd. Bij vragen of onduidelijkheden kun je contact "
-        "opnemen met het supportteam van Forus via de bekende servicekanalen."
+_SAMPLE_FAILURES = (
+    None, "account_not_found", "two_factor_not_enabled", "ambiguous_account", "http_500"
+)
+
+
+def check_templates(templates: ReplyTemplates) -> None:
+    """Render every reply kind in every language from sample data; raise TemplateError if one
+    fails. Incomplete is tried with every item under every detail, failed with every code, so
+    a missing phrase or a misspelt variable is found at load time, not in production."""
+    now = datetime(2026, 11, 26, 8, 15, tzinfo=UTC)
+    base = ReplyData(
+        recipient="j.jansen@utrecht.nl",
+        subject="Herstel 2FA",
+        message_id="<sample@utrecht.nl>",
+        account_email="fam.ozturk@outlook.com",
+        case_reference="2026-00871",
+        municipality="Utrecht",
+        denial_reason="Naam komt niet overeen",
+        executed_at=now,
     )
-    template_intro = (
-        "Je kunt het blok hieronder kopiëren, invullen en bovenaan je antwoord zetten. Let op: "
-        "tekst die je in het geciteerde bericht typt, kunnen we niet gebruiken."
-    )
-    template = (
-        "E-mailadres account:\n"
-        "Identiteit gecontroleerd (ja/nee):\n"
-        "Opdracht tot reset (ja/nee):\n"
-        "Dossier-, zaak- of klantnummer (optioneel):"
-    )
-    months = _MONTHS_NL
-    at = "om"
-
-    _ITEMS: ClassVar[dict[Item, str]] = {
-        Item.ACCOUNT_EMAIL: "het e-mailadres van het Forus-account waarop 2FA moet worden hersteld",
-        Item.IDENTITY_VERIFIED: "een bevestiging dat de identiteit van de inwoner is gecontroleerd",
-        Item.RESET_INSTRUCTED: "een bevestiging dat de gemeente opdracht geeft om 2FA te resetten",
-    }
-    _DETAILS: ClassVar[dict[MissingDetail, str]] = {
-        MissingDetail.AMBIGUOUS: (
-            "we vonden meer dan één e-mailadres in je bericht en weten niet welk adres bij het "
-            'account hoort; noem het adres na "E-mailadres account:"'
+    items = tuple(Item)
+    samples: list[tuple[ReplyKind, ReplyData]] = [
+        (ReplyKind.INCOMPLETE, _replace(base, missing=items, missing_details={})),
+        *(
+            (
+                ReplyKind.INCOMPLETE,
+                _replace(base, missing=items, missing_details=dict.fromkeys(items, detail)),
+            )
+            for detail in MissingDetail
         ),
-        MissingDetail.INVALID: "het genoemde adres is geen geldig e-mailadres",
-        MissingDetail.NEGATED: "je bericht zegt dat dit (nog) niet zo is",
-        MissingDetail.CONDITIONAL: (
-            "je schrijft dat dit nog gaat gebeuren; we hebben de bevestiging nodig dat het al "
-            "gebeurd is"
+        *((ReplyKind.FAILED, _replace(base, failure_code=c)) for c in _SAMPLE_FAILURES),
+        *(
+            (kind, _replace(base, account_email=None, case_reference=None, municipality=None))
+            for kind in ReplyKind
+            if kind is not ReplyKind.INCOMPLETE
         ),
-        MissingDetail.QUESTION: "je bericht stelt hierover een vraag, maar bevestigt het niet",
-        MissingDetail.TEMPLATE_NO: 'in je bericht staat hier "nee"',
-    }
-    _FAILURES: ClassVar[dict[str, str]] = {
-        "account_not_found": "Er is op Forus geen account gevonden met het e-mailadres {account}.",
-        "two_factor_not_enabled": (
-            "Op het account {account} staat geen twee-factor authenticatie ingesteld. Er was dus "
-            "niets te herstellen; de inwoner kan gewoon inloggen."
-        ),
-        "ambiguous_account": (
-            "Er horen meerdere accounts bij het e-mailadres {account}, zodat we niet zeker weten "
-            "welk account bedoeld is."
-        ),
-    }
-
-    def _incomplete(self, data: ReplyData, now: datetime) -> list[str]:
-        lines = self._missing_lines(data)
-        return [
-            "Bedankt voor je verzoek om de twee-factor authenticatie (2FA) van een inwoner te "
-            "herstellen. Om het verzoek veilig te kunnen uitvoeren, missen we nog:",
-            lines,
-            "We hebben de 2FA daarom nog niet gereset. Stuur de ontbrekende gegevens als antwoord "
-            "op deze e-mail, vanaf hetzelfde e-mailadres; dan pakken we het verzoek direct weer "
-            "op.",
-            self.template_intro,
-            self.template,
-        ]
-
-    def _confirmation(self, data: ReplyData, now: datetime) -> list[str]:
-        when = data.executed_at.astimezone(now.tzinfo) if data.executed_at else now
-        facts = [f"E-mailadres account: {data.account_email or '(onbekend)'}"]
-        if data.case_reference:
-            facts.append(f"Dossier-, zaak- of klantnummer: {data.case_reference}")
-        facts.append(f"Uitgevoerd op: {_format_when(when, self.months, self.at)}")
-        return [
-            "De twee-factor authenticatie (2FA) van het onderstaande account is hersteld.",
-            "\n".join(facts),
-            "Je kunt de inwoner nu informeren. De inwoner kan opnieuw inloggen en daarna een "
-            "nieuwe 2FA instellen.",
-        ]
-
-    def _rejected_group(self, data: ReplyData, now: datetime) -> list[str]:
-        return [
-            f"We hebben je verzoek om 2FA te herstellen ontvangen vanaf {data.recipient}. Dit is "
-            "een groeps-e-mailadres, en daarom kunnen we het verzoek niet uitvoeren.",
-            "Forus mag een 2FA-reset alleen uitvoeren als een individuele gemeentelijke "
-            "contactpersoon dit schriftelijk bevestigt, vanaf een officieel gemeentelijk "
-            "e-mailadres op eigen naam (geen groeps-e-mailadres). Zo voorkomen we misbruik en "
-            "identiteitsfraude.",
-            "Wil je het verzoek opnieuw sturen vanaf je eigen gemeentelijke e-mailadres? "
-            "Vermeld daarin de gegevens hieronder.",
-            self.template,
-        ]
-
-    def _sender_not_registered(self, data: ReplyData, now: datetime) -> list[str]:
-        gemeente = f"gemeente {data.municipality}" if data.municipality else "je gemeente"
-        return [
-            f"We hebben je verzoek om 2FA te herstellen ontvangen vanaf {data.recipient}. Dit "
-            f"adres staat bij ons niet geregistreerd als contactpersoon voor 2FA-herstel namens "
-            f"{gemeente}, en daarom kunnen we het verzoek niet uitvoeren.",
-            "Vraag een geregistreerde contactpersoon van je gemeente om het verzoek te sturen. "
-            "Moet je zelf als contactpersoon worden toegevoegd, laat de gemeente dit dan aan ons "
-            "doorgeven via de bekende servicekanalen.",
-        ]
-
-    def _failed(self, data: ReplyData, now: datetime) -> list[str]:
-        account = data.account_email or "(onbekend)"
-        template = self._FAILURES.get(data.failure_code or "")
-        reason = (
-            template.format(account=account)
-            if template
-            else "Er ging iets mis bij het uitvoeren. Ons supportteam kijkt ernaar en neemt zo "
-            "nodig contact met je op."
-        )
-        lines = [
-            f"We hebben je verzoek om de 2FA van het account {account} te herstellen ontvangen, "
-            "maar konden de reset niet uitvoeren.",
-            reason,
-        ]
-        if data.case_reference:
-            lines.append(f"Dossier-, zaak- of klantnummer: {data.case_reference}")
-        lines.append(
-            "Controleer het e-mailadres bij de inwoner. Klopt er iets niet, stuur dan een nieuw "
-            "verzoek met het juiste e-mailadres."
-            if data.failure_code == "account_not_found"
-            else "Er is niets aan het account veranderd."
-        )
-        return lines
-
-    def _denied(self, data: ReplyData, now: datetime) -> list[str]:
-        account = data.account_email or "(onbekend)"
-        lines = [
-            f"Je verzoek om de 2FA van het account {account} te herstellen is door een tweede "
-            "medewerker van Forus beoordeeld en niet uitgevoerd.",
-            f"Reden: {data.denial_reason or '(geen reden opgegeven)'}",
-        ]
-        if data.case_reference:
-            lines.append(f"Dossier-, zaak- of klantnummer: {data.case_reference}")
-        lines.append("Er is niets aan het account veranderd.")
-        return lines
+        *((kind, base) for kind in ReplyKind if kind is not ReplyKind.INCOMPLETE),
+    ]
+    for language in templates.languages:
+        for kind, data in samples:
+            context = template_context(kind, data, now, language)
+            for part in PARTS:  # rendering is what can fail; the MIME assembly cannot
+                templates.render(kind.value, language, part, context)
 
 
-class _English(_Texts):
-    greeting = "Dear colleague,"
-    closing = (
-        "Kind regards,\n"
-        "Forus support team\n\n"
-        "This message was sent automatically. If you have questions, please contact the Forus "
-        "support team through the usual service channels."
-    )
-    template_intro = (
-        "You can copy the block below, fill it in and put it at the top of your reply. Please "
-        "note: text typed inside the quoted message cannot be used."
-    )
-    template = _Dutch.template  # the labels of the help article, which is in Dutch
-    months = _MONTHS_EN
-    at = "at"
-
-    _ITEMS: ClassVar[dict[Item, str]] = {
-        Item.ACCOUNT_EMAIL: "the e-mail address of the resident's Forus account",
-        Item.IDENTITY_VERIFIED: "a confirmation that the resident's identity has been verified",
-        Item.RESET_INSTRUCTED: "a confirmation that the municipality instructs the 2FA reset",
-    }
-    _DETAILS: ClassVar[dict[MissingDetail, str]] = {
-        MissingDetail.AMBIGUOUS: (
-            "we found more than one e-mail address in your message and cannot tell which one "
-            'belongs to the account; put it after "E-mailadres account:"'
-        ),
-        MissingDetail.INVALID: "the address given is not a valid e-mail address",
-        MissingDetail.NEGATED: "your message says this is not (yet) the case",
-        MissingDetail.CONDITIONAL: (
-            "you write that this will happen; we need confirmation that it has happened"
-        ),
-        MissingDetail.QUESTION: "your message asks about this but does not confirm it",
-        MissingDetail.TEMPLATE_NO: 'your message says "nee" here',
-    }
-    _FAILURES: ClassVar[dict[str, str]] = {
-        "account_not_found": "There is no Forus account with the e-mail address {account}.",
-        "two_factor_not_enabled": (
-            "The account {account} does not have two-factor authentication enabled, so there "
-            "was nothing to reset; the resident can simply log in."
-        ),
-        "ambiguous_account": (
-            "More than one account uses the e-mail address {account}, so we cannot be sure "
-            "which account is meant."
-        ),
-    }
-
-    def _incomplete(self, data: ReplyData, now: datetime) -> list[str]:
-        lines = self._missing_lines(data)
-        return [
-            "Thank you for your request to reset a resident's two-factor authentication (2FA). "
-            "To carry it out safely, we still need:",
-            lines,
-            "We have therefore not reset the 2FA yet. Please reply to this e-mail with the "
-            "missing details, from the same address, and we will pick the request up again.",
-            self.template_intro,
-            self.template,
-        ]
-
-    def _confirmation(self, data: ReplyData, now: datetime) -> list[str]:
-        when = data.executed_at.astimezone(now.tzinfo) if data.executed_at else now
-        facts = [f"Account e-mail address: {data.account_email or '(unknown)'}"]
-        if data.case_reference:
-            facts.append(f"Case reference: {data.case_reference}")
-        facts.append(f"Carried out: {_format_when(when, self.months, self.at)}")
-        return [
-            "The two-factor authentication (2FA) of the account below has been reset.",
-            "\n".join(facts),
-            "You can now inform the resident. The resident can log in again and then set up a "
-            "new 2FA.",
-        ]
-
-    def _rejected_group(self, data: ReplyData, now: datetime) -> list[str]:
-        return [
-            f"We received your request to reset 2FA from {data.recipient}. This is a group "
-            "mailbox, so we cannot carry out the request.",
-            "Forus may only reset 2FA when an individual municipal contact person confirms it in "
-            "writing, from an official municipal address in their own name (not a group "
-            "mailbox). This prevents misuse and identity fraud.",
-            "Please send the request again from your own municipal e-mail address, with the "
-            "details below.",
-            self.template,
-        ]
-
-    def _sender_not_registered(self, data: ReplyData, now: datetime) -> list[str]:
-        who = "your municipality"
-        if data.municipality:
-            who = f"the municipality of {data.municipality}"
-        return [
-            f"We received your request to reset 2FA from {data.recipient}. This address is not "
-            f"registered with us as a contact person for 2FA resets on behalf of {who}, so we "
-            "cannot carry out the request.",
-            "Please ask a registered contact person of your municipality to send the request. "
-            "If you should be added as a contact person, the municipality can let us know "
-            "through the usual service channels.",
-        ]
-
-    def _failed(self, data: ReplyData, now: datetime) -> list[str]:
-        account = data.account_email or "(unknown)"
-        template = self._FAILURES.get(data.failure_code or "")
-        reason = (
-            template.format(account=account)
-            if template
-            else "Something went wrong while carrying it out. Our support team is looking "
-            "into it and will contact you if needed."
-        )
-        lines = [
-            f"We received your request to reset the 2FA of the account {account}, but could "
-            "not carry it out.",
-            reason,
-        ]
-        if data.case_reference:
-            lines.append(f"Case reference: {data.case_reference}")
-        lines.append(
-            "Please check the e-mail address with the resident and send a new request with the "
-            "correct address if needed."
-            if data.failure_code == "account_not_found"
-            else "Nothing about the account has changed."
-        )
-        return lines
-
-    def _denied(self, data: ReplyData, now: datetime) -> list[str]:
-        account = data.account_email or "(unknown)"
-        lines = [
-            f"Your request to reset the 2FA of the account {account} was reviewed by a second "
-            "Forus employee and was not carried out.",
-            f"Reason: {data.denial_reason or '(no reason given)'}",
-        ]
-        if data.case_reference:
-            lines.append(f"Case reference: {data.case_reference}")
-        lines.append("Nothing about the account has changed.")
-        return lines
-
-
-_TEXTS: dict[str, _Texts] = {"nl": _Dutch(), "en": _English()}
+def _replace(data: ReplyData, **changes: Any) -> ReplyData:
+    return dataclasses.replace(data, **changes)

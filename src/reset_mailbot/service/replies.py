@@ -7,7 +7,9 @@ crash is byte-identical and recognisably the same message (notes/pitfalls.md, SM
 from __future__ import annotations
 
 import email
+import email.policy
 from datetime import datetime, timedelta
+from email.message import EmailMessage
 from typing import Any
 
 from reset_mailbot.adapters.db.repository import UnitOfWork
@@ -15,17 +17,17 @@ from reset_mailbot.adapters.db.schema import Message, Request
 from reset_mailbot.domain.models import Decision
 from reset_mailbot.domain.reasons import Item, MissingDetail
 from reset_mailbot.domain.replies import ReplyData, ReplyKind, build_reply, make_message_id
+from reset_mailbot.domain.reply_templates import ReplyTemplates
 from reset_mailbot.logs import get_logger
 
 log = get_logger("reset_mailbot.replies")
 
 
 def _body_text(rfc822: bytes) -> str:
-    parsed = email.message_from_bytes(rfc822)
-    payload = parsed.get_payload(decode=True)
-    if isinstance(payload, bytes):
-        return payload.decode(parsed.get_content_charset() or "utf-8", "replace")
-    return ""
+    """The text/plain part (replies are multipart/alternative: text and HTML)."""
+    parsed = email.message_from_bytes(rfc822, policy=email.policy.default)
+    part = parsed.get_body(("plain",)) if isinstance(parsed, EmailMessage) else None
+    return part.get_content() if isinstance(part, EmailMessage) else ""
 
 
 def reply_data_for_request(
@@ -67,8 +69,14 @@ def queue_reply(
     request: Request | None = None,
     message: Message | None = None,
     max_per_hour: int | None = None,
+    language: str | None = None,
+    templates: ReplyTemplates | None = None,
 ) -> bool:
-    """Queue a reply; False (and an audit row) when the sender's hourly limit is reached."""
+    """Queue a reply; False (and an audit row) when the sender's hourly limit is reached.
+
+    Language: `language` if given, else the request's, else Dutch. `templates`: the loaded
+    rule set's (`RuleSet.templates`), else the packaged ones.
+    """
     if max_per_hour is not None:
         sent = uow.count_replies_to(data.recipient, now - timedelta(hours=1))
         if sent >= max_per_hour:
@@ -82,8 +90,11 @@ def queue_reply(
             )
             return False
     reply_id = make_message_id(support_address.rpartition("@")[2])
+    if language is None:
+        language = (request.language if request is not None else None) or "nl"
     rfc822 = build_reply(
-        kind, data, support_address=support_address, now=now, reply_message_id=reply_id
+        kind, data, support_address=support_address, now=now, reply_message_id=reply_id,
+        language=language, templates=templates,
     )
     subject = email.message_from_bytes(rfc822).get("Subject", "")
     uow.queue_reply(
