@@ -8,11 +8,12 @@ recorded, audited and logged.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from reset_mailbot.adapters.db.repository import Store, UnitOfWork
+from reset_mailbot.adapters.db.repository import OutboxClaim, Store, UnitOfWork
 from reset_mailbot.adapters.db.schema import Request, utcnow
 from reset_mailbot.adapters.executors.base import ExecutionResult, ExecutionStatus, Executor
 from reset_mailbot.adapters.smtp import SmtpError, SmtpPermanentError, SmtpSender
@@ -35,6 +36,19 @@ class OutboxWorker:
     def run_due(self, limit: int = 20) -> int:
         """Send every due reply once; returns how many were attempted."""
         claims = self.store.claim_due_outbox(limit=limit, now=self.clock())
+        if not claims:
+            return 0
+        # one SMTP connection for the batch; if it cannot be opened, every send below fails
+        # on its own and its row is rescheduled, so nothing is left claimed
+        with contextlib.suppress(SmtpError):
+            self.sender.open()
+        try:
+            self._send_all(claims)
+        finally:
+            self.sender.close()
+        return len(claims)
+
+    def _send_all(self, claims: list[OutboxClaim]) -> None:
         for claim in claims:
             failpoint("after_claim_reply")
             try:
@@ -52,6 +66,8 @@ class OutboxWorker:
                     to=claim.to_address, attempts=claim.attempts, error=str(exc)[:300],
                     permanent=permanent, next_attempt_at=next_at.isoformat() if next_at else None,
                 )
+                if self.on_result is not None:
+                    self.on_result(claim.kind, "failed" if state == "failed" else "retry")
                 continue
             failpoint("after_smtp_send")
             with self.store.unit_of_work() as uow:
@@ -61,7 +77,8 @@ class OutboxWorker:
                 to=claim.to_address, reply_message_id=claim.reply_message_id,
                 attempts=claim.attempts, resent=claim.reclaimed,
             )
-        return len(claims)
+            if self.on_result is not None:
+                self.on_result(claim.kind, "sent")
 
 
 def queue_outcome_reply(

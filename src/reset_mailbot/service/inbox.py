@@ -129,13 +129,35 @@ class InboxProcessor:
                 if previous is not None and previous.uidvalidity == uidvalidity else 0,
                 now=self.clock(),
             )
+        entries = mailbox.list_uids_with_sizes()
+        now = self.clock()
+        with self.store.unit_of_work() as uow:
+            known = uow.messages_by_uid(mailbox.inbox, uidvalidity, (u for u, _ in entries))
+            targets = {uid: self._resume_target(uow, known.get(uid), now) for uid, _ in entries}
         highest = 0
-        for uid, size in mailbox.list_uids_with_sizes():
+        to_fetch: list[tuple[int, int]] = []
+        for uid, size in entries:
             if stop is not None and stop.is_set():
                 break
             stats.seen += 1
-            folder = self.process_uid(mailbox, uidvalidity, uid, size, stats)
-            if folder != STAY:
+            target = targets[uid]
+            if target == STAY:
+                stats.skipped += 1
+            elif target is not None:  # decided before, MOVE not finished (a crash): finish it
+                highest = max(highest, uid)
+                self._move(mailbox, uid, target, known[uid].id, stats)
+            elif size > self.policy.max_message_bytes:
+                folder, message_pk = self._record_oversize(mailbox, uidvalidity, uid, size, now)
+                stats.decided += 1
+                highest = max(highest, uid)
+                self._move(mailbox, uid, folder, message_pk, stats)
+            else:
+                to_fetch.append((uid, size))
+        # bodies come in batches (bounded by count and bytes), each decided and filed in turn
+        for uid, raw in mailbox.iter_fetch(to_fetch):
+            if stop is not None and stop.is_set():
+                break
+            if self.process_raw(mailbox, uidvalidity, uid, raw, stats) != STAY:
                 highest = max(highest, uid)
         if highest:
             with self.store.unit_of_work() as uow:
@@ -145,29 +167,11 @@ class InboxProcessor:
                 )
         return stats
 
-    def process_uid(
-        self, mailbox: Mailbox, uidvalidity: int, uid: int, size: int, stats: PollStats
+    def process_raw(
+        self, mailbox: Mailbox, uidvalidity: int, uid: int, raw: bytes, stats: PollStats
     ) -> str:
-        """Decide (or resume) one message and file it; returns where it went."""
+        """Decide one fetched message and file it; returns where it went."""
         now = self.clock()
-        with self.store.unit_of_work() as uow:
-            known = uow.get_message_by_uid(mailbox.inbox, uidvalidity, uid)
-            resume = self._resume_target(uow, known, now)
-        if resume is not None:
-            if resume == STAY:
-                stats.skipped += 1
-                return STAY
-            return self._move(mailbox, uid, resume, known.id if known else None, stats)
-
-        if size > self.policy.max_message_bytes:
-            folder, message_pk = self._record_oversize(mailbox, uidvalidity, uid, size, now)
-            stats.decided += 1
-            return self._move(mailbox, uid, folder, message_pk, stats)
-
-        raw = mailbox.fetch([uid]).get(uid)
-        if raw is None:  # expunged by someone else meanwhile
-            stats.skipped += 1
-            return STAY
         try:
             folder, message_pk = self.handle_raw(
                 raw, mailbox=mailbox.inbox, uidvalidity=uidvalidity, uid=uid, now=now,

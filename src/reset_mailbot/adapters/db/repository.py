@@ -259,6 +259,24 @@ class UnitOfWork:
             )
         ).one_or_none()
 
+    def messages_by_uid(
+        self, mailbox: str, uidvalidity: int, uids: Iterable[int]
+    ) -> dict[int, Message]:
+        """The recorded messages among `uids` of one mailbox, in few queries (a poll's view)."""
+        wanted = sorted(set(uids))
+        found: dict[int, Message] = {}
+        for start in range(0, len(wanted), 500):  # keep IN lists well under backend limits
+            chunk = wanted[start : start + 500]
+            query = select(Message).where(
+                Message.mailbox == mailbox,
+                Message.uidvalidity == uidvalidity,
+                Message.uid.in_(chunk),
+            )
+            for message in self.session.scalars(query):
+                if message.uid is not None:
+                    found[message.uid] = message
+        return found
+
     @staticmethod
     def may_decide_again(message: Message) -> bool:
         """A deferred message, or one that broke processing, gets another decision."""

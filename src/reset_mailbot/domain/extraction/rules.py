@@ -3,8 +3,8 @@
 The rules are data that support staff can extend; every pattern is a Python regular expression
 that must compile and be written in lower case, checked at load time. Patterns are matched on
 *folded* text (lower case, diacritics removed, typographic quotes made plain), so rules are
-written in that form; diacritics in a rule are removed too, so "geïdentificeerd" still works. Regexes are compiled once per
-rule set (`ExtractionRules.compiled`), never per message.
+written in that form; diacritics in a rule are removed too, so "geïdentificeerd" still works.
+Regexes are compiled once per rule set (`ExtractionRules.compiled`), never per message.
 """
 
 from __future__ import annotations
