@@ -1,4 +1,4 @@
-"""`reset-mailbot demo --check-only`: decides the sample messages shipped in demo_data/ (no services).
+"""`reset-mailbot demo --check-only`: decides the shipped sample messages (no services).
 
 The samples are DKIM-signed; their keys come from demo_data/zone.json through an in-memory key
 lookup (names listed under "servfail" in dns_faults.json fail temporarily, like a broken DNS
