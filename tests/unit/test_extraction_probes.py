@@ -82,3 +82,42 @@ def test_probe(
     assert request.reset_instructed is instruction
     assert request.account_email == account
     assert request.case_reference == reference
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Niemand heeft de identiteit gecontroleerd.",
+        "Nobody has verified her identity.",
+        "De identiteit is gecontroleerd door de inwoner zelf via de app.",
+        "The ID was checked by the bank.",
+        "De identiteit is slechts deels gecontroleerd.",
+        "Het paspoort is gecontroleerd, maar bleek verlopen.",
+        "Her identity was verified last year, but not today.",
+        "Ik heb gecontroleerd of het paspoort geldig is.",
+        "Identiteit: gecontroleerd via BRP (adres klopt niet)",
+        "ID gezien: nee",
+    ],
+)
+def test_identity_traps(text: str) -> None:
+    assert not extract(text).identity_verified, text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Graag geen reset.",
+        "Toestemming voor de reset wordt nog gevraagd aan de teamleider.",
+        "Reset mag pas na akkoord van de teamleider.",
+        "Is het goed als ik de opdracht voor de reset morgen stuur?",
+        "De opdracht tot reset volgt nog.",
+        "Het verzoek om de 2FA te resetten komt van de inwoner zelf.",
+        "Graag een reactie of de reset mogelijk is.",
+        "Wij overwegen de 2FA te laten resetten.",
+        "Please advise whether we should request a reset.",
+        "Permission for the reset is still pending.",
+        "We are considering asking you to reset the 2FA.",
+    ],
+)
+def test_instruction_traps(text: str) -> None:
+    assert not extract(text).reset_instructed, text
