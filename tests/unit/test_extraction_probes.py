@@ -121,3 +121,36 @@ def test_identity_traps(text: str) -> None:
 )
 def test_instruction_traps(text: str) -> None:
     assert not extract(text).reset_instructed, text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Ik heb de identiteit van mevrouw gecontroleerd aan de hand van haar paspoort.",
+        "Het ID-bewijs van meneer is door ons gecontroleerd.",
+        "Ik heb de inwoner vandaag gesproken en zijn paspoort bekeken.",
+        "We controleerden het paspoort aan de balie.",
+        "Identiteit: akkoord",
+        "Meneer heeft een geldig legitimatiebewijs overlegd.",
+        "Passport seen and checked.",
+    ],
+)
+def test_identity_recall(text: str) -> None:
+    assert extract(text).identity_verified, text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Graag zouden wij de 2FA laten resetten.",
+        "Het verzoek is: reset de 2FA van dit account.",
+        "I'm writing to ask you to reset the two-factor authentication.",
+        "Hierbij vraag ik u de 2FA te resetten.",
+        "Wil je de 2FA even resetten?",
+        "Reset graag de 2FA van dit account.",
+        "Wilt u zo vriendelijk zijn de 2FA te resetten?",
+        "Kan de 2FA gereset worden?",
+    ],
+)
+def test_instruction_recall(text: str) -> None:
+    assert extract(text).reset_instructed, text
