@@ -16,7 +16,7 @@ negated); it never confirms and never vetoes. A question the sender answers at o
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from reset_mailbot.domain.extraction.rules import CompiledRules
@@ -147,11 +147,11 @@ def _other_topic_cut(text: str, pos: int, scope: str, rules: CompiledRules) -> s
     return scope
 
 
-def _identity_sentence(s: Sentence, rules: CompiledRules) -> Finding | None:
+def _identity_sentence(s: Sentence, rules: CompiledRules, mentions: bool) -> Finding | None:
     pos = _identity_position(s.folded, rules)
     mention = pos is None
     if pos is None:
-        pos = _identity_mention(s.folded, rules)
+        pos = _identity_mention(s.folded, rules) if mentions else None
         if pos is None:
             return None
     text = _neutralised(s.folded, rules)
@@ -216,11 +216,11 @@ def _instruction_mention(folded: str, rules: CompiledRules) -> int | None:
     return None
 
 
-def _instruction_sentence(s: Sentence, rules: CompiledRules) -> Finding | None:
+def _instruction_sentence(s: Sentence, rules: CompiledRules, mentions: bool) -> Finding | None:
     pos = _instruction_position(s.folded, rules)
     mention = pos is None
     if pos is None:
-        pos = _instruction_mention(s.folded, rules)
+        pos = _instruction_mention(s.folded, rules) if mentions else None
         if pos is None:
             return None
     text = _neutralised(s.folded, rules)
@@ -281,15 +281,31 @@ def _answered(sentences: list[Sentence]) -> list[Sentence]:
     return out
 
 
+def _judge(
+    sentences: list[Sentence],
+    answers: list[TemplateAnswer],
+    rules: CompiledRules,
+    item: Item,
+    judge: Callable[[Sentence, CompiledRules, bool], Finding | None],
+) -> Finding:
+    """Confirmations first; only when the item is missing, look for mentions that explain why
+    (most requests are complete, so the hot path skips that second pass)."""
+    units = _answered(sentences)
+    found = [f for s in units if (f := judge(s, rules, False)) is not None]
+    verdict = _combine(found, answers, item)
+    if verdict.confirmed or verdict.detail is MissingDetail.NEGATED:
+        return verdict
+    found = [f for s in units if (f := judge(s, rules, True)) is not None]
+    return _combine(found, answers, item)
+
+
 def identity_verified(
     sentences: list[Sentence], answers: list[TemplateAnswer], rules: CompiledRules
 ) -> Finding:
-    found = [f for s in _answered(sentences) if (f := _identity_sentence(s, rules)) is not None]
-    return _combine(found, answers, Item.IDENTITY_VERIFIED)
+    return _judge(sentences, answers, rules, Item.IDENTITY_VERIFIED, _identity_sentence)
 
 
 def reset_instructed(
     sentences: list[Sentence], answers: list[TemplateAnswer], rules: CompiledRules
 ) -> Finding:
-    found = [f for s in _answered(sentences) if (f := _instruction_sentence(s, rules)) is not None]
-    return _combine(found, answers, Item.RESET_INSTRUCTED)
+    return _judge(sentences, answers, rules, Item.RESET_INSTRUCTED, _instruction_sentence)
