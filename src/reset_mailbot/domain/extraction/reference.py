@@ -6,11 +6,14 @@ labelled as a BSN is never a reference (policy clarification).
 
 from __future__ import annotations
 
+import re
+
 from reset_mailbot.domain.extraction.rules import CompiledRules, fold
 
 _BEFORE_LABEL = 6  # "BSN / klantnummer: ..."
 _AFTER_VALUE = 12  # "klantnummer: 123456782 (BSN)"
 _BARE_LABEL_MAX = 40
+_DIGIT = re.compile(r"\d")
 
 
 def _joined(lines: list[str]) -> list[str]:
@@ -32,8 +35,8 @@ def case_reference(lines: list[str], rules: CompiledRules) -> tuple[str, str] | 
     if rules.ref_label is None:
         return None
     for line in _joined(lines):
-        if not line:
-            continue
+        if not line or not _DIGIT.search(line):
+            continue  # a reference has digits: most lines need no label search at all
         folded = fold(line)
         for match in rules.ref_label.finditer(folded):
             value = match.group("value")
