@@ -211,3 +211,11 @@ def test_interleaved_answers_are_not_bottom_posting() -> None:
 def test_text_above_the_quote_wins_over_text_below() -> None:
     text = "Graag resetten.\n\n> Identiteit gecontroleerd: ja\n\nDe identiteit is gecontroleerd.\n"
     assert not extract(text).identity_verified
+
+
+def test_signoff_at_the_end_of_a_line_starts_the_signature() -> None:
+    text = (
+        "Graag de 2FA resetten voor piet@hotmail.com.\n"
+        "Alvast bedankt, met vriendelijke groet,\nJan\nBij afwezigheid: collega@utrecht.nl\n"
+    )
+    assert extract(text).account_email == "piet@hotmail.com"
