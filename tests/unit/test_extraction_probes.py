@@ -154,3 +154,14 @@ def test_identity_recall(text: str) -> None:
 )
 def test_instruction_recall(text: str) -> None:
     assert extract(text).reset_instructed, text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Graag horen we hoe we de 2FA kunnen laten herstellen.",
+        "We would like to know how to request a reset.",
+    ],
+)
+def test_wanting_to_know_is_no_instruction(text: str) -> None:
+    assert not extract(text).reset_instructed, text
