@@ -165,3 +165,16 @@ def test_instruction_recall(text: str) -> None:
 )
 def test_wanting_to_know_is_no_instruction(text: str) -> None:
     assert not extract(text).reset_instructed, text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Het paspoort is gecontroleerd door de politie en bleek vals.",
+        "Mevrouw heeft haar paspoort laten zien, maar het was een kopie.",
+        "We checked a scan of her passport.",
+        "Her ID was checked and turned out to be false.",
+    ],
+)
+def test_false_or_copied_documents_confirm_nothing(text: str) -> None:
+    assert not extract(text).identity_verified, text
