@@ -71,6 +71,7 @@ def test_yaml_booleans_are_caught(rules_dir: Path) -> None:
     with pytest.raises(RulesError) as err:
         load_extraction_rules(rules_dir)
     assert "phrases.en.yaml:" in str(err.value)
+    assert "quote it" in str(err.value)
 
 
 def test_a_new_phrase_is_data_not_code(rules_dir: Path) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 _QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u00a0": " "})
 
@@ -57,7 +57,19 @@ def _check_patterns(value: list[str]) -> list[str]:
     return value
 
 
-Patterns = Annotated[list[str], AfterValidator(_check_patterns)]
+def _no_yaml_booleans(value: object) -> object:
+    if isinstance(value, list):
+        for item in value:
+            if isinstance(item, bool):
+                raise ValueError(
+                    f"YAML read a bare word as the boolean {item}: quote it (e.g. 'no', 'false')"
+                )
+    return value
+
+
+Patterns = Annotated[
+    list[str], BeforeValidator(_no_yaml_booleans), AfterValidator(_check_patterns)
+]
 
 
 class IdentityPhrases(_Strict):
