@@ -186,3 +186,12 @@ def test_format_flowed_is_unwrapped() -> None:
     assert "-- " in text.splitlines()
     request = _extract(raw)
     assert request.identity_verified and request.reset_instructed
+
+
+def test_html_new_outlook_reference_container_is_cut() -> None:
+    html = (
+        "<div>Akkoord.</div>"
+        '<div id="mail-editor-reference-message-container"><div>Van: Forus</div>'
+        "<div>Identiteit gecontroleerd: ja</div></div>"
+    )
+    assert "Identiteit" not in html_to_text(html)

@@ -29,8 +29,14 @@ _BLOCK = frozenset(
     }
 )
 _CELL = frozenset({"td", "th"})
-_QUOTE_CLASSES = ("gmail_quote", "yahoo_quoted", "moz-cite-prefix", "protonmail_quote")
-_QUOTE_IDS = ("appendonsend", "divrplyfwdmsg", "x_divrplyfwdmsg", "mail-editor-reference-message")
+_QUOTE_CLASSES = (
+    "gmail_quote", "yahoo_quoted", "moz-cite-prefix", "protonmail_quote",
+    "ms-outlook-mobile-reference-message", "outlookmessageheader",
+)
+_QUOTE_IDS = (  # prefixes: Outlook numbers and prefixes them ("x_divRplyFwdMsg", "...-container")
+    "appendonsend", "divrplyfwdmsg", "x_divrplyfwdmsg", "x_appendonsend",
+    "mail-editor-reference-message", "ms-outlook",
+)
 _SIGNATURE_CLASSES = ("gmail_signature", "moz-signature")
 _SIGNATURE_IDS = ("signature", "x_signature", "appendsignature")
 _BORDER_TOP = re.compile(r"border-top\s*:\s*solid", re.IGNORECASE)
@@ -47,7 +53,7 @@ def _is_quote(el: etree._Element, tag: str) -> bool:
     if any(c in cls for c in _QUOTE_CLASSES):
         return True
     ident = (el.get("id") or "").lower()
-    if ident in _QUOTE_IDS:
+    if ident.startswith(_QUOTE_IDS):
         return True
     if tag == "div":
         style = el.get("style") or ""
