@@ -229,10 +229,15 @@ def _register_command_modules() -> None:
 
     for name in ("cli_actions", "cli_views", "cli_ops"):
         try:
-            importlib.import_module(f"reset_mailbot.{name}")
+            module = importlib.import_module(f"reset_mailbot.{name}")
         except ModuleNotFoundError as exc:
             if exc.name != f"reset_mailbot.{name}":
                 raise
+            continue
+        # A module's own top-level commands (e.g. `stats`, `purge`) live on its `top_level`.
+        top_level = getattr(module, "top_level", None)
+        if top_level is not None:
+            app.registered_commands.extend(top_level.registered_commands)
 
 
 _register_command_modules()
