@@ -1,0 +1,450 @@
+"""The daemon against real services: drain a 1,000-message backlog, then IDLE latency.
+
+    .venv/bin/python bench/daemon_drain.py [--messages 1000] [--trickle 30]
+                                           [--database sqlite|postgresql] [--profile FILE]
+
+Starts (as root, from the checkout) a private Dovecot, the harness DNS server publishing the
+DEMO-ONLY DKIM key, an SMTP sink process and the fake Forus executor process (the services of
+`make demo`, reset_mailbot.demo_loop). Then:
+
+1. Drain: APPENDs N mixed, DKIM-signed messages to INBOX (complete, incomplete, group mailbox,
+   unsigned, out-of-office; small plain text, Outlook HTML with padding, some with a PDF
+   attachment), runs `reset-mailbot run --once` as a subprocess and times it. Checked after
+   it exits: every message decided and moved, every queued reply sent (and in the sink), every
+   execution final (and seen by the executor). Printed: messages/second and the daemon's peak
+   RSS (ru_maxrss from wait4 on that process).
+2. Trickle: starts `reset-mailbot run` (IDLE on, poll every 30 s) and delivers single messages
+   over LMTP every 0.5-1 s; latency = the sink's receive time of the reply minus the time LMTP
+   delivery returned. Printed: p50/p95/max. Dovecot batches IDLE notifications for ~0.5 s, so
+   that is the floor.
+
+Targets (2-core machine): >= 50 messages/s, peak RSS < 200 MB, p95 < 2 s.
+`--profile FILE` runs the drain under cProfile (`python -m cProfile -o FILE`); the rate is then
+lower than without.
+"""
+
+from __future__ import annotations
+
+import argparse
+import email
+import json
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.dkim_signing import outlook_message, plain_message  # noqa: E402
+from tests.harness.dovecot import Dovecot  # noqa: E402
+
+from reset_mailbot.demo_loop import (  # noqa: E402
+    COMPLETE_BODY,
+    INCOMPLETE_BODY,
+    OUT_OF_OFFICE_BODY,
+    DemoSigner,
+    ServiceProcess,
+    crlf,
+    demo_dir,
+)
+
+SUPPORT = "support@forus.test"
+PASSWORD = "bench-secret"
+TOKEN = "bench-token"
+DOMAINS = ("utrecht.nl", "nijmegen.nl", "s-hertogenbosch.nl")
+GROUP_LOCALS = ("team-inkomen-", "klantcontact", "info", "helpdesk", "afdeling-wmo-")
+CLI = [sys.executable, "-m", "reset_mailbot.cli"]
+
+
+# ----------------------------------------------------------------------------- messages
+
+
+@dataclass(frozen=True)
+class Spec:
+    kind: str
+    index: int
+    domain: str
+    layout: str  # plain | outlook | attachment
+
+
+def plan(n: int, seed: int = 4) -> list[Spec]:
+    """A fixed, shuffled mix: 30% complete, 25% incomplete, 10% group, 15% unsigned, 20% OOO."""
+    rng = random.Random(seed)
+    kinds = (["complete"] * 30 + ["incomplete"] * 25 + ["group"] * 10 + ["unsigned"] * 15
+             + ["ooo"] * 20)
+    specs = []
+    for i in range(n):
+        kind = kinds[i % len(kinds)]
+        roll = rng.random()
+        layout = "plain" if roll < 0.5 else ("outlook" if roll < 0.93 else "attachment")
+        specs.append(Spec(kind, i, DOMAINS[i % len(DOMAINS)], layout))
+    rng.shuffle(specs)
+    return specs
+
+
+def account(index: int) -> str:
+    return f"inwoner{index}@hotmail.com"
+
+
+def build(spec: Spec, signer: DemoSigner, tag: str = "") -> bytes:
+    """One realistic message; every sender is distinct (the reply limit is per sender)."""
+    rng = random.Random(spec.index)
+    name = f"Medewerker {spec.index}{tag}"
+    local = f"medewerker{spec.index}{tag}"
+    if spec.kind == "group":
+        local = f"{GROUP_LOCALS[spec.index % len(GROUP_LOCALS)]}{spec.index}{tag}"
+        name = "Gemeente"
+    sender = f"{name} <{local}@{spec.domain}>"
+    extra: list[tuple[str, str]] = []
+    subject = f"Verzoek reset 2FA {spec.index}{tag}"
+    if spec.kind in ("complete", "group", "unsigned"):
+        body = COMPLETE_BODY.replace("piet.jansen@hotmail.com", account(spec.index))
+    elif spec.kind == "incomplete":
+        body = INCOMPLETE_BODY.replace("fam.ozturk@outlook.com", account(spec.index))
+    else:
+        body = OUT_OF_OFFICE_BODY
+        subject = f"Automatisch antwoord: {subject}"
+        extra = [("Auto-Submitted", "auto-replied"), ("X-Auto-Response-Suppress", "All")]
+    if spec.layout == "plain":
+        raw = plain_message(from_=sender, subject=subject, body=body, extra_headers=extra)
+    else:
+        attachment = rng.randbytes(rng.randint(60_000, 400_000)) \
+            if spec.layout == "attachment" else None
+        raw = crlf(outlook_message(
+            from_=sender, subject=subject, text=body, extra_headers=extra,
+            filler_paragraphs=rng.randint(0, 40), attachment=attachment,
+        ))
+    return raw if spec.kind == "unsigned" else signer.sign(raw, spec.domain)
+
+
+def _build_many(args: tuple[list[Spec], str]) -> list[bytes]:
+    specs, tag = args
+    signer = DemoSigner()
+    return [build(spec, signer, tag) for spec in specs]
+
+
+def build_all(specs: list[Spec], tag: str = "", workers: int = 2) -> list[bytes]:
+    """Signing 2048-bit RSA in pure Python takes ~10 ms a message: use both cores."""
+    chunks = [specs[i::workers] for i in range(workers)]
+    with ProcessPoolExecutor(workers) as pool:
+        parts = list(pool.map(_build_many, [(chunk, tag) for chunk in chunks]))
+    order = {id(s): (w, k) for w, chunk in enumerate(chunks) for k, s in enumerate(chunk)}
+    return [parts[order[id(s)][0]][order[id(s)][1]] for s in specs]
+
+
+# ----------------------------------------------------------------------------- services
+
+
+class Bench:
+    def __init__(self, state: Path, database: str) -> None:
+        self.state = state
+        self.database_kind = database
+        self.dovecot = Dovecot(state / "dovecot")
+        self.services: list[ServiceProcess] = []
+        self.postgres = None
+        self.sink_dir = state / "smtp-sink"
+        self.database_url = f"sqlite:///{state / 'state.sqlite3'}"
+        self.dns_port = self.smtp_port = 0
+        self.executor_url = ""
+
+    def start(self, accounts: list[str]) -> None:
+        signer = DemoSigner()
+        zone = {f"demo2026._domainkey.{d}": signer.txt for d in DOMAINS}
+        (self.state / "zone.json").write_text(json.dumps(zone))
+        (self.state / "faults.json").write_text('{"servfail": [], "timeout": []}')
+        self.sink_dir.mkdir()
+        self.dovecot.start()
+        self.dovecot.add_user(SUPPORT, PASSWORD)
+        py = sys.executable
+        dns = self._spawn("dns", [py, "-m", "tests.harness.dns_server", "--zone",
+                                  str(self.state / "zone.json"), "--faults",
+                                  str(self.state / "faults.json"), "--port", "0",
+                                  "--address", "127.0.0.1", "--exit-on-stdin-eof"])
+        self.dns_port = int(dns.ready_line.split()[2])
+        smtp = self._spawn("smtp", [py, "-m", "reset_mailbot.demo_loop", "serve-smtp",
+                                    str(self.sink_dir)])
+        self.smtp_port = int(smtp.ready_line.split()[2])
+        accounts_file = self.state / "accounts.txt"
+        accounts_file.write_text("\n".join(accounts))
+        executor = self._spawn("executor", [py, "-m", "reset_mailbot.demo_loop",
+                                            "serve-executor", "--token", TOKEN, *accounts])
+        self.executor_url = executor.ready_line.split()[1]
+        if self.database_kind == "postgresql":
+            from tests.harness.db_fixtures import PostgresCluster
+
+            self.postgres = PostgresCluster(self.state / "postgres")
+            self.postgres.start()
+            self.database_url = self.postgres.database_url(self.postgres.create_database())
+
+    def _spawn(self, name: str, argv: list[str]) -> ServiceProcess:
+        service = ServiceProcess(name, argv, ROOT, self.state / f"{name}.log")
+        self.services.append(service)
+        return service
+
+    def stop(self) -> int:
+        """Stop everything; returns how many POSTs the executor saw."""
+        posts = 0
+        for service in reversed(self.services):
+            out = service.stop()
+            if service.name == "executor":
+                posts = sum(1 for line in out.splitlines() if line.startswith("{"))
+        self.services.clear()
+        if self.postgres is not None:
+            self.postgres.stop()
+        self.dovecot.stop()
+        return posts
+
+    @property
+    def config_path(self) -> Path:
+        return self.state / "reset-mailbot.toml"
+
+    def write_config(self) -> None:
+        self.config_path.write_text(
+            "[mailbox]\n"
+            f'address = "{SUPPORT}"\nhost = "127.0.0.1"\nport = {self.dovecot.imap_port}\n'
+            f'security = "none"\nusername = "{SUPPORT}"\npassword = "{PASSWORD}"\n'
+            "poll_interval_seconds = 30\nidle = true\n"
+            "[dns]\n"
+            f'nameservers = ["127.0.0.1"]\nport = {self.dns_port}\ntimeout_seconds = 2.0\n'
+            "[rules]\n"
+            f'municipalities = "{demo_dir() / "municipalities.yaml"}"\n'
+            "[smtp]\n"
+            f'host = "127.0.0.1"\nport = {self.smtp_port}\nsecurity = "none"\n'
+            "timeout_seconds = 10\n"
+            "[replies]\nmax_per_sender_per_hour = 100\n"
+            "[database]\n"
+            f'url = "{self.database_url}"\n'
+            "[executor]\n"
+            f'kind = "http"\nurl = "{self.executor_url}"\ntoken = "{TOKEN}"\n'
+            "timeout_seconds = 10\n"
+            # the daily safety limit (10) would hold most of the backlog for approval
+            "max_resets_per_municipality_per_day = 100000\n"
+            '[log]\nlevel = "warning"\n'
+        )
+
+    def cli(self, *args: str) -> None:
+        subprocess.run([*CLI, *args, "--config", str(self.config_path)], check=True,
+                       capture_output=True, text=True)
+
+    def sql(self, query: str) -> list[tuple[object, ...]]:
+        if self.database_url.startswith("sqlite:///"):
+            db = sqlite3.connect(self.database_url.removeprefix("sqlite:///"))
+            try:
+                return list(db.execute(query))
+            finally:
+                db.close()
+        import psycopg
+
+        conninfo = self.database_url.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(conninfo) as conn:
+            return [tuple(r) for r in conn.execute(query).fetchall()]
+
+    def sink_replies(self) -> list[tuple[float, str]]:
+        """(receive time, In-Reply-To) of every reply in the sink."""
+        out = []
+        for meta_path in self.sink_dir.glob("*.json"):
+            meta = json.loads(meta_path.read_text())
+            head = meta_path.with_suffix(".eml").read_bytes().split(b"\r\n\r\n", 1)[0]
+            msg = email.message_from_bytes(head + b"\r\n\r\n")
+            out.append((float(meta["received_at"]), str(msg["In-Reply-To"])))
+        return out
+
+
+# ----------------------------------------------------------------------------- phases
+
+
+def drain(bench: Bench, raws: list[bytes], profile: str | None, py_spy: str | None = None
+          ) -> dict[str, object]:
+    client = bench.dovecot.client(SUPPORT)
+    started = time.monotonic()
+    try:
+        for raw in raws:
+            client.append("INBOX", raw)
+    finally:
+        client.logout()
+    append_seconds = time.monotonic() - started
+    size = sum(len(r) for r in raws)
+    print(f"appended {len(raws)} messages ({size / 1e6:.1f} MB) in {append_seconds:.1f} s")
+
+    argv = [*CLI, "run", "--once", "--config", str(bench.config_path)]
+    if profile:
+        argv = [sys.executable, "-m", "cProfile", "-o", profile, "-m", "reset_mailbot.cli",
+                "run", "--once", "--config", str(bench.config_path)]
+    if py_spy:  # peak RSS is then py-spy's, not the daemon's
+        argv = [shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy")),
+                "record", "--idle", "--threads", "--format", "raw", "--rate", "200", "-o",
+                py_spy, "--", *argv]
+    log = (bench.state / "drain.log").open("w")
+    started = time.monotonic()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log, text=True)
+    _, status, rusage = os.wait4(proc.pid, 0)
+    elapsed = time.monotonic() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    out = proc.stdout.read() if proc.stdout else ""
+    log.close()
+    print(f"run --once: exit {proc.returncode} in {elapsed:.2f} s: {out.strip()}")
+    if proc.returncode != 0:
+        print((bench.state / "drain.log").read_text()[-3000:])
+    return {"seconds": elapsed, "peak_rss_mb": rusage.ru_maxrss / 1024,
+            "cpu_seconds": rusage.ru_utime + rusage.ru_stime, "exit": proc.returncode}
+
+
+def check_drained(bench: Bench, n: int) -> list[str]:
+    """What is not finished after the drain (empty when everything is)."""
+    problems = []
+    decided = bench.sql("select outcome, count(*) from messages group by outcome")
+    total = sum(int(c) for _, c in decided)  # type: ignore[call-overload]
+    print("outcomes: " + ", ".join(f"{o} {c}" for o, c in sorted(decided, key=str)))
+    if total != n:
+        problems.append(f"{n - total} messages not decided")
+    deferred = dict(decided).get("deferred")  # type: ignore[arg-type]
+    if deferred:
+        problems.append(f"{deferred} deferred")
+    inbox = bench.dovecot.client(SUPPORT)
+    try:
+        inbox.select_folder("INBOX", readonly=True)
+        left = len(inbox.search("ALL"))
+    finally:
+        inbox.logout()
+    if left:
+        problems.append(f"{left} messages still in INBOX")
+    outbox = dict(bench.sql("select state, count(*) from outbox group by state"))  # type: ignore[arg-type]
+    print(f"outbox: {outbox}")
+    sink = len(list(bench.sink_dir.glob("*.json")))
+    if set(outbox) - {"sent"}:
+        problems.append(f"outbox not drained: {outbox}")
+    if sink != outbox.get("sent", 0):
+        problems.append(f"sink has {sink} replies, outbox says {outbox.get('sent', 0)} sent")
+    executions = dict(bench.sql("select state, count(*) from executions group by state"))  # type: ignore[arg-type]
+    print(f"executions: {executions}")
+    if set(executions) - {"succeeded", "done", "executed", "failed"}:
+        problems.append(f"executions not final: {executions}")
+    return problems
+
+
+def trickle(bench: Bench, signer: DemoSigner, count: int) -> list[float]:
+    """Deliver `count` single messages into a running daemon; latencies in seconds."""
+    log = (bench.state / "daemon.log").open("w")
+    daemon = subprocess.Popen([*CLI, "run", "--config", str(bench.config_path)],
+                              stdout=subprocess.DEVNULL, stderr=log)
+    rng = random.Random(7)
+    arrivals: dict[str, float] = {}
+    try:
+        time.sleep(3.0)  # first poll done, IDLE watching
+        for i in range(count):
+            kind = "incomplete" if i % 2 else "complete"
+            spec = Spec(kind, 100_000 + i, DOMAINS[i % len(DOMAINS)], "plain" if i % 3 else
+                        "outlook")
+            raw = build(spec, signer, tag="t")
+            msgid = str(email.message_from_bytes(raw)["Message-ID"])
+            bench.dovecot.deliver(raw, rcpt=SUPPORT)
+            arrivals[msgid] = time.time()
+            time.sleep(rng.uniform(0.5, 1.0))
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            answered = {irt for _, irt in bench.sink_replies()}
+            if set(arrivals) <= answered:
+                break
+            time.sleep(0.2)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        try:
+            daemon.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            daemon.wait()
+        log.close()
+    first_reply: dict[str, float] = {}
+    for at, irt in bench.sink_replies():
+        if irt in arrivals:
+            first_reply[irt] = min(at, first_reply.get(irt, at))
+    missing = len(arrivals) - len(first_reply)
+    if missing:
+        print(f"trickle: {missing} of {len(arrivals)} messages got no reply within 20 s")
+    return sorted(first_reply[m] - arrivals[m] for m in first_reply)
+
+
+def percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1] \
+        if len(values) > 1 else values[0]
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")  # so `finally` stops the services
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=1000)
+    parser.add_argument("--trickle", type=int, default=30)
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--profile", help="cProfile output file for the drain run")
+    parser.add_argument("--py-spy", dest="py_spy",
+                        help="py-spy (must be installed) raw output file for the drain run, "
+                             "idle frames included: shows where the wall time goes")
+    parser.add_argument("--keep", action="store_true", help="keep the state dir")
+    args = parser.parse_args()
+
+    state = Path(f"/tmp/reset-mailbot-bench-{os.getpid()}")
+    shutil.rmtree(state, ignore_errors=True)
+    state.mkdir(mode=0o755)
+    os.chmod(state, 0o755)
+    specs = plan(args.messages)
+    started = time.monotonic()
+    raws = build_all(specs)
+    print(f"built and signed {len(raws)} messages in {time.monotonic() - started:.1f} s: "
+          + ", ".join(f"{k} {v}" for k, v in sorted(Counter(s.kind for s in specs).items()))
+          + "; layouts " + ", ".join(f"{k} {v}" for k, v in
+                                     sorted(Counter(s.layout for s in specs).items())))
+    accounts = [account(s.index) for s in specs if s.kind == "complete"]
+    accounts += [account(100_000 + i) for i in range(0, args.trickle, 2)]
+    bench = Bench(state, args.database)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    failed = True
+    problems: list[str] = []
+    try:
+        bench.start(accounts)
+        bench.write_config()
+        bench.cli("db", "upgrade")
+        result = drain(bench, raws, args.profile, args.py_spy)
+        problems = check_drained(bench, args.messages)
+        latencies = trickle(bench, DemoSigner(), args.trickle) if args.trickle else []
+        posts = bench.stop()
+        failed = False
+    finally:
+        if failed:
+            bench.stop()
+        signal.signal(signal.SIGTERM, previous)
+        if not args.keep and not failed and not problems:
+            shutil.rmtree(state, ignore_errors=True)
+        else:
+            print(f"state kept in {state}")
+
+    rate = args.messages / float(result["seconds"])  # type: ignore[arg-type]
+    print()
+    print(f"database: {args.database}; executor POSTs seen: {posts}")
+    print(f"drain: {args.messages} messages in {result['seconds']:.2f} s = {rate:.1f} messages/s "
+          f"(target >= 50); daemon CPU {result['cpu_seconds']:.1f} s")
+    print(f"peak RSS of run --once: {result['peak_rss_mb']:.0f} MB (target < 200 MB)")
+    if latencies:
+        print(f"IDLE arrival-to-reply over {len(latencies)} messages: "
+              f"p50 {percentile(latencies, 50):.2f} s, p95 {percentile(latencies, 95):.2f} s, "
+              f"max {max(latencies):.2f} s (target p95 < 2 s)")
+    for problem in problems:
+        print(f"NOT DRAINED: {problem}")
+    return 1 if problems or result["exit"] != 0 else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
