@@ -93,3 +93,17 @@ def test_template_ticks_and_help_article_labels(text: str, identity: bool) -> No
 def test_help_article_instruction_label() -> None:
     text = "Bevestiging dat de gemeente opdracht geeft om 2FA te resetten: ja"
     assert extract(text).reset_instructed
+
+
+@pytest.mark.parametrize(
+    ("text", "identity"),
+    [
+        ("ID check: done", True),
+        ("Identiteitscontrole: gedaan", True),
+        ("Identiteit: in orde", True),
+        ("Identiteit gecontroleerd: nog niet gedaan", False),
+        ("ID check: not done", False),
+    ],
+)
+def test_done_values(text: str, identity: bool) -> None:
+    assert extract(text).identity_verified is identity
