@@ -89,6 +89,7 @@ def _describe(error: Any) -> str:
 # ---------------------------------------------------------------------------------------------
 # The whole rule set
 
+import functools  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 
 from reset_mailbot.domain.extraction import ExtractionRules  # noqa: E402
@@ -150,7 +151,6 @@ def load_reply_templates(rules_dir: Path) -> ReplyTemplates:
     keeps only their own YAML files still gets replies; a templates/ folder that exists must be
     complete. Errors name the file and the line, as for the YAML files.
     """
-    from reset_mailbot.domain.replies import LANGUAGES, ReplyKind, check_templates
     from reset_mailbot.domain.reply_templates import TemplateError
 
     folder = rules_dir / "templates"
@@ -165,13 +165,25 @@ def load_reply_templates(rules_dir: Path) -> ReplyTemplates:
             raise RulesError(path, f"cannot read: {exc}") from exc
         paths[path.name] = str(path)
     try:
-        templates = ReplyTemplates.compile(
-            sources, kinds=[k.value for k in ReplyKind], languages=LANGUAGES, paths=paths
-        )
-        check_templates(templates)
+        return _compiled_templates(tuple((n, sources[n], paths[n]) for n in sorted(sources)))
     except TemplateError as exc:
         shown = exc.name if "/" in exc.name else str(folder / exc.name)
         raise RulesError(shown, exc.problem, exc.line) from exc
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled_templates(files: tuple[tuple[str, str, str], ...]) -> ReplyTemplates:
+    """Compile and check (name, text, path) triples; cached because compiling all templates
+    takes a few hundred milliseconds and rules are loaded again by every `load_rules`."""
+    from reset_mailbot.domain.replies import LANGUAGES, ReplyKind, check_templates
+
+    templates = ReplyTemplates.compile(
+        {name: text for name, text, _ in files},
+        kinds=[k.value for k in ReplyKind],
+        languages=LANGUAGES,
+        paths={name: path for name, _, path in files},
+    )
+    check_templates(templates)
     return templates
 
 
