@@ -128,6 +128,7 @@ def build_executor(config: Config) -> Executor | None:
 
 def build_inbox_policy(config: Config) -> InboxPolicy:
     from reset_mailbot.service.inbox import InboxPolicy
+    from reset_mailbot.service.limits import ResetLimits
 
     executor = config.get(ExecutorSettings)
     sla = config.get(SlaSettings)
@@ -139,4 +140,9 @@ def build_inbox_policy(config: Config) -> InboxPolicy:
         sla_working_days=sla.working_days,
         sla_timezone=sla.timezone,
         max_replies_per_sender_per_hour=config.get(RepliesSettings).max_per_sender_per_hour,
+        limits=ResetLimits(
+            per_municipality_per_day=executor.max_resets_per_municipality_per_day,
+            per_account_per_30_days=executor.max_resets_per_account_per_30_days,
+            staff_domains=frozenset(executor.staff_domains),
+        ),
     )

@@ -186,6 +186,17 @@ class ExecutorSettings(_Section):
     revoke_sessions: bool = True
     require_approval: bool = False
     max_attempts: int = Field(10, ge=1)
+    # beyond these, a complete request waits for approval even with the gate off (rate_limited)
+    max_resets_per_municipality_per_day: int = Field(10, ge=0)
+    max_resets_per_account_per_30_days: int = Field(2, ge=0)
+    # accounts on these domains (and on municipal domains and the support address's domain)
+    # are never reset automatically (staff_account): a staff login is worth more to an attacker
+    staff_domains: list[str] = Field(default_factory=list)
+
+    @field_validator("staff_domains")
+    @classmethod
+    def _lower_domains(cls, value: list[str]) -> list[str]:
+        return [d.strip().lower().lstrip("@").rstrip(".") for d in value if d.strip()]
 
     @model_validator(mode="after")
     def _checks(self) -> ExecutorSettings:

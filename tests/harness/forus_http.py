@@ -14,6 +14,8 @@ executor and the daemon's end-to-end tests can be run against something that rea
 - Known accounts with 2FA: 200 `{"status": "reset"}` and the reset is counted in `.resets`;
   unknown account: 404 `account_not_found`; account without 2FA: 409 `two_factor_not_enabled`;
   an account already reset by a request with a different key: 200 `{"status": "already_reset"}`.
+- `"dry_run": true` in the body: the answer the request would get (`"dry_run": true` echoed),
+  nothing stored under the key, nothing reset or counted (issue #5, `requests dry-run`).
 - Faults can be scripted: `fail_next(status)` answers the next requests with an error (not
   stored under the key: a failed request did nothing), `delay_next(seconds)` makes the next request
   slow (it still completes and is stored, like a server that finishes after the client gave up).
@@ -71,6 +73,7 @@ class FakeForus:
         )
         self.requests: list[RecordedRequest] = []
         self.resets: Counter[str] = Counter()  # account e-mail -> resets actually carried out
+        self.dry_runs = 0  # POSTs with "dry_run": true (answered, never stored or counted)
         self._answers: dict[str, tuple[int, dict[str, Any]]] = {}
         self._in_progress: set[str] = set()
         self._reset_by_key: dict[str, str] = {}  # account -> key that reset it
@@ -163,6 +166,8 @@ class FakeForus:
         if problem:
             return 400, {"error": "bad_request", "message": problem}, {}
         assert isinstance(body, dict)
+        if body.get("dry_run") is True:
+            return self._dry_run(body["email"].lower(), body)
         with self._lock:
             if key in self._answers:
                 status, answer = self._answers[key]
@@ -193,6 +198,24 @@ class FakeForus:
             self._reset_by_key[account] = key
             self.resets[account] += 1
         return 200, {"status": "reset", "request_id": body.get("request_id")}
+
+
+    def _dry_run(
+        self, account: str, body: dict[str, Any]
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        """What `_reset` would answer, `"dry_run": true` echoed; nothing stored or counted."""
+        with self._lock:
+            self.dry_runs += 1
+            if account not in self.accounts:
+                return 404, {"error": "account_not_found", "dry_run": True}, {}
+            if account in self._reset_by_key:
+                return 200, {"status": "already_reset", "dry_run": True}, {}
+            if not self.accounts[account]:
+                return 409, {"error": "two_factor_not_enabled", "dry_run": True}, {}
+        return 200, {
+            "status": "reset", "dry_run": True, "request_id": body.get("request_id"),
+            "message": f"would deactivate the 2FA of {account}",
+        }, {}
 
 
 def _contract_problem(body: dict[str, Any] | None) -> str | None:

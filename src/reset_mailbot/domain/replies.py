@@ -93,6 +93,9 @@ class ReplyData:
     missing_details: Mapping[Item, MissingDetail] = field(default_factory=dict)
     failure_code: str | None = None  # executor result code, for kind "failed"
     denial_reason: str | None = None  # free text from the second reviewer, for kind "denied"
+    failure_reason: str | None = None  # free text from `requests failed --reason`, kind "failed"
+    approved_by: str | None = None  # four-eyes approver (issue #5), for kind "confirmation"
+    denied_by: str | None = None  # the reviewer who denied, for kind "denied"
     executed_at: datetime | None = None  # for kind "confirmation"; defaults to `now`
 
     @classmethod
@@ -256,6 +259,9 @@ def template_context(
         ],
         "failure_code": data.failure_code,
         "denial_reason": data.denial_reason,
+        "failure_reason": data.failure_reason,
+        "approved_by": data.approved_by,
+        "denied_by": data.denied_by,
         "executed_on": f"{when.day} {months[when.month - 1]} {when.year}",
         "executed_time": f"{when:%H:%M}",
     }
@@ -294,6 +300,9 @@ def check_templates(templates: ReplyTemplates) -> None:
         case_reference="2026-00871",
         municipality="Utrecht",
         denial_reason="Naam komt niet overeen",
+        failure_reason="Het account is opgeheven",
+        approved_by="Petra de Boer",
+        denied_by="Petra de Boer",
         executed_at=now,
     )
     items = tuple(Item)
@@ -308,7 +317,8 @@ def check_templates(templates: ReplyTemplates) -> None:
         ),
         *((ReplyKind.FAILED, _replace(base, failure_code=c)) for c in _SAMPLE_FAILURES),
         *(
-            (kind, _replace(base, account_email=None, case_reference=None, municipality=None))
+            (kind, _replace(base, account_email=None, case_reference=None, municipality=None,
+                            failure_reason=None, approved_by=None, denied_by=None))
             for kind in ReplyKind
             if kind is not ReplyKind.INCOMPLETE
         ),

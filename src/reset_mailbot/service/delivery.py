@@ -25,6 +25,8 @@ from reset_mailbot.service.replies import queue_reply, reply_data_for_request
 
 log = get_logger("reset_mailbot.delivery")
 
+MANUAL_FAILED_CODE = "manual_failed"  # `requests failed`: result_detail is a person's reason
+
 
 @dataclass
 class OutboxWorker:
@@ -86,15 +88,20 @@ def queue_outcome_reply(
 ) -> None:
     """After a request reached a final state, tell the municipality (nothing otherwise)."""
     if request.state == RequestState.EXECUTED:
-        data = reply_data_for_request(request, executed_at=request.executed_at or now)
+        data = reply_data_for_request(request, executed_at=request.executed_at or now,
+                                      approved_by=request.approved_by)
         queue_reply(store_uow, ReplyKind.CONFIRMATION, data, support_address=support_address,
                     now=now, request=request)
     elif request.state == RequestState.EXECUTION_FAILED:
-        data = reply_data_for_request(request, failure_code=request.result_code)
+        # a person's reason (`requests failed`) is shown; an executor's detail is not
+        reason = request.result_detail if request.result_code == MANUAL_FAILED_CODE else None
+        data = reply_data_for_request(request, failure_code=request.result_code,
+                                      failure_reason=reason)
         queue_reply(store_uow, ReplyKind.FAILED, data, support_address=support_address,
                     now=now, request=request)
     elif request.state == RequestState.DENIED:
-        data = reply_data_for_request(request, denial_reason=request.result_detail)
+        data = reply_data_for_request(request, denial_reason=request.result_detail,
+                                      denied_by=request.denied_by)
         queue_reply(store_uow, ReplyKind.DENIED, data, support_address=support_address,
                     now=now, request=request)
 
@@ -107,9 +114,11 @@ class ExecutionWorker:
     max_attempts: int = 10
     clock: Callable[[], datetime] = utcnow
 
-    def run_due(self, limit: int = 5) -> int:
-        """Run every due execution once; returns how many were attempted."""
-        claims = self.store.claim_due_executions(limit=limit, now=self.clock())
+    def run_due(self, limit: int = 5, *, request_id: str | None = None) -> int:
+        """Run every due execution once (or only `request_id`'s); returns how many ran."""
+        claims = self.store.claim_due_executions(
+            limit=limit, now=self.clock(), request_id=request_id
+        )
         for claim in claims:
             failpoint("after_claim_execution")
             try:

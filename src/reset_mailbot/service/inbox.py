@@ -37,6 +37,7 @@ from reset_mailbot.domain.request_state import RequestState
 from reset_mailbot.domain.working_days import deadline
 from reset_mailbot.logs import get_logger
 from reset_mailbot.service.failpoints import failpoint
+from reset_mailbot.service.limits import ResetLimits, hold_reason
 from reset_mailbot.service.replies import queue_reply, reply_data_for_request
 
 log = get_logger("reset_mailbot.inbox")
@@ -60,6 +61,8 @@ class InboxPolicy:
     deferred_backoff: Backoff = field(
         default_factory=lambda: Backoff(timedelta(seconds=60), timedelta(hours=1))
     )
+    # issue #5: beyond these (or for a staff account) a complete request waits for approval
+    limits: ResetLimits = field(default_factory=ResetLimits)
 
 
 @dataclass
@@ -109,6 +112,11 @@ class InboxProcessor:
         self.policy = policy
         self.clock = clock
         self.on_decision = on_decision
+        # staff accounts: municipal domains and our own (the support address's) are always in
+        self.limits = policy.limits.with_domains(
+            [d for m in context.rules.municipalities.municipalities for d in m.domains]
+            + [policy.support_address.rpartition("@")[2]]
+        )
 
     # ------------------------------------------------------------------ the poll
 
@@ -314,7 +322,15 @@ class InboxProcessor:
         request.deadline_at = deadline(
             request.completed_at or now, self.policy.sla_working_days, self.policy.sla_timezone
         )
-        if self.policy.require_approval:
+        hold = hold_reason(uow, request, self.limits, now)
+        if hold is not None:  # never automatic: a person approves, even with the gate off
+            request.result_code, request.result_detail = hold.reason.value, hold.detail
+            uow.transition(request, RequestState.AWAITING_APPROVAL, now=now,
+                           data={"reason": hold.reason.value, "detail": hold.detail, **hold.data})
+            log.warning(hold.reason.value, request_id=request.id, detail=hold.detail,
+                        municipality=request.municipality, account_email=request.account_email,
+                        **hold.data)
+        elif self.policy.require_approval:
             uow.transition(request, RequestState.AWAITING_APPROVAL, now=now)
         elif self.policy.executor_kind == "manual":
             uow.transition(request, RequestState.AWAITING_MANUAL_RESET, now=now)

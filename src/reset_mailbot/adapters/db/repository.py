@@ -790,11 +790,23 @@ class UnitOfWork:
         *,
         municipality: str | None = None,
         account_email: str | None = None,
+        include_in_flight: bool = False,
+        exclude_request_id: str | None = None,
     ) -> int:
-        """Requests executed since `since`, for the reset limits of issue #5."""
+        """Requests executed since `since`, for the reset limits of issue #5.
+
+        `include_in_flight` also counts requests on their way to a reset right now (`complete`
+        with an execution queued, `executing`, `awaiting_manual_reset`): otherwise a burst
+        decided in one poll would all pass the limit before the first of them ran.
+        """
+        executed = and_(Request.executed_at.is_not(None), Request.executed_at >= since)
+        in_flight = Request.state.in_([RequestState.COMPLETE.value, RequestState.EXECUTING.value,
+                                       RequestState.AWAITING_MANUAL_RESET.value])
         query = select(func.count(Request.id)).where(
-            Request.executed_at.is_not(None), Request.executed_at >= since
+            or_(executed, in_flight) if include_in_flight else executed
         )
+        if exclude_request_id is not None:
+            query = query.where(Request.id != exclude_request_id)
         if municipality is not None:
             query = query.where(Request.municipality == municipality)
         if account_email is not None:
@@ -1063,12 +1075,13 @@ class Store:
         return claims
 
     def claim_due_executions(
-        self, *, limit: int = 5, now: datetime | None = None
+        self, *, limit: int = 5, now: datetime | None = None, request_id: str | None = None
     ) -> list[ExecutionClaim]:
         """Claim due executions (pending, retry, expired `running` leases); request → executing.
 
         Only executions of requests in `complete` (or still `executing` after a crash) are due:
         a request waiting for approval or denied never runs, whatever its execution row says.
+        `request_id`: only that request's (`requests approve` runs the one it approved).
         """
         now = now if now is not None else self.clock()
         due = or_(
@@ -1085,6 +1098,8 @@ class Store:
             .order_by(Execution.next_attempt_at, Execution.id)
             .limit(limit)
         )
+        if request_id is not None:
+            query = query.where(Request.id == request_id)
         if self._skip_locked:
             query = query.with_for_update(skip_locked=True, of=(Execution, Request))
         claims: list[ExecutionClaim] = []

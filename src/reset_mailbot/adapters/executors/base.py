@@ -2,7 +2,8 @@
 
 The service records an execution intent (with its idempotency key) in the database before calling
 `execute`, so an executor must treat a repeated call with the same key as the same reset: report
-success again, never reset twice.
+success again, never reset twice. `dry_run` answers the same question without changing anything,
+so support can see what an approval would do before giving it.
 """
 
 from __future__ import annotations
@@ -53,6 +54,14 @@ class Executor(Protocol):
 
     def execute(self, job: ExecutionJob) -> ExecutionResult:
         """Carry out the reset; never raise for expected failures, return a result instead."""
+        ...
+
+    def dry_run(self, job: ExecutionJob) -> ExecutionResult:
+        """What `execute` would do for `job`, changing nothing (`requests dry-run`).
+
+        The status and code are what `execute` would return now (`reset`, `already_reset`,
+        `account_not_found`, ...); `detail` says what would change, in words for a person.
+        """
         ...
 
     def probe(self) -> str:

@@ -365,6 +365,110 @@ class ForusDbExecutor:
             ),
         )
 
+    # -- dry run ---------------------------------------------------------------------------
+
+    def dry_run(self, job: ExecutionJob) -> ExecutionResult:
+        """What `execute` would do, from plain SELECTs (no locks) in a transaction rolled back.
+
+        The same lookups in the same order, so the code is the one `execute` would return now;
+        `detail` names the identity and the rows that would change. Needs no right beyond the
+        executor's SELECT columns.
+        """
+        try:
+            with self._engine.connect() as conn:
+                try:
+                    return self._plan(conn, job)
+                finally:
+                    conn.rollback()
+        except sa_exc.DBAPIError as exc:
+            return _classify_dbapi_error(exc)
+        except sa_exc.SQLAlchemyError as exc:
+            return ExecutionResult(
+                status=ExecutionStatus.FAILED, code="database_error",
+                detail=f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}",
+            )
+
+    def _plan(self, conn: sa.Connection, job: ExecutionJob) -> ExecutionResult:
+        email = job.account_email.strip()
+        candidates = conn.execute(
+            sa.text(
+                "SELECT identity_address, email FROM identity_emails"
+                " WHERE email = :email AND `primary` = 1 AND deleted_at IS NULL"
+            ),
+            {"email": email},
+        ).all()
+        wanted = email.lower()
+        addresses = sorted({r.identity_address for r in candidates if r.email.lower() == wanted})
+        if not addresses:
+            return _failed("account_not_found", "no identity has this primary e-mail address")
+        if len(addresses) > 1:
+            return _failed(
+                "ambiguous_account",
+                f"{len(addresses)} identities ({', '.join(addresses)}) have this primary e-mail; "
+                "the reset would stop without changing anything",
+            )
+        address = addresses[0]
+        identity = conn.execute(
+            sa.text("SELECT id FROM identities WHERE address = :a"), {"a": address}
+        ).first()
+        if identity is None:
+            return _failed("account_not_found", f"identity {address} does not exist")
+        factors = conn.execute(
+            sa.text(
+                "SELECT uuid, state FROM identity_2fa"
+                " WHERE identity_address = :a AND deleted_at IS NULL ORDER BY uuid"
+            ),
+            {"a": address},
+        ).all()
+        live = [f for f in factors if f.state in ("pending", "active")]
+        previous = conn.execute(
+            sa.text(
+                "SELECT id FROM event_logs WHERE loggable_type = 'identity'"
+                " AND loggable_id = :id AND event = :event"
+                " AND JSON_UNQUOTE(JSON_EXTRACT(data, '$.request_id')) = :rid"
+                " ORDER BY id LIMIT 1"
+            ),
+            {"id": int(identity.id), "event": EVENT, "rid": job.request_id},
+        ).first()
+        if previous is not None:
+            return ExecutionResult(
+                status=ExecutionStatus.SUCCEEDED, code="already_reset",
+                detail=f"identity {address}: event_logs #{previous.id} records this request's "
+                "reset; nothing would change",
+            )
+        if not live:
+            return _failed(
+                "two_factor_not_enabled", f"identity {address} has no pending or active factor"
+            )
+        codes = conn.execute(
+            sa.text(
+                "SELECT COUNT(identity_2fa_uuid) FROM identity_2fa_codes"
+                " WHERE identity_2fa_uuid IN :uuids AND state = 'active'"
+            ).bindparams(sa.bindparam("uuids", expanding=True)),
+            {"uuids": [f.uuid for f in live]},
+        ).scalar_one()
+        sessions = 0
+        if self.revoke_sessions:
+            sessions = conn.execute(
+                sa.text(
+                    "SELECT COUNT(identity_address) FROM identity_proxies"
+                    " WHERE identity_address = :a AND state = 'active' AND deleted_at IS NULL"
+                ),
+                {"a": address},
+            ).scalar_one()
+        listed = ", ".join(f"{f.uuid} ({f.state})" for f in live)
+        return ExecutionResult(
+            status=ExecutionStatus.SUCCEEDED,
+            code="reset",
+            detail=(
+                f"identity {address} (#{int(identity.id)}): would deactivate {len(live)} "
+                f"factor(s) [{listed}] with deactivation_code {marker(job)!r}, {codes} active "
+                f"code(s), revoke {sessions} active session(s)"
+                + ("" if self.revoke_sessions else " (revoke_sessions = false)")
+                + f", and insert one event_logs row '{EVENT}'"
+            ),
+        )
+
     # -- probe -----------------------------------------------------------------------------
 
     def probe(self) -> str:

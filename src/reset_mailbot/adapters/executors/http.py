@@ -18,6 +18,7 @@ Mapping of answers (docs/executor-http.md is the integration spec):
 - 401/403 -> RETRY `unauthorized` (a configuration problem: the service alerts and retries slowly)
 - anything else (other 4xx, a 404 without `account_not_found`, redirects) -> FAILED `http_<status>`
 Redirects are never followed: a redirect would carry the bearer token somewhere else.
+`dry_run` sends the same body with `"dry_run": true` (`requests dry-run`, issue #5).
 """
 
 from __future__ import annotations
@@ -131,6 +132,12 @@ class HttpExecutor:
             "Content-Type": "application/json",
             "Idempotency-Key": job.idempotency_key,
         }
+        return self._post(data, headers)[0]
+
+    def _post(
+        self, data: bytes, headers: dict[str, str]
+    ) -> tuple[ExecutionResult, dict[str, Any]]:
+        """One POST and its classified answer (plus the JSON body, for dry-run checks)."""
         request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
         try:
             with self._opener.open(request, timeout=self.timeout) as response:
@@ -146,14 +153,36 @@ class HttpExecutor:
                     body = {}
                 retry_after = exc.headers.get("Retry-After") if exc.headers else None
         except TimeoutError:
-            return _retry("timeout", f"no answer within {self.timeout} s")
+            return _retry("timeout", f"no answer within {self.timeout} s"), {}
         except urllib.error.URLError as exc:
             if isinstance(exc.reason, TimeoutError):
-                return _retry("timeout", f"no answer within {self.timeout} s")
-            return _retry("connection_error", str(exc.reason))
+                return _retry("timeout", f"no answer within {self.timeout} s"), {}
+            return _retry("connection_error", str(exc.reason)), {}
         except (OSError, http.client.HTTPException) as exc:
-            return _retry("connection_error", f"{type(exc).__name__}: {exc}")
-        return classify(status, body, retry_after)
+            return _retry("connection_error", f"{type(exc).__name__}: {exc}"), {}
+        return classify(status, body, retry_after), body
+
+    def dry_run(self, job: ExecutionJob) -> ExecutionResult:
+        """The same POST with `"dry_run": true`: the endpoint says what it would do, does nothing.
+
+        The key gets a `:dry-run` suffix so that no endpoint can ever replay a dry-run answer
+        for the real reset. A 2xx answer that does not echo `"dry_run": true` means the endpoint
+        ignored the flag and may have reset the account: that is reported as FAILED
+        `dry_run_ignored`, never as a plan.
+        """
+        data = json.dumps(self.payload(job) | {"dry_run": True}).encode("utf-8")
+        headers = self._headers() | {
+            "Content-Type": "application/json",
+            "Idempotency-Key": f"{job.idempotency_key}:dry-run",
+        }
+        result, body = self._post(data, headers)
+        if result.status is ExecutionStatus.SUCCEEDED and body.get("dry_run") is not True:
+            return _failed(
+                "dry_run_ignored",
+                "the endpoint did not confirm dry_run: it may have carried out the reset; "
+                + result.detail,
+            )
+        return result.model_copy(update={"detail": "dry run: " + result.detail})
 
     def probe(self) -> str:
         """An authenticated HEAD on the URL: proves reachability and token without a reset."""
