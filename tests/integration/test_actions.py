@@ -8,6 +8,7 @@ The whole daemon path is in tests/e2e/test_executors.py.
 
 from __future__ import annotations
 
+import inspect
 import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -24,6 +25,7 @@ from reset_mailbot.adapters.executors.forus_db import EVENT, ForusDbExecutor
 from reset_mailbot.adapters.executors.http import HttpExecutor
 from reset_mailbot.adapters.executors.manual import ManualExecutor
 from reset_mailbot.domain.decision import DecisionContext
+from reset_mailbot.domain.message import parse_message
 from reset_mailbot.domain.models import Decision, Evidence, ResetRequest, SenderInfo
 from reset_mailbot.domain.reasons import Item, Outcome
 from reset_mailbot.rules_loader import load_rules
@@ -32,6 +34,7 @@ from reset_mailbot.service.actions import ActionRefused
 from reset_mailbot.service.delivery import ExecutionWorker
 from reset_mailbot.service.inbox import InboxPolicy, InboxProcessor
 from reset_mailbot.service.limits import ResetLimits, staff_domain_of
+from tests.dkim_signing import plain_message
 from tests.harness.forus_http import DEFAULT_TOKEN, FakeForus
 from tests.harness.mariadb import ForusDatabase
 
@@ -92,12 +95,18 @@ def submit(
         sender=SenderInfo(address=sender, municipality=municipality), request=items,
         subject="2FA reset",
     )
+    raw = plain_message(from_=f"Official <{sender}>", msgid=f"<{key}@utrecht.nl>",
+                        body=f"E-mailadres account: {account}\r\n")
+    # the parsed message too where _act_on takes it (the reply language comes from it)
+    extra = (
+        [parse_message(raw)] if "parsed" in inspect.signature(proc._act_on).parameters else []
+    )
     with proc.store.unit_of_work() as uow:
         message = uow.record_message(
-            decision, raw=b"raw " + key.encode(), sha256="ab" * 32, mailbox="INBOX",
+            decision, raw=raw, sha256="ab" * 32, mailbox="INBOX",
             uidvalidity=7, uid=zlib.crc32(key.encode()), now=T0,
         )
-        request = proc._act_on(uow, decision, message, T0)
+        request = proc._act_on(uow, decision, message, T0, *extra)
         assert request is not None
         return request.id, request.state
 
