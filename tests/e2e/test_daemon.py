@@ -322,3 +322,20 @@ def test_backlog_of_a_thousand_messages_is_drained(env: DaemonEnv) -> None:
     assert len(env.replies()) == 1000  # 4 per sender: under the hourly limit
     assert env.sql("select count(*) from outbox where state <> 'sent'") == [(0,)]
     print(f"drained 1000 messages in {elapsed:.1f}s")
+
+
+def test_english_request_gets_an_english_reply(env: DaemonEnv) -> None:
+    body = (
+        "Dear Forus support,\r\n\r\nCould you please reset the two-factor authentication "
+        "for one of our residents? We will send the details of the account later.\r\n\r\n"
+        "Kind regards,\r\nJan de Vries\r\n"
+    )
+    env.deliver(env.request(body, subject="2FA reset request"))
+    env.run_once()
+    [reply] = env.replies()
+    assert reply["X-Reset-Mailbot"] == "incomplete"
+    assert reply.is_multipart()
+    plain = next(p for p in reply.walk() if p.get_content_type() == "text/plain")
+    words = plain.get_payload(decode=True).decode()
+    assert "Thank you for your request" in words
+    assert env.sql("select language from requests") == [("en",)]

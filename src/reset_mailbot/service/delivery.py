@@ -18,6 +18,7 @@ from reset_mailbot.adapters.db.schema import Request, utcnow
 from reset_mailbot.adapters.executors.base import ExecutionResult, ExecutionStatus, Executor
 from reset_mailbot.adapters.smtp import SmtpError, SmtpPermanentError, SmtpSender
 from reset_mailbot.domain.replies import ReplyKind
+from reset_mailbot.domain.reply_templates import ReplyTemplates
 from reset_mailbot.domain.request_state import RequestState
 from reset_mailbot.logs import get_logger
 from reset_mailbot.service.failpoints import failpoint
@@ -34,6 +35,7 @@ class OutboxWorker:
     sender: SmtpSender
     support_address: str
     clock: Callable[[], datetime] = utcnow
+    on_result: Callable[[str, str], None] | None = None  # (kind, sent|retry|failed): metrics
 
     def run_due(self, limit: int = 20) -> int:
         """Send every due reply once; returns how many were attempted."""
@@ -84,26 +86,30 @@ class OutboxWorker:
 
 
 def queue_outcome_reply(
-    store_uow: UnitOfWork, request: Request, support_address: str, now: datetime
+    store_uow: UnitOfWork, request: Request, support_address: str, now: datetime,
+    templates: ReplyTemplates | None = None,
 ) -> None:
-    """After a request reached a final state, tell the municipality (nothing otherwise)."""
+    """After a request reached a final state, tell the municipality (nothing otherwise).
+
+    `templates`: the configured rule set's reply templates (None: the packaged ones).
+    """
     if request.state == RequestState.EXECUTED:
         data = reply_data_for_request(request, executed_at=request.executed_at or now,
                                       approved_by=request.approved_by)
         queue_reply(store_uow, ReplyKind.CONFIRMATION, data, support_address=support_address,
-                    now=now, request=request)
+                    now=now, request=request, templates=templates)
     elif request.state == RequestState.EXECUTION_FAILED:
         # a person's reason (`requests failed`) is shown; an executor's detail is not
         reason = request.result_detail if request.result_code == MANUAL_FAILED_CODE else None
         data = reply_data_for_request(request, failure_code=request.result_code,
                                       failure_reason=reason)
         queue_reply(store_uow, ReplyKind.FAILED, data, support_address=support_address,
-                    now=now, request=request)
+                    now=now, request=request, templates=templates)
     elif request.state == RequestState.DENIED:
         data = reply_data_for_request(request, denial_reason=request.result_detail,
                                       denied_by=request.denied_by)
         queue_reply(store_uow, ReplyKind.DENIED, data, support_address=support_address,
-                    now=now, request=request)
+                    now=now, request=request, templates=templates)
 
 
 @dataclass
@@ -113,6 +119,8 @@ class ExecutionWorker:
     support_address: str
     max_attempts: int = 10
     clock: Callable[[], datetime] = utcnow
+    templates: ReplyTemplates | None = None
+    on_result: Callable[[str, str], None] | None = None  # (status, code): metrics
 
     def run_due(self, limit: int = 5, *, request_id: str | None = None) -> int:
         """Run every due execution once (or only `request_id`'s); returns how many ran."""
@@ -138,7 +146,7 @@ class ExecutionWorker:
             with self.store.unit_of_work() as uow:
                 execution = uow.record_execution_result(claim.id, result, now=now)
                 request = execution.request
-                queue_outcome_reply(uow, request, self.support_address, now)
+                queue_outcome_reply(uow, request, self.support_address, now, self.templates)
                 state = request.state
             event = {
                 ExecutionStatus.SUCCEEDED: "reset_executed",
@@ -153,4 +161,6 @@ class ExecutionWorker:
                 code=result.code, detail=result.detail[:300], request_state=state,
                 account_email=claim.account_email,
             )
+            if self.on_result is not None:
+                self.on_result(result.status.value, result.code)
         return len(claims)

@@ -29,6 +29,7 @@ from reset_mailbot.adapters.db.repository import (
 from reset_mailbot.adapters.db.schema import Message, Request, utcnow
 from reset_mailbot.adapters.imap import Mailbox
 from reset_mailbot.domain.decision import DecisionContext, decide_parsed
+from reset_mailbot.domain.language import message_language
 from reset_mailbot.domain.message import ParsedMessage, parse_message
 from reset_mailbot.domain.models import Decision
 from reset_mailbot.domain.reasons import Outcome, ReasonCode
@@ -105,7 +106,7 @@ class InboxProcessor:
         policy: InboxPolicy,
         *,
         clock: Callable[[], datetime] = utcnow,
-        on_decision: Callable[[Decision], None] | None = None,
+        on_decision: Callable[[Decision, float | None], None] | None = None,
     ) -> None:
         self.store = store
         self.context = context
@@ -236,7 +237,7 @@ class InboxProcessor:
                 )
             except DuplicateMessage as dup:  # a concurrent worker was faster
                 return self._duplicate(uow, parsed, dup.existing, uid=uid, now=now)
-            request = self._act_on(uow, decision, message, now)
+            request = self._act_on(uow, decision, message, now, parsed)
             message_pk = message.id
         latency = (self.clock() - started).total_seconds()
         if stats is not None:
@@ -264,8 +265,8 @@ class InboxProcessor:
                 "auth_rejected", message_id=decision.message_id,
                 reasons=[r.value for r in decision.reasons], sender=decision.sender.address,
             )
-        if self.on_decision is not None:
-            self.on_decision(decision)
+        if self.on_decision is not None:  # metrics: outcome, reasons, latency
+            self.on_decision(decision, latency)
         return folder_for(decision.outcome.value, decision.reply), message_pk
 
     def _duplicate(
@@ -287,22 +288,26 @@ class InboxProcessor:
         return PROCESSED, None
 
     def _act_on(
-        self, uow: UnitOfWork, decision: Decision, message: Message, now: datetime
+        self, uow: UnitOfWork, decision: Decision, message: Message, now: datetime,
+        parsed: ParsedMessage,
     ) -> Request | None:
         """Everything a decision leads to, inside the decision's transaction."""
         if decision.outcome in (Outcome.COMPLETE, Outcome.INCOMPLETE):
-            return self._act_on_request(uow, decision, message, now)
+            return self._act_on_request(uow, decision, message, now, parsed)
         kind = _reply_kind_for_rejection(decision)
         if kind is not None:
             queue_reply(
                 uow, kind, ReplyData.from_decision(decision),
                 support_address=self.policy.support_address, now=now, message=message,
                 max_per_hour=self.policy.max_replies_per_sender_per_hour,
+                language=message_language(parsed, self.context.rules.extraction),
+                templates=self.context.rules.templates,
             )
         return None
 
     def _act_on_request(
-        self, uow: UnitOfWork, decision: Decision, message: Message, now: datetime
+        self, uow: UnitOfWork, decision: Decision, message: Message, now: datetime,
+        parsed: ParsedMessage,
     ) -> Request:
         sender = decision.sender.address or ""
         thread = [decision.in_reply_to, *decision.references]
@@ -310,12 +315,15 @@ class InboxProcessor:
         if request is not None:
             uow.merge_into_request(request, decision, message, now=now)
         else:
-            request = uow.create_request(decision, message, now=now)
+            # replies follow the language of the request that started it (Dutch on doubt)
+            language = message_language(parsed, self.context.rules.extraction)
+            request = uow.create_request(decision, message, now=now, language=language)
         if request.state == RequestState.INCOMPLETE:
             queue_reply(
                 uow, ReplyKind.INCOMPLETE, reply_data_for_request(request, decision),
                 support_address=self.policy.support_address, now=now, request=request,
                 message=message, max_per_hour=self.policy.max_replies_per_sender_per_hour,
+                templates=self.context.rules.templates,
             )
             return request
         # complete: the two-working-day clock starts, then the gate or the executor
@@ -360,6 +368,8 @@ class InboxProcessor:
             pk = message.id
         log.warning("decision", message_key=key, uid=uid, outcome="rejected",
                     reasons=["oversize"], reply=False, size=size)
+        if self.on_decision is not None:
+            self.on_decision(decision, None)
         return QUARANTINE, pk
 
     def _record_failure(
