@@ -157,3 +157,19 @@ def test_refusals(store: Store, processor: InboxProcessor,
     pk = arrive(processor, monkeypatch, decision(Outcome.COMPLETE))
     with pytest.raises(reprocess.ReprocessRefused, match="reprocessing could act on it twice"):
         reprocess.reprocess_message(store, processor, pk, actor="tester")
+
+
+def test_deferred_message_in_the_inbox_belongs_to_the_daemon(
+    store: Store, processor: InboxProcessor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pk = arrive(processor, monkeypatch,
+                decision(Outcome.DEFERRED, reasons=(ReasonCode.DNS_TEMPORARY_FAILURE,)))
+    decide_as(monkeypatch, decision(Outcome.COMPLETE))
+    with pytest.raises(reprocess.ReprocessRefused, match="still in the inbox"):
+        reprocess.reprocess_message(store, processor, pk, actor="tester")
+    with store.unit_of_work() as uow:  # someone filed it by hand
+        uow.mark_message_moved(pk, "Quarantine", now=T0)
+    result = reprocess.reprocess_message(store, processor, pk, actor="tester")
+    assert (result.previous_outcome, result.outcome, result.acted) == (
+        "deferred", "complete", True)
+    assert count(store, Execution) == 1

@@ -24,7 +24,11 @@ The rule, chosen so that reprocessing can never act twice:
    and got past `incomplete` (the municipality probably sent it again and it was handled).
 6. **Race-free.** The checks are made again inside the writing transaction, with the message
    and request rows locked (PostgreSQL `FOR UPDATE`; SQLite's write lock), and refused if
-   the message was decided by someone else in between.
+   the message was decided by someone else in between. A deferred or failed message that is
+   still in the inbox belongs to the daemon, which decides it again by itself: refused, so
+   the two never decide the same message at the same time. Should the daemon merge a
+   follow-up into the same request meanwhile, the request still has one execution: its
+   idempotency key is derived from the request id and unique.
 
 Every reprocess is audited (`message_reprocessed`, with the operator, the previous and the new
 outcome) and logged. The IMAP copy is not moved: it stays in the folder it was filed in.
@@ -41,7 +45,7 @@ from sqlalchemy import func, select
 from reset_mailbot.adapters.db.repository import Store, UnitOfWork
 from reset_mailbot.adapters.db.schema import Message, Request
 from reset_mailbot.domain.decision import decide_parsed
-from reset_mailbot.domain.message import parse_message
+from reset_mailbot.domain.message import ParsedMessage, parse_message
 from reset_mailbot.domain.models import Decision, ResetRequest
 from reset_mailbot.domain.reasons import Outcome
 from reset_mailbot.domain.request_state import RequestState, merge_items
@@ -105,6 +109,10 @@ def refusal(message: Message) -> str | None:
     if not failed and message.outcome not in REPROCESSABLE_OUTCOMES:
         return (f"message {message.id} is {message.outcome}: only deferred, rejected, "
                 "incomplete, ignored or failed messages can be reprocessed")
+    daemons = failed or message.outcome == Outcome.DEFERRED.value
+    if daemons and message.folder_moved_to is None and message.uid is not None:
+        return (f"message {message.id} is still in the inbox: the daemon decides it again "
+                "by itself; reprocess it once it has been filed")
     if message.raw is None:
         if message.raw_purged_at is not None:
             return (f"message {message.id}: its raw bytes were deleted by retention on "
@@ -204,9 +212,10 @@ def reprocess_message(
             pass  # rule 4
         elif request is not None:
             if decision.outcome in (Outcome.COMPLETE, Outcome.INCOMPLETE):
-                acted = _merge_into_own_request(uow, processor, request, decision, message, now)
+                acted = _merge_into_own_request(uow, processor, request, decision, message, now,
+                                                parsed)
         else:
-            request = processor._act_on(uow, decision, message, now)
+            request = processor._act_on(uow, decision, message, now, parsed)
             acted = True
         uow.audit(
             "message_reprocessed", message=message, request=request, actor=actor, now=now,
@@ -237,6 +246,7 @@ def _merge_into_own_request(
     decision: Decision,
     message: Message,
     now: datetime,
+    parsed: ParsedMessage,
 ) -> bool:
     """Rule 3: merge into the message's own incomplete request; True when it became complete."""
     sender = (decision.sender.address or "").strip().lower()
@@ -254,7 +264,7 @@ def _merge_into_own_request(
     threaded = decision.model_copy(
         update={"references": [*decision.references, message.message_id]}
     )
-    merged = processor._act_on(uow, threaded, message, now)
+    merged = processor._act_on(uow, threaded, message, now, parsed)
     if merged is None or merged.id != request.id:
         raise ReprocessRefused(f"message {message.id}: could not merge into {request.id}")
     return True

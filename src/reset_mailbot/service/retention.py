@@ -133,7 +133,10 @@ def scrub(value: Any, key: str | None = None) -> Any:
         if "@" in value and _EMAIL_RE.fullmatch(value.strip()):
             return anonymise_address(value)
         return ANONYMISED if value else value
-    return anonymise_text(value) if "@" in value else value
+    if "@" in value and _EMAIL_RE.search(value):
+        # an address under a key we do not know: the text around it may be a name
+        return anonymise_address(value) if _EMAIL_RE.fullmatch(value.strip()) else ANONYMISED
+    return value
 
 
 def scrub_decision(decision: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -215,7 +218,7 @@ def _purge(
         request.account_email = anonymise_address(request.account_email)
         request.case_reference = ANONYMISED if request.case_reference else None
         request.evidence = scrub(request.evidence or [])
-        request.result_detail = anonymise_text(request.result_detail)
+        request.result_detail = ANONYMISED if request.result_detail else None  # free text
         request.approved_by = ANONYMISED if request.approved_by else None
         request.denied_by = ANONYMISED if request.denied_by else None
         request.anonymised_at = now
@@ -279,7 +282,7 @@ def _anonymise_rows(
             select(Execution).where(Execution.request_id == request_id)
         ))
         for execution in executions:
-            execution.detail = anonymise_text(execution.detail)
+            execution.detail = ANONYMISED if execution.detail else None  # executor free text
 
     # The audit rows: the explicit Core UPDATE the repository reserves for retention.
     session.flush()
