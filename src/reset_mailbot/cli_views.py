@@ -35,6 +35,7 @@ from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.exc import OperationalError
 
@@ -132,6 +133,8 @@ class _Ctx:
 
 
 def _console() -> Console:
+    """Tables only; cells with data from mail are `escape`d (a From header like `[/x]` would
+    otherwise be read as markup)."""
     # Piped output (tests, `| less`, tickets) gets wide lines instead of wrapped cells.
     return Console(width=None if sys.stdout.isatty() else 200, highlight=False)
 
@@ -245,8 +248,8 @@ def requests_list(
     for row, request in zip(data, rows, strict=True):
         deadline = ctx.local(request.deadline_at)
         table.add_row(
-            row["id"], ctx.local(request.created_at), row["municipality"] or "-",
-            row["sender"] or "-", row["account_email"] or "-", row["state"],
+            row["id"], ctx.local(request.created_at), escape(row["municipality"] or "-"),
+            escape(row["sender"] or "-"), escape(row["account_email"] or "-"), row["state"],
             f"[red]{deadline} overdue[/red]" if row["overdue"] else deadline,
             _age(ctx.now - request.created_at),
         )
@@ -519,7 +522,7 @@ def messages_list(
         table.add_column(column, no_wrap=True)
     for row, message in zip(data, rows, strict=True):
         table.add_row(
-            str(row["id"]), ctx.local(message.received_at), row["sender"] or "-",
+            str(row["id"]), ctx.local(message.received_at), escape(row["sender"] or "-"),
             row["outcome"] or "[red]error[/red]", ", ".join(row["reasons"]) or "-",
             row["request_id"] or "-", row["folder"] or "-",
         )
