@@ -4,6 +4,10 @@ Jobs (APScheduler 3, BackgroundScheduler, all `max_instances=1, coalesce=True`):
 - `poll`: decide and file every message in the inbox; also the safety net behind IDLE.
 - `outbox`: send due replies; retries with capped backoff.
 - `executions`: run due resets; retries with capped backoff.
+- `sla`: flag requests near or past their deadline, once each, and queue the notice (sla.py).
+- `metrics`: refresh the database gauges (metrics.py); `/metrics` and `/healthz` are served on
+  `[metrics] listen` while the daemon runs.
+- `retention`: daily purge (retention.py).
 The IDLE watcher keeps its own IMAP connection and, when the server announces new mail, moves
 the `poll` job's next run to now; polling every `poll_interval_seconds` goes on regardless.
 SIGTERM/SIGINT set a stop flag: the poll finishes the message in hand, the scheduler waits for
@@ -22,14 +26,26 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from reset_mailbot import bootstrap
 from reset_mailbot.adapters.db.migrate import ensure_schema
 from reset_mailbot.adapters.imap import Mailbox, MailboxAuthError, MailboxError, backoff_delay
-from reset_mailbot.config import Config, DatabaseSettings, ExecutorSettings
+from reset_mailbot.config import (
+    Config,
+    DatabaseSettings,
+    ExecutorSettings,
+    MetricsSettings,
+    RetentionSettings,
+    SlaSettings,
+)
 from reset_mailbot.logs import get_logger
 from reset_mailbot.service.delivery import ExecutionWorker, OutboxWorker
 from reset_mailbot.service.inbox import InboxProcessor, PollStats
+from reset_mailbot.service.metrics import Metrics, MetricsServer, parse_listen
+from reset_mailbot.service.sla import SlaReport, check_sla
 
 log = get_logger("reset_mailbot.daemon")
 
 DELIVERY_INTERVAL_SECONDS = 15.0
+SLA_INTERVAL_SECONDS = 300.0
+METRICS_INTERVAL_SECONDS = 15.0
+RETENTION_INTERVAL_SECONDS = 24 * 3600.0
 
 
 @dataclass
@@ -46,6 +62,7 @@ class OnceReport:
     poll: PollStats = field(default_factory=PollStats)
     executions: int = 0
     replies: int = 0
+    sla: SlaReport | None = None
 
 
 class Daemon:
@@ -56,12 +73,19 @@ class Daemon:
         database = config.get(DatabaseSettings)
         self.store = bootstrap.build_store(config)
         ensure_schema(self.store.engine, auto_upgrade=database.auto_upgrade)
+        self.health = Health()
+        self.metrics = Metrics(
+            poll_interval_seconds=config.mailbox.poll_interval_seconds,
+            last_successful_poll=lambda: self.health.last_successful_poll,
+        )
+        self.metrics_server: MetricsServer | None = None
         self.processor = InboxProcessor(
             self.store, bootstrap.build_decision_context(config),
-            bootstrap.build_inbox_policy(config),
+            bootstrap.build_inbox_policy(config), on_decision=self.metrics.observe_decision,
         )
         self.mailbox = bootstrap.build_mailbox(config)
         self.outbox = OutboxWorker(self.store, bootstrap.build_smtp(config), config.mailbox.address)
+        self.outbox.on_result = self.metrics.observe_reply
         executor = bootstrap.build_executor(config)
         self.executions = (
             ExecutionWorker(
@@ -71,8 +95,9 @@ class Daemon:
             if executor is not None
             else None
         )
+        if self.executions is not None:
+            self.executions.on_result = self.metrics.observe_execution
         self.stop = threading.Event()
-        self.health = Health()
         self.scheduler: BackgroundScheduler | None = None
         self._folders_ready = False
 
@@ -90,6 +115,7 @@ class Daemon:
             stats = self.processor.process_mailbox(self.mailbox, self.stop)
         except MailboxError as exc:
             self.health.consecutive_failures += 1
+            self.metrics.observe_poll(False)
             self.mailbox.close()
             delay = backoff_delay(self.health.consecutive_failures - 1, base=2.0, cap=300.0)
             log.warning(
@@ -104,6 +130,7 @@ class Daemon:
         self.health.consecutive_failures = 0
         self.health.last_successful_poll = datetime.now(UTC)
         self.health.polls += 1
+        self.metrics.observe_poll(True, stats.errors)
         log.info("poll_done", seen=stats.seen, decided=stats.decided, moved=stats.moved,
                  skipped=stats.skipped, errors=stats.errors)
         if stats.decided:
@@ -136,6 +163,49 @@ class Daemon:
             self._wake("outbox")  # confirmations were queued
         return ran
 
+    def check_sla(self) -> SlaReport | None:
+        """Flag requests near or past their deadline (once each); wake the outbox for notices."""
+        try:
+            report = check_sla(self.store, self.config.get(SlaSettings), datetime.now(UTC),
+                               from_address=self.config.mailbox.address)
+        except Exception as exc:  # the database went away: the next run tries again
+            log.error("job_failed", job="sla", error=f"{type(exc).__name__}: {exc}"[:300])
+            return None
+        self.metrics.observe_sla(report.warned, report.breached)
+        if report.notices:
+            self._wake("outbox")
+        return report
+
+    def refresh_metrics(self) -> None:
+        try:
+            self.metrics.refresh_from_db(self.store)
+        except Exception as exc:
+            log.error("job_failed", job="metrics", error=f"{type(exc).__name__}: {exc}"[:300])
+
+    def purge(self) -> None:
+        """The daily retention run (service.retention, when present in this version)."""
+        try:
+            from reset_mailbot.service import retention
+        except ImportError:
+            return
+        try:
+            retention.purge(self.store, self.config.get(RetentionSettings), datetime.now(UTC))
+        except Exception as exc:
+            log.error("job_failed", job="retention", error=f"{type(exc).__name__}: {exc}"[:300])
+
+    def _start_metrics_server(self) -> None:
+        """Serve /metrics and /healthz; a busy port is logged, never fatal to the daemon."""
+        value = self.config.get(MetricsSettings).listen
+        try:
+            listen = parse_listen(value)
+            if listen is None:
+                return
+            self.metrics_server = MetricsServer(self.metrics, *listen).start()
+        except (OSError, ValueError) as exc:
+            log.error("metrics_unavailable", listen=value, error=str(exc))
+            return
+        log.info("metrics_listening", host=listen[0], port=self.metrics_server.port)
+
     # ----------------------------------------------------------------- modes
 
     def run_once(self) -> OnceReport:
@@ -147,6 +217,7 @@ class Daemon:
             report.poll = self.processor.process_mailbox(self.mailbox, self.stop)
         finally:
             self.mailbox.close()
+        report.sla = self.check_sla()
         # Each round claims what is due now; a claimed row is either finished or rescheduled
         # into the future, so the loop ends once nothing is due any more.
         while True:
@@ -168,6 +239,12 @@ class Daemon:
                           id="outbox", next_run_time=now, **common)
         scheduler.add_job(self.execute, "interval", seconds=DELIVERY_INTERVAL_SECONDS,
                           id="executions", next_run_time=now, **common)
+        scheduler.add_job(self.check_sla, "interval", seconds=SLA_INTERVAL_SECONDS, id="sla",
+                          next_run_time=now, **common)
+        scheduler.add_job(self.refresh_metrics, "interval", seconds=METRICS_INTERVAL_SECONDS,
+                          id="metrics", next_run_time=now, **common)
+        scheduler.add_job(self.purge, "interval", seconds=RETENTION_INTERVAL_SECONDS,
+                          id="retention", next_run_time=now + timedelta(minutes=1), **common)
         self.scheduler = scheduler
         watcher = None
         if self.config.mailbox.idle:
@@ -175,6 +252,7 @@ class Daemon:
         self._install_signal_handlers()
         log.info("daemon_started", poll_interval_seconds=poll_every, idle=bool(watcher),
                  executor=self.config.get(ExecutorSettings).kind)
+        self._start_metrics_server()
         scheduler.start()
         if watcher is not None:
             watcher.start()
@@ -184,6 +262,8 @@ class Daemon:
         finally:
             log.info("daemon_stopping")
             scheduler.shutdown(wait=True)
+            if self.metrics_server is not None:
+                self.metrics_server.stop()
             if watcher is not None:
                 watcher.join(timeout=5)
             self.mailbox.close()
