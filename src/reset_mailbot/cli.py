@@ -224,16 +224,11 @@ def demo(
 
 
 def _register_command_modules() -> None:
-    """Import the modules that add commands to the groups (each optional while being built)."""
+    """Import the modules that add commands to the groups (kept apart: one concern each)."""
     import importlib
 
     for name in ("cli_actions", "cli_views", "cli_ops"):
-        try:
-            module = importlib.import_module(f"reset_mailbot.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"reset_mailbot.{name}":
-                raise
-            continue
+        module = importlib.import_module(f"reset_mailbot.{name}")
         # A module's own top-level commands (e.g. `stats`, `purge`) live on its `top_level`.
         top_level = getattr(module, "top_level", None)
         if top_level is not None:

@@ -91,6 +91,7 @@ class Daemon:
             ExecutionWorker(
                 self.store, executor, config.mailbox.address,
                 max_attempts=config.get(ExecutorSettings).max_attempts,
+                templates=self.processor.context.rules.templates,
             )
             if executor is not None
             else None
@@ -183,11 +184,9 @@ class Daemon:
             log.error("job_failed", job="metrics", error=f"{type(exc).__name__}: {exc}"[:300])
 
     def purge(self) -> None:
-        """The daily retention run (service.retention, when present in this version)."""
-        try:
-            from reset_mailbot.service import retention
-        except ImportError:
-            return
+        """The daily retention run (AVG/GDPR): raw bytes and then personal data age out."""
+        from reset_mailbot.service import retention
+
         try:
             retention.purge(self.store, self.config.get(RetentionSettings), datetime.now(UTC))
         except Exception as exc:
