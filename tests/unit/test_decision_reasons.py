@@ -412,7 +412,7 @@ def test_hundreds_of_signatures_are_bounded(rules, signer) -> None:
     context = DecisionContext(rules, dict_lookup(signer.zone, calls=calls), SUPPORT)
     start = time.monotonic()
     decision = decide(junk * 900 + base, context)
-    assert time.monotonic() - start < 5
+    assert time.monotonic() - start < 30  # hang guard; the call count below is the real check
     assert_rejected(decision, ReasonCode.DKIM_INVALID, reply=False)
     assert len(calls) == MAX_SIGNATURES
     assert len(decision.authentication.signatures) == MAX_SIGNATURES

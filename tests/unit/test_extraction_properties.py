@@ -17,6 +17,8 @@ from tests.unit.extraction_helpers import SENDER, SUPPORT, shipped_rules
 EXCLUDED = frozenset({SENDER, SUPPORT})
 
 
+HANG_SECONDS = 15.0
+
 def _extract_unguarded(raw: bytes) -> None:
     """extract_request without its last-resort guard, so a bug shows up here as an error."""
     message = parse_message(raw)
@@ -84,7 +86,9 @@ HOSTILE = {
 def test_hostile_text_is_fast(name: str) -> None:
     start = time.perf_counter()
     extract_text(HOSTILE[name], shipped_rules(), EXCLUDED)
-    assert time.perf_counter() - start < 1.0, name
+    # a hang guard, not a speed target (bench/ measures speed): catastrophic backtracking
+    # takes minutes, so a generous bound stays meaningful on a loaded CI machine
+    assert time.perf_counter() - start < HANG_SECONDS, name
 
 
 def test_hostile_two_megabyte_message_is_fast() -> None:
@@ -95,4 +99,4 @@ def test_hostile_two_megabyte_message_is_fast() -> None:
     message = parse_message(raw)
     start = time.perf_counter()
     extract_request(message, shipped_rules(), EXCLUDED)
-    assert time.perf_counter() - start < 2.0
+    assert time.perf_counter() - start < HANG_SECONDS
