@@ -16,8 +16,8 @@ from tests.unit.extraction_helpers import SENDER, SUPPORT, shipped_rules
 
 EXCLUDED = frozenset({SENDER, SUPPORT})
 
-
 HANG_SECONDS = 15.0
+
 
 def _extract_unguarded(raw: bytes) -> None:
     """extract_request without its last-resort guard, so a bug shows up here as an error."""
