@@ -292,7 +292,9 @@ def _assemble(headers: Iterable[tuple[str, str]], body: bytes) -> bytes:
 def _qp(text: str) -> str:
     import quopri
 
-    return quopri.encodestring(text.encode("utf-8")).decode("ascii").replace("\n", "\r\n")
+    text = text.replace("\r\n", "\n")  # CRLF in, CRLF out (never CR CR LF)
+    encoded = quopri.encodestring(text.encode("utf-8")).decode("ascii")
+    return encoded.replace("\r\n", "\n").replace("\n", "\r\n")
 
 
 def outlook_message(
