@@ -303,27 +303,18 @@ class UnitOfWork:
         place; its `attempts` counts the decisions.
         """
         now = self._now(now)
-        existing = self.get_message_by_key(decision.message_key)
-        if existing is not None and not self.may_decide_again(existing):
-            raise DuplicateMessage(existing)
-        message = existing or Message(message_key=decision.message_key, attempts=0)
-        message.message_id = decision.message_id
-        message.mailbox = mailbox
-        message.uidvalidity = uidvalidity
-        message.uid = uid
-        message.size = size if size is not None else (len(raw) if raw is not None else None)
-        message.sha256 = sha256
-        message.raw = raw
+        message, is_new = self._row_for_attempt(
+            decision.message_key, decision.message_id, raw=raw, sha256=sha256, size=size,
+            mailbox=mailbox, uidvalidity=uidvalidity, uid=uid, received_at=received_at, now=now,
+        )
         message.sender = decision.sender.address
         message.subject = decision.subject
-        message.received_at = received_at or message.received_at or now
         message.decided_at = now
-        message.attempts += 1
         message.outcome = decision.outcome.value
         message.reasons = [reason.value for reason in decision.reasons]
         message.decision = decision.model_dump(mode="json")
         message.error = None
-        self._insert_unique(message, is_new=existing is None)
+        self._insert_unique(message, is_new=is_new)
         self.audit(
             "message_decided",
             message=message,
@@ -359,6 +350,40 @@ class UnitOfWork:
         DuplicateMessage when the key already carries a decision.
         """
         now = self._now(now)
+        message, is_new = self._row_for_attempt(
+            message_key, message_id, raw=raw, sha256=sha256, size=size, mailbox=mailbox,
+            uidvalidity=uidvalidity, uid=uid, received_at=received_at, now=now,
+        )
+        message.outcome = None
+        message.reasons = list(reasons)
+        message.error = error
+        self._insert_unique(message, is_new=is_new)
+        self.audit(
+            "message_failed",
+            message=message,
+            now=now,
+            data={"message_key": message_key, "error": error, "reasons": list(reasons)},
+        )
+        return message
+
+    def _row_for_attempt(
+        self,
+        message_key: str,
+        message_id: str | None,
+        *,
+        raw: bytes | None,
+        sha256: str | None,
+        size: int | None,
+        mailbox: str | None,
+        uidvalidity: int | None,
+        uid: int | None,
+        received_at: datetime | None,
+        now: datetime,
+    ) -> tuple[Message, bool]:
+        """The row one more decision attempt is written to (new, or a re-decidable one).
+
+        Raises DuplicateMessage when the key already carries a final decision.
+        """
         existing = self.get_message_by_key(message_key)
         if existing is not None and not self.may_decide_again(existing):
             raise DuplicateMessage(existing)
@@ -372,17 +397,7 @@ class UnitOfWork:
         message.raw = raw
         message.received_at = received_at or message.received_at or now
         message.attempts += 1
-        message.outcome = None
-        message.reasons = list(reasons)
-        message.error = error
-        self._insert_unique(message, is_new=existing is None)
-        self.audit(
-            "message_failed",
-            message=message,
-            now=now,
-            data={"message_key": message_key, "error": error, "reasons": list(reasons)},
-        )
-        return message
+        return message, existing is None
 
     def _insert_unique(self, message: Message, *, is_new: bool) -> None:
         if not is_new:
