@@ -9,6 +9,7 @@ request), 2 configuration problems.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -92,6 +93,18 @@ def approve(request_id: RequestId, by: By, config: ConfigOption = None) -> None:
     _print(outcome)
 
 
+def _act(config: Path | None, action: Callable[[Config, Store], ActionOutcome]) -> None:
+    """Run one state-changing action: refusals are one line and exit 1; always dispose."""
+    cfg, store = _setup(config)
+    try:
+        outcome = action(cfg, store)
+    except ActionRefused as exc:
+        raise _error(str(exc), 1) from None
+    finally:
+        store.engine.dispose()
+    _print(outcome)
+
+
 @requests_app.command("deny")
 def deny(
     request_id: RequestId,
@@ -100,16 +113,9 @@ def deny(
     config: ConfigOption = None,
 ) -> None:
     """Deny a request waiting for approval; the municipality receives the reason."""
-    cfg, store = _setup(config)
-    try:
-        outcome = actions.deny(
-            store, request_id, by=by, reason=reason, support_address=cfg.mailbox.address
-        )
-    except ActionRefused as exc:
-        raise _error(str(exc), 1) from None
-    finally:
-        store.engine.dispose()
-    _print(outcome)
+    _act(config, lambda cfg, store: actions.deny(
+        store, request_id, by=by, reason=reason, support_address=cfg.mailbox.address
+    ))
 
 
 @requests_app.command("done")
@@ -120,16 +126,9 @@ def done(
     config: ConfigOption = None,
 ) -> None:
     """Record that you reset 2FA in the Forus back office; the confirmation is queued."""
-    cfg, store = _setup(config)
-    try:
-        outcome = actions.mark_done(
-            store, request_id, by=by, note=note, support_address=cfg.mailbox.address
-        )
-    except ActionRefused as exc:
-        raise _error(str(exc), 1) from None
-    finally:
-        store.engine.dispose()
-    _print(outcome)
+    _act(config, lambda cfg, store: actions.mark_done(
+        store, request_id, by=by, note=note, support_address=cfg.mailbox.address
+    ))
 
 
 @requests_app.command("failed")
@@ -140,16 +139,9 @@ def failed(
     config: ConfigOption = None,
 ) -> None:
     """Record that the manual reset could not be done; the municipality receives the reason."""
-    cfg, store = _setup(config)
-    try:
-        outcome = actions.mark_failed(
-            store, request_id, by=by, reason=reason, support_address=cfg.mailbox.address
-        )
-    except ActionRefused as exc:
-        raise _error(str(exc), 1) from None
-    finally:
-        store.engine.dispose()
-    _print(outcome)
+    _act(config, lambda cfg, store: actions.mark_failed(
+        store, request_id, by=by, reason=reason, support_address=cfg.mailbox.address
+    ))
 
 
 @requests_app.command("dry-run")
