@@ -26,8 +26,10 @@ lint: venv
 test: venv test-deps lint
 	$(BIN)/pytest
 
+# make demo DEMO_EXECUTOR=forus-db (or manual): the same loop with another [executor] kind
+DEMO_EXECUTOR ?= http
 demo: venv test-deps
-	$(BIN)/reset-mailbot demo
+	$(BIN)/reset-mailbot demo --executor $(DEMO_EXECUTOR)
 
 bench: venv
 	$(BIN)/python bench/check_throughput.py

@@ -205,6 +205,10 @@ def demo(
         typer.Option("--check-only", help="Only decide the shipped samples (no services)"),
     ] = False,
     keep: Annotated[bool, typer.Option("--keep", help="Keep the state dir and logs")] = False,
+    executor: Annotated[
+        str,
+        typer.Option("--executor", help="[executor] kind for the demo: http, manual, forus-db"),
+    ] = "http",
 ) -> None:
     """The whole loop against throwaway Dovecot, SMTP, DNS and executor (from a checkout)."""
     configure_logging("warning")
@@ -216,7 +220,9 @@ def demo(
     from reset_mailbot.demo_loop import DemoUnavailable, run_loop_demo
 
     try:
-        run_loop_demo(keep=keep)
+        if executor not in {"http", "manual", "forus-db"}:
+            fail(f"--executor must be http, manual or forus-db, not {executor!r}")
+        run_loop_demo(keep=keep, executor=executor)
     except DemoUnavailable as exc:
         fail(str(exc))
     except KeyboardInterrupt:

@@ -325,6 +325,10 @@ class DemoEnvironment:
     executor_url: str = ""
     executor_calls: list[dict[str, Any]] = field(default_factory=list)
     pids: dict[str, int] = field(default_factory=dict)
+    executor_kind: str = "http"  # http | manual | forus-db, as [executor] kind
+    mariadb: Any = None
+    forus_db: Any = None
+    forus_events: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def sink_dir(self) -> Path:
@@ -353,11 +357,28 @@ class DemoEnvironment:
             "timeout_seconds = 10\n"
             "[database]\n"
             f'url = "sqlite:///{self.database}"\nauto_upgrade = true\n'
-            "[executor]\n"
-            f'kind = "http"\nurl = "{self.executor_url}"\ntoken = "{EXECUTOR_TOKEN}"\n'
-            "timeout_seconds = 10\n"
+            "[executor]\n" + self._executor_section() + "timeout_seconds = 10\n"
             "[log]\nlevel = \"warning\"\n"
         )
+
+    def _executor_section(self) -> str:
+        if self.executor_kind == "manual":
+            return 'kind = "manual"\n'
+        if self.executor_kind == "forus-db":
+            return f'kind = "forus-db"\nurl = "{self.forus_db.url}"\n'
+        return f'kind = "http"\nurl = "{self.executor_url}"\ntoken = "{EXECUTOR_TOKEN}"\n'
+
+    def _start_forus_database(self) -> None:
+        """A throwaway MariaDB with the Forus tables; each demo account has an active 2FA."""
+        from tests.harness.mariadb import MariaDbServer
+
+        self.mariadb = MariaDbServer(self.state / "mariadb")
+        self.mariadb.start()
+        self.pids["mariadb"] = self.mariadb.process.pid if self.mariadb.process else 0
+        self.forus_db = self.mariadb.create_forus_database()
+        for account in ACCOUNTS:
+            identity = self.forus_db.add_identity(account)
+            self.forus_db.add_2fa(identity)
 
     def start(self, zone: dict[str, str]) -> None:
         from tests.harness.dovecot import Dovecot
@@ -382,11 +403,14 @@ class DemoEnvironment:
         smtp = self._spawn("smtp", [python, "-m", "reset_mailbot.demo_loop", "serve-smtp",
                                     str(self.sink_dir)])
         self.smtp_port = int(smtp.ready_line.split()[2])
-        executor = self._spawn("executor", [
-            python, "-m", "reset_mailbot.demo_loop", "serve-executor", "--token",
-            EXECUTOR_TOKEN, *ACCOUNTS,
-        ])
-        self.executor_url = executor.ready_line.split()[1]
+        if self.executor_kind == "http":
+            executor = self._spawn("executor", [
+                python, "-m", "reset_mailbot.demo_loop", "serve-executor", "--token",
+                EXECUTOR_TOKEN, *ACCOUNTS,
+            ])
+            self.executor_url = executor.ready_line.split()[1]
+        elif self.executor_kind == "forus-db":
+            self._start_forus_database()
         self.write_config()
 
     def _spawn(self, name: str, argv: list[str]) -> ServiceProcess:
@@ -406,6 +430,15 @@ class DemoEnvironment:
                 if name == "executor":
                     self.executor_calls = [json.loads(line) for line in out.splitlines()
                                            if line.startswith("{")]
+        if self.forus_db is not None:
+            with contextlib.suppress(Exception):
+                self.forus_events = self.forus_db.rows("event_logs")
+            with contextlib.suppress(Exception):
+                self.forus_db.close()
+            self.forus_db = None
+        if self.mariadb is not None:
+            self.mariadb.stop()
+            self.mariadb = None
         if self.dovecot is not None:
             self.dovecot.stop()
             self.dovecot = None
@@ -479,6 +512,7 @@ def collect_rows(env: DemoEnvironment, messages: list[DemoMessage]) -> list[Row]
                 "select request_id, message_id from messages where request_id is not null "
                 "order by id")
         }
+        states = dict(db.execute("select id, state from requests"))
     finally:
         db.close()
     calls: dict[str, list[str]] = {}
@@ -488,6 +522,11 @@ def collect_rows(env: DemoEnvironment, messages: list[DemoMessage]) -> list[Row]
         calls.setdefault(str(body.get("request_id")), []).append(
             f"POST {body.get('email') or body.get('account_email')} -> {call['status']} {answer}"
         )
+    for event in env.forus_events:  # forus-db: the audit row the executor wrote per reset
+        data = event.get("data")
+        data = json.loads(data) if isinstance(data, str | bytes) else (data or {})
+        calls.setdefault(str(data.get("request_id")), []).append(
+            f"forus-db: 2FA deactivated, event_logs #{event['id']}")
     replies: dict[str, list[str]] = {}
     for meta, reply in env.replies():
         to = ", ".join(meta.get("rcpt_tos", []))
@@ -498,7 +537,9 @@ def collect_rows(env: DemoEnvironment, messages: list[DemoMessage]) -> list[Row]
         outcome, reasons, request_id = decided.get(message.message_id, ("(not decided)", [], None))
         executor = "-"
         if request_id is not None and latest_of_request.get(request_id) == message.message_id:
-            executor = "; ".join(calls.get(request_id, [])) or "-"
+            waiting = states.get(request_id, "")
+            executor = "; ".join(calls.get(request_id, [])) or (
+                waiting if waiting.startswith("awaiting") else "-")
         rows.append(Row(message, outcome or "-", ", ".join(reasons) or "-", executor,
                         "; ".join(replies.get(message.message_id, [])) or "none"))
     return rows
@@ -515,7 +556,9 @@ def print_table(console: Console, rows: list[Row]) -> None:
     console.print(table)
 
 
-def run_loop_demo(console: Console | None = None, keep: bool = False) -> None:
+def run_loop_demo(
+    console: Console | None = None, keep: bool = False, executor: str = "http"
+) -> None:
     """Start the services, deliver, run the daemon twice, print the table, stop everything."""
     if console is None:
         console = Console()
@@ -531,7 +574,7 @@ def run_loop_demo(console: Console | None = None, keep: bool = False) -> None:
     state.mkdir(mode=0o755)
     os.chmod(state, 0o755)  # Dovecot's uid-5000 mail processes must enter it
     console.print(f"state: {state}")
-    env = DemoEnvironment(state, repo)
+    env = DemoEnvironment(state, repo, executor_kind=executor)
     ok = False
     try:
         with _terminate_as_interrupt():

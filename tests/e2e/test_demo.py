@@ -94,3 +94,31 @@ def test_check_only_demo_needs_no_services() -> None:
     assert proc.returncode == 0, proc.stderr
     assert "001-utrecht_basic.eml" in proc.stdout
     assert "state:" not in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("executor", "call"),
+    [
+        ("forus-db", "forus-db: 2FA deactivated, event_logs #"),
+        ("manual", "awaiting_manual_reset"),
+    ],
+)
+def test_demo_switches_executor_by_configuration(executor: str, call: str) -> None:
+    proc = subprocess.run([CLI, "demo", "--executor", executor], capture_output=True, text=True,
+                          env=ENV, timeout=180, check=False)
+    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
+    rows = table_rows(proc.stdout)
+    for label in ("complete request (Outlook)", "follow-up completing it"):
+        assert rows[label][1] == "complete"
+        assert rows[label][3].startswith(call), rows[label]
+    confirmation = rows["complete request (Outlook)"][4]
+    if executor == "manual":  # a person resets first; `requests done` queues the confirmation
+        assert confirmation == "none"
+    else:
+        assert confirmation == "confirmation -> j.devries@utrecht.nl"
+    state = re.search(r"^state: (\S+)$", proc.stdout, re.M)
+    services = re.search(r"^services: (.+)$", proc.stdout, re.M)
+    assert state and services
+    pids = [int(p) for p in re.findall(r"pid (\d+)", services.group(1))]
+    assert [p for p in pids if process_running(p)] == []
+    assert processes_mentioning(state.group(1)) == []
