@@ -238,36 +238,10 @@ class ForusDbExecutor:
             )
 
     def _reset(self, conn: sa.Connection, job: ExecutionJob) -> ExecutionResult:
-        email = job.account_email.strip()
-        candidates = conn.execute(
-            sa.text(
-                "SELECT identity_address, email FROM identity_emails"
-                " WHERE email = :email AND `primary` = 1 AND deleted_at IS NULL"
-            ),
-            {"email": email},
-        ).all()
-        wanted = email.lower()
-        addresses = sorted({r.identity_address for r in candidates if r.email.lower() == wanted})
-        if not addresses:
-            return _failed(
-                "account_not_found",
-                "no identity has this address as its primary, non-deleted e-mail",
-            )
-        if len(addresses) > 1:
-            return _failed(
-                "ambiguous_account",
-                f"{len(addresses)} identities have this address as their primary e-mail; "
-                "a person must decide (nothing was changed)",
-            )
-        address = addresses[0]
-        identity = conn.execute(
-            sa.text("SELECT id FROM identities WHERE address = :a"), {"a": address}
-        ).first()
-        if identity is None:
-            return _failed(
-                "account_not_found", f"e-mail points to identity {address}, which does not exist"
-            )
-        identity_id = int(identity.id)
+        found = _find_identity(conn, job.account_email)
+        if isinstance(found, ExecutionResult):
+            return found
+        address, identity_id = found
 
         factors = conn.execute(
             sa.text(
@@ -389,30 +363,10 @@ class ForusDbExecutor:
             )
 
     def _plan(self, conn: sa.Connection, job: ExecutionJob) -> ExecutionResult:
-        email = job.account_email.strip()
-        candidates = conn.execute(
-            sa.text(
-                "SELECT identity_address, email FROM identity_emails"
-                " WHERE email = :email AND `primary` = 1 AND deleted_at IS NULL"
-            ),
-            {"email": email},
-        ).all()
-        wanted = email.lower()
-        addresses = sorted({r.identity_address for r in candidates if r.email.lower() == wanted})
-        if not addresses:
-            return _failed("account_not_found", "no identity has this primary e-mail address")
-        if len(addresses) > 1:
-            return _failed(
-                "ambiguous_account",
-                f"{len(addresses)} identities ({', '.join(addresses)}) have this primary e-mail; "
-                "the reset would stop without changing anything",
-            )
-        address = addresses[0]
-        identity = conn.execute(
-            sa.text("SELECT id FROM identities WHERE address = :a"), {"a": address}
-        ).first()
-        if identity is None:
-            return _failed("account_not_found", f"identity {address} does not exist")
+        found = _find_identity(conn, job.account_email)
+        if isinstance(found, ExecutionResult):
+            return found
+        address, identity_id = found
         factors = conn.execute(
             sa.text(
                 "SELECT uuid, state FROM identity_2fa"
@@ -428,7 +382,7 @@ class ForusDbExecutor:
                 " AND JSON_UNQUOTE(JSON_EXTRACT(data, '$.request_id')) = :rid"
                 " ORDER BY id LIMIT 1"
             ),
-            {"id": int(identity.id), "event": EVENT, "rid": job.request_id},
+            {"id": identity_id, "event": EVENT, "rid": job.request_id},
         ).first()
         if previous is not None:
             return ExecutionResult(
@@ -461,7 +415,7 @@ class ForusDbExecutor:
             status=ExecutionStatus.SUCCEEDED,
             code="reset",
             detail=(
-                f"identity {address} (#{int(identity.id)}): would deactivate {len(live)} "
+                f"identity {address} (#{identity_id}): would deactivate {len(live)} "
                 f"factor(s) [{listed}] with deactivation_code {marker(job)!r}, {codes} active "
                 f"code(s), revoke {sessions} active session(s)"
                 + ("" if self.revoke_sessions else " (revoke_sessions = false)")
@@ -539,6 +493,44 @@ def _truthy(value: str | tuple[str, ...]) -> bool:
     text = value[-1] if isinstance(value, tuple) else value
     return text.strip().lower() in {"1", "true", "yes", "on"}
 
+
+
+def _find_identity(conn: sa.Connection, account_email: str) -> tuple[str, int] | ExecutionResult:
+    """The one identity whose primary, non-deleted e-mail is `account_email`, or why not.
+
+    Shared by the reset and its dry run, so both read the account exactly alike. The collation
+    is case- and accent-insensitive, so matches are re-checked with a plain lower-case compare.
+    """
+    email = account_email.strip()
+    candidates = conn.execute(
+        sa.text(
+            "SELECT identity_address, email FROM identity_emails"
+            " WHERE email = :email AND `primary` = 1 AND deleted_at IS NULL"
+        ),
+        {"email": email},
+    ).all()
+    wanted = email.lower()
+    addresses = sorted({r.identity_address for r in candidates if r.email.lower() == wanted})
+    if not addresses:
+        return _failed(
+            "account_not_found",
+            "no identity has this address as its primary, non-deleted e-mail",
+        )
+    if len(addresses) > 1:
+        return _failed(
+            "ambiguous_account",
+            f"{len(addresses)} identities have this address as their primary e-mail; "
+            "a person must decide (nothing was changed)",
+        )
+    address = addresses[0]
+    identity = conn.execute(
+        sa.text("SELECT id FROM identities WHERE address = :a"), {"a": address}
+    ).first()
+    if identity is None:
+        return _failed(
+            "account_not_found", f"e-mail points to identity {address}, which does not exist"
+        )
+    return address, int(identity.id)
 
 def _failed(code: str, detail: str) -> ExecutionResult:
     return ExecutionResult(status=ExecutionStatus.FAILED, code=code, detail=detail)
