@@ -138,6 +138,14 @@ def approve(
     return ActionOutcome(request_pk, state, summary)
 
 
+def _reason(reason: str) -> str:
+    """The reason a municipality receives: required, since a bare refusal helps nobody."""
+    reason = reason.strip()
+    if not reason:
+        raise ActionRefused("--reason must say why (the municipality receives it)")
+    return reason
+
+
 def deny(
     store: Store,
     request_id: str,
@@ -149,9 +157,7 @@ def deny(
 ) -> ActionOutcome:
     """Four-eyes denial: `awaiting_approval → denied`; the municipality gets the reason."""
     actor = _actor(by)
-    reason = reason.strip()
-    if not reason:
-        raise ActionRefused("--reason must say why (the municipality receives it)")
+    reason = _reason(reason)
     now = clock()
     with store.unit_of_work() as uow:
         request = _locked(uow, request_id)
@@ -202,9 +208,7 @@ def mark_failed(
 ) -> ActionOutcome:
     """Manual executor: the reset could not be done → `execution_failed`, reason replied."""
     actor = _actor(by)
-    reason = reason.strip()
-    if not reason:
-        raise ActionRefused("--reason must say why (the municipality receives it)")
+    reason = _reason(reason)
     now = clock()
     with store.unit_of_work() as uow:
         request = _locked(uow, request_id)
