@@ -36,18 +36,6 @@ def kinds(env: DaemonEnv) -> list[str]:
     return [str(m["X-Reset-Mailbot"]) for m in env.replies()]
 
 
-def extraction_ready(env: DaemonEnv) -> bool:
-    proc = env.cli("check", "--json", "-", check=False) if False else None
-    del proc
-    from reset_mailbot.domain.extraction import extract_request
-    from reset_mailbot.domain.message import parse_message
-    from reset_mailbot.rules_loader import load_rules
-
-    raw = plain_message(body=COMPLETE_BODY)
-    request = extract_request(parse_message(raw), load_rules().extraction, frozenset())
-    return not request.missing
-
-
 def test_incomplete_request_gets_one_reply_and_is_filed(env: DaemonEnv) -> None:
     original = env.request(INCOMPLETE_BODY)
     env.deliver(original)
@@ -198,8 +186,6 @@ def test_daemon_uses_idle_and_stops_cleanly_on_sigterm(env: DaemonEnv) -> None:
 
 
 def test_complete_request_is_executed_once_and_confirmed(env: DaemonEnv) -> None:
-    if not extraction_ready(env):
-        pytest.xfail("extraction (issue #3) not landed: requests cannot become complete yet")
     env.deliver(env.request(COMPLETE_BODY))
     env.run_once()
     assert env.forus.resets["piet.jansen@hotmail.com"] == 1
@@ -214,8 +200,6 @@ def test_complete_request_is_executed_once_and_confirmed(env: DaemonEnv) -> None
 
 @pytest.mark.parametrize("point", ["after_claim_execution", "after_execute"])
 def test_crash_around_execution_resets_once(env: DaemonEnv, point: str) -> None:
-    if not extraction_ready(env):
-        pytest.xfail("extraction (issue #3) not landed: requests cannot become complete yet")
     env.deliver(env.request(COMPLETE_BODY))
     assert env.run_once(failpoint=point, check=False).returncode == 137
     env.sql("update executions set claimed_at = :t", t="2000-01-01 00:00:00")
@@ -226,8 +210,6 @@ def test_crash_around_execution_resets_once(env: DaemonEnv, point: str) -> None:
 
 
 def test_executor_outage_is_retried(env: DaemonEnv) -> None:
-    if not extraction_ready(env):
-        pytest.xfail("extraction (issue #3) not landed: requests cannot become complete yet")
     env.forus.fail_next(503)
     env.deliver(env.request(COMPLETE_BODY))
     env.run_once()
@@ -253,8 +235,6 @@ FOLLOW_UP_BODY = (
 
 
 def test_follow_up_in_the_thread_completes_the_request(env: DaemonEnv) -> None:
-    if not extraction_ready(env):
-        pytest.xfail("extraction (issue #3) not landed: requests cannot become complete yet")
     first = env.request(NO_IDENTITY_BODY)
     env.deliver(first)
     env.run_once()

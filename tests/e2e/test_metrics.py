@@ -101,28 +101,16 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, log: Path) 
     raise AssertionError(f"timed out waiting for {what}\n{log.read_text()[-3000:]}")
 
 
-def extraction_ready() -> bool:
-    from reset_mailbot.domain.extraction import extract_request
-    from reset_mailbot.domain.message import parse_message
-    from reset_mailbot.rules_loader import load_rules
-
-    raw = plain_message(body=COMPLETE_BODY)
-    return not extract_request(parse_message(raw), load_rules().extraction, frozenset()).missing
-
-
 def test_counters_move_and_health_is_ok_while_polling(env: DaemonEnv) -> None:
-    complete = extraction_ready()
     with running_daemon(env, mailbox__poll_interval_seconds="1") as (base, log):
         # 200 from the start (grace of 3 poll intervals), then because polls succeed
         wait_until(lambda: get(base + "/healthz")[1].startswith("ok: last successful poll"),
                    20, "a successful poll", log)
         env.deliver(env.request(INCOMPLETE_BODY))
         env.deliver(plain_message(body=INCOMPLETE_BODY))  # not signed: rejected, no reply
-        if complete:
-            env.deliver(env.request(COMPLETE_BODY, from_="Jan de Vries <j.devries@utrecht.nl>",
-                                    subject="Reset 2FA"))
-        expected_replies = 2 if complete else 1
-        env.sink.wait_for(expected_replies, timeout=30)
+        env.deliver(env.request(COMPLETE_BODY, from_="Jan de Vries <j.devries@utrecht.nl>",
+                                subject="Reset 2FA"))
+        env.sink.wait_for(2, timeout=30)  # incomplete reply + confirmation
 
         def counted() -> bool:
             s = scrape(base)
@@ -137,19 +125,16 @@ def test_counters_move_and_health_is_ok_while_polling(env: DaemonEnv) -> None:
         rejected_reasons = [k for k in s if k[0] == "reset_mailbot_decision_reasons_total"
                             and ("outcome", "rejected") in k[1]]
         assert rejected_reasons, "the rejected message's reason codes are counted"
-        assert value(s, "reset_mailbot_decision_seconds_count") == (3 if complete else 2)
+        assert value(s, "reset_mailbot_decision_seconds_count") == 3
         assert value(s, "reset_mailbot_polls_total", result="ok") >= 1
         assert value(s, "reset_mailbot_polls_total", result="error") == 0
         assert 0 <= value(s, "reset_mailbot_seconds_since_last_successful_poll") < 10
         assert value(s, "reset_mailbot_requests_overdue") == 0
         assert ("reset_mailbot_requests", (("state", "awaiting_approval"),)) in s  # all states
-        if complete:
-            assert value(s, "reset_mailbot_messages_total", outcome="complete") == 1
-            assert value(s, "reset_mailbot_executions_total", result="succeeded",
-                         code="reset") == 1
-            assert value(s, "reset_mailbot_replies_total", kind="confirmation",
-                         result="sent") == 1
-            assert value(s, "reset_mailbot_requests", state="executed") == 1
+        assert value(s, "reset_mailbot_messages_total", outcome="complete") == 1
+        assert value(s, "reset_mailbot_executions_total", result="succeeded", code="reset") == 1
+        assert value(s, "reset_mailbot_replies_total", kind="confirmation", result="sent") == 1
+        assert value(s, "reset_mailbot_requests", state="executed") == 1
         assert get(base + "/healthz")[0] == 200
 
 
