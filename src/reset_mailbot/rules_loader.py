@@ -110,7 +110,7 @@ class RuleSet:
     automatic: AutomaticRules
     extraction: ExtractionRules
     sources: tuple[str, ...] = ()
-    templates: ReplyTemplates | None = None  # None: build_reply uses the packaged templates
+    templates: ReplyTemplates | None = None  # None: render_reply uses the packaged templates
 
 
 def packaged_rules_dir() -> Path:

@@ -16,8 +16,8 @@ from reset_mailbot.domain.replies import (
     ReplyData,
     ReplyError,
     ReplyKind,
-    build_reply,
     make_message_id,
+    render_reply,
     reply_subject,
 )
 
@@ -47,14 +47,14 @@ def _data(**kw: object) -> ReplyData:
 
 
 def _build(kind: ReplyKind | str, data: ReplyData | Decision, **kw: object) -> bytes:
-    return build_reply(
+    return render_reply(
         kind,
         data,
         support_address=SUPPORT,
         now=NOW,
         reply_message_id=OWN_ID,
         **kw,  # type: ignore[arg-type]
-    )
+    ).rfc822
 
 
 def _parse(raw: bytes) -> EmailMessage:
@@ -152,7 +152,7 @@ def test_header_injection_through_message_id_is_refused() -> None:
     assert msg["Bcc"] is None
     assert msg["In-Reply-To"] is None
     with pytest.raises(ReplyError):
-        build_reply(
+        render_reply(
             "confirmation",
             _data(),
             support_address=SUPPORT,
@@ -321,7 +321,7 @@ def test_english_variant() -> None:
 
 def test_naive_now_is_refused() -> None:
     with pytest.raises(ReplyError):
-        build_reply(
+        render_reply(
             "confirmation",
             _data(),
             support_address=SUPPORT,
@@ -448,3 +448,19 @@ def test_the_fill_in_block_of_a_reply_is_read_back_by_the_extraction() -> None:
     assert request.account_email == "piet.jansen@hotmail.com"
     assert request.identity_verified and request.reset_instructed
     assert not request.missing
+
+
+@pytest.mark.parametrize("kind", list(ReplyKind))
+@pytest.mark.parametrize("language", ["nl", "en"])
+def test_rendered_subject_and_text_are_what_a_client_reads(kind: ReplyKind, language: str) -> None:
+    """The outbox stores subject and text from render_reply instead of parsing the bytes."""
+    data = _data(
+        subject="Wachtwoord én 2FA kwijt – Überprüfung", missing=(Item.ACCOUNT_EMAIL,),
+        failure_code="account_not_found", denial_reason="x",
+    )
+    reply = render_reply(kind, data, support_address=SUPPORT, now=NOW,
+                         reply_message_id=OWN_ID, language=language)
+    msg = _parse(reply.rfc822)
+    assert reply.subject == msg["Subject"] == "Re: Wachtwoord én 2FA kwijt – Überprüfung"
+    assert reply.text == _body(msg).replace("\r\n", "\n")  # stored with plain newlines
+    assert reply.rfc822 == _build(kind, data, language=language)

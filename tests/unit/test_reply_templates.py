@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from reset_mailbot.domain.reasons import Item
-from reset_mailbot.domain.replies import ReplyData, ReplyKind, build_reply
+from reset_mailbot.domain.replies import ReplyData, ReplyKind, render_reply
 from reset_mailbot.domain.reply_templates import ReplyTemplates, TemplateError
 from reset_mailbot.rules_loader import (
     RulesError,
@@ -128,14 +128,14 @@ def test_edited_wording_is_used_and_html_only_is_escaped(rules_dir: Path) -> Non
         "<p>Gelukt voor {{ account_email }}.</p>",
     )
     templates = load_rules(rules_dir).templates
-    raw = build_reply(
+    raw = render_reply(
         "confirmation",
         ReplyData(recipient="j@utrecht.nl", account_email="a<b>@x.nl"),
         support_address="support@forus.io",
         now=NOW,
         reply_message_id="<rmb.1@forus.io>",
         templates=templates,
-    )
+    ).rfc822
     import email
     from email.policy import default
 
@@ -171,7 +171,7 @@ def test_an_incomplete_reply_still_needs_missing_items() -> None:
     from reset_mailbot.domain.replies import ReplyError
 
     with pytest.raises(ReplyError):
-        build_reply(
+        render_reply(
             "incomplete",
             ReplyData(recipient="j@utrecht.nl", missing=()),
             support_address="support@forus.io",

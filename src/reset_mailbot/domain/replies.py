@@ -166,7 +166,20 @@ def thread_headers(data: ReplyData) -> tuple[str | None, list[str]]:
     return parent, deduped
 
 
-def build_reply(
+@dataclass(frozen=True)
+class RenderedReply:
+    """A built reply and the two parts of it the outbox stores for people to read.
+
+    Returned together because the text and subject are known while building; parsing them back
+    out of the bytes cost more than the rest of queueing a reply (bench/daemon_drain.py).
+    """
+
+    rfc822: bytes
+    subject: str
+    text: str
+
+
+def render_reply(
     kind: ReplyKind | str,
     data: ReplyData | Decision,
     *,
@@ -177,8 +190,8 @@ def build_reply(
     from_name: str = "Forus Support",
     timezone: str = "Europe/Amsterdam",
     templates: ReplyTemplates | None = None,
-) -> bytes:
-    """The complete reply as CRLF bytes, ready for `SmtpSender.send` and for storing.
+) -> RenderedReply:
+    """The complete reply (CRLF bytes) with its subject and text part.
 
     `templates` are the loaded rule set's (`RuleSet.templates`); without them the packaged
     templates are used. An unknown `language` falls back to Dutch, the default of the policy.
@@ -205,7 +218,8 @@ def build_reply(
     msg = EmailMessage(policy=SMTP)
     msg["From"] = f"{from_name} <{support_address}>" if from_name else support_address
     msg["To"] = data.recipient
-    msg["Subject"] = reply_subject(data.subject)
+    subject = reply_subject(data.subject)
+    msg["Subject"] = subject
     msg["Date"] = format_datetime(now)
     msg["Auto-Submitted"] = "auto-replied"
     msg["X-Auto-Response-Suppress"] = "All"
@@ -227,7 +241,8 @@ def build_reply(
     if references:
         # One msg-id per line: folding between msg-ids is legal (CFWS) and never needs encoding.
         raw_lines.append("References: " + "\r\n ".join(references))
-    return ("\r\n".join(raw_lines) + "\r\n").encode("ascii") + generated
+    head = ("\r\n".join(raw_lines) + "\r\n").encode("ascii")
+    return RenderedReply(rfc822=head + generated, subject=subject, text=text)
 
 
 def template_context(

@@ -6,28 +6,18 @@ crash is byte-identical and recognisably the same message (notes/pitfalls.md, SM
 
 from __future__ import annotations
 
-import email
-import email.policy
 from datetime import datetime, timedelta
-from email.message import EmailMessage
 from typing import Any
 
 from reset_mailbot.adapters.db.repository import UnitOfWork
 from reset_mailbot.adapters.db.schema import Message, Request
 from reset_mailbot.domain.models import Decision
 from reset_mailbot.domain.reasons import Item, MissingDetail
-from reset_mailbot.domain.replies import ReplyData, ReplyKind, build_reply, make_message_id
+from reset_mailbot.domain.replies import ReplyData, ReplyKind, make_message_id, render_reply
 from reset_mailbot.domain.reply_templates import ReplyTemplates
 from reset_mailbot.logs import get_logger
 
 log = get_logger("reset_mailbot.replies")
-
-
-def _body_text(rfc822: bytes) -> str:
-    """The text/plain part (replies are multipart/alternative: text and HTML)."""
-    parsed = email.message_from_bytes(rfc822, policy=email.policy.default)
-    part = parsed.get_body(("plain",)) if isinstance(parsed, EmailMessage) else None
-    return part.get_content() if isinstance(part, EmailMessage) else ""
 
 
 def reply_data_for_request(
@@ -92,17 +82,16 @@ def queue_reply(
     reply_id = make_message_id(support_address.rpartition("@")[2])
     if language is None:
         language = (request.language if request is not None else None) or "nl"
-    rfc822 = build_reply(
+    reply = render_reply(
         kind, data, support_address=support_address, now=now, reply_message_id=reply_id,
         language=language, templates=templates,
     )
-    subject = email.message_from_bytes(rfc822).get("Subject", "")
     uow.queue_reply(
         kind=kind.value,
         to_address=data.recipient,
-        subject=str(subject),
-        body=_body_text(rfc822),
-        rfc822=rfc822,
+        subject=reply.subject,
+        body=reply.text,
+        rfc822=reply.rfc822,
         reply_message_id=reply_id,
         request=request,
         message=message,
