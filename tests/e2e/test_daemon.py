@@ -156,6 +156,27 @@ def test_crash_before_side_effect_then_restart_replies_once(env: DaemonEnv, poin
     assert len(env.replies()) == 1
 
 
+def test_crash_between_move_and_its_record_is_repaired_without_acting_again(
+    env: DaemonEnv,
+) -> None:
+    env.deliver(env.request(INCOMPLETE_BODY))
+    env.deliver(env.request(INCOMPLETE_BODY, from_="Anna Smit <a.smit@utrecht.nl>"))
+    env.deliver(plain_message(body=INCOMPLETE_BODY))  # unsigned: quarantined, no reply
+    crashed = env.run_once(failpoint="after_move", check=False)
+    assert crashed.returncode == 137
+    # the first folder's batch went out; the database does not know yet
+    assert env.sql("select count(*) from messages where folder_moved_to is null") == [(3,)]
+    restarted = env.run_once()
+    assert restarted.stderr.count('"event": "move_recorded_late"') == 2
+    assert env.folder("INBOX") == []
+    assert len(env.folder("Processed")) == 2 and len(env.folder("Quarantine")) == 1
+    assert sorted(env.sql("select folder_moved_to from messages")) == [
+        ("Processed",), ("Processed",), ("Quarantine",)
+    ]
+    assert kinds(env) == ["incomplete", "incomplete"]
+    assert env.sql("select count(*) from messages") == [(3,)]
+
+
 def test_crash_after_smtp_send_does_not_resend_within_the_lease(env: DaemonEnv) -> None:
     env.deliver(env.request(INCOMPLETE_BODY))
     crashed = env.run_once(failpoint="after_smtp_send", check=False)

@@ -153,6 +153,26 @@ def test_without_move_or_uidplus_nothing_is_deleted(box: Mailbox, mailbox: MailU
     assert len(mailbox.list_folder("Processed")) == 1
 
 
+@pytest.mark.parametrize("without", [set(), {"MOVE"}, {"MOVE", "UIDPLUS"}])
+def test_move_many_moves_exactly_the_given_uids_in_batches(
+    box: Mailbox, mailbox: MailUser, without: set[str]
+) -> None:
+    """batch_size is 2 here: five UIDs take three commands; a vanished UID is no error."""
+    for n in range(7):
+        mailbox.deliver(_raw(n))
+    uids = [uid for uid, _ in box.list_uids_with_sizes()]
+    box.client.add_flags([uids[6]], [b"\\Deleted"])  # someone else's pending deletion
+    box.capabilities -= without
+    chosen = [uids[4], uids[0], uids[2], uids[3], uids[3], uids[5] + 100]
+    box.move_many(chosen, "Processed")
+    assert [uid for uid, _ in box.list_uids_with_sizes()] == [uids[1], uids[5], uids[6]]
+    moved = sorted(m.split(b"Subject: ")[1].split(b"\r\n")[0] for m in
+                   mailbox.list_folder("Processed"))
+    assert moved == [b"Verzoek 0", b"Verzoek 2", b"Verzoek 3", b"Verzoek 4"]
+    # nothing is ever deleted: without UIDPLUS the originals stay, hidden by the keyword
+    assert len(mailbox.list_folder("INBOX")) == (7 if without == {"MOVE", "UIDPLUS"} else 3)
+
+
 def _deliver_later(mailbox: MailUser, delay: float) -> threading.Thread:
     def run() -> None:
         time.sleep(delay)

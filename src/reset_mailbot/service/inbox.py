@@ -143,8 +143,10 @@ class InboxProcessor:
         with self.store.unit_of_work() as uow:
             known = uow.messages_by_uid(mailbox.inbox, uidvalidity, (u for u, _ in entries))
             targets = {uid: self._resume_target(uow, known.get(uid), now) for uid, _ in entries}
+            self._record_moves_done_before_a_crash(uow, mailbox, uidvalidity, entries, now)
         highest = 0
         to_fetch: list[tuple[int, int]] = []
+        moves = PendingMoves(mailbox, self.store, stats, self.clock)
         for uid, size in entries:
             if stop is not None and stop.is_set():
                 break
@@ -154,20 +156,25 @@ class InboxProcessor:
                 stats.skipped += 1
             elif target is not None:  # decided before, MOVE not finished (a crash): finish it
                 highest = max(highest, uid)
-                self._move(mailbox, uid, target, known[uid].id, stats)
+                moves.add(uid, target, known[uid].id)
             elif size > self.policy.max_message_bytes:
                 folder, message_pk = self._record_oversize(mailbox, uidvalidity, uid, size, now)
                 stats.decided += 1
                 highest = max(highest, uid)
-                self._move(mailbox, uid, folder, message_pk, stats)
+                moves.add(uid, folder, message_pk)
             else:
                 to_fetch.append((uid, size))
-        # bodies come in batches (bounded by count and bytes), each decided and filed in turn
+        moves.flush()
+        # bodies come in batches (bounded by count and bytes), each decided and committed in
+        # turn; their MOVEs go out a batch at a time, always after the decisions' commits
         for uid, raw in mailbox.iter_fetch(to_fetch):
             if stop is not None and stop.is_set():
                 break
-            if self.process_raw(mailbox, uidvalidity, uid, raw, stats) != STAY:
+            folder, message_pk = self.decide_raw(mailbox, uidvalidity, uid, raw, stats)
+            if folder != STAY:
                 highest = max(highest, uid)
+                moves.add(uid, folder, message_pk)
+        moves.flush()
         if highest:
             with self.store.unit_of_work() as uow:
                 uow.set_mailbox_state(
@@ -176,10 +183,13 @@ class InboxProcessor:
                 )
         return stats
 
-    def process_raw(
+    def decide_raw(
         self, mailbox: Mailbox, uidvalidity: int, uid: int, raw: bytes, stats: PollStats
-    ) -> str:
-        """Decide one fetched message and file it; returns where it went."""
+    ) -> tuple[str, int | None]:
+        """Decide one fetched message and commit; returns (folder it goes to, message pk).
+
+        Never raises for the message's sake: a processing error is recorded for quarantine.
+        """
         now = self.clock()
         try:
             folder, message_pk = self.handle_raw(
@@ -192,7 +202,7 @@ class InboxProcessor:
                 raw, exc, mailbox=mailbox.inbox, uidvalidity=uidvalidity, uid=uid, now=now
             )
         failpoint("after_decision_commit")
-        return self._move(mailbox, uid, folder, message_pk, stats)
+        return folder, message_pk
 
     def _resume_target(self, uow: UnitOfWork, known: Message | None, now: datetime) -> str | None:
         """Where an already-recorded UID goes, or None when it must be decided (again)."""
@@ -207,6 +217,26 @@ class InboxProcessor:
             return None  # moved before, yet back in the inbox (someone moved it back): redo
         reply = bool((known.decision or {}).get("reply"))
         return folder_for(known.outcome, reply, known.error)
+
+    @staticmethod
+    def _record_moves_done_before_a_crash(
+        uow: UnitOfWork, mailbox: Mailbox, uidvalidity: int, entries: list[tuple[int, int]],
+        now: datetime,
+    ) -> None:
+        """Rows whose MOVE went out but whose "moved" commit did not (a crash in between).
+
+        They are no longer in the inbox, so no poll would finish them: record the folder their
+        decision sends them to, so views and `messages reprocess` do not think them still there.
+        """
+        present = {uid for uid, _ in entries}
+        for row in uow.messages_pending_move(mailbox.inbox):
+            if row.uidvalidity != uidvalidity or row.uid in present:
+                continue
+            reply = bool((row.decision or {}).get("reply"))
+            folder = folder_for(row.outcome, reply, row.error)
+            target = mailbox.processed_folder if folder == PROCESSED else mailbox.quarantine_folder
+            uow.mark_message_moved(row, target, now=now)
+            log.info("move_recorded_late", message_pk=row.id, uid=row.uid, folder=target)
 
     # ------------------------------------------------------------- one message
 
@@ -393,15 +423,46 @@ class InboxProcessor:
                 return QUARANTINE, dup.existing_id
             return QUARANTINE, message.id
 
-    def _move(
-        self, mailbox: Mailbox, uid: int, folder: str, message_pk: int | None, stats: PollStats
-    ) -> str:
+
+class PendingMoves:
+    """MOVEs of decided messages, sent a batch at a time (one UID MOVE per folder).
+
+    Only messages whose decision is committed are added, so a crash before `flush` leaves
+    committed decisions whose MOVE the next poll finishes (`_resume_target`); a crash after the
+    MOVE but before the "moved" commit leaves messages out of the inbox whose rows say not
+    moved, which is harmless: nothing lists them again, and the decision is what counts.
+    """
+
+    def __init__(
+        self, mailbox: Mailbox, store: Store, stats: PollStats, clock: Callable[[], datetime]
+    ) -> None:
+        self.mailbox = mailbox
+        self.store = store
+        self.stats = stats
+        self.clock = clock
+        self.pending: dict[str, list[tuple[int, int | None]]] = {}
+        self.count = 0
+
+    def add(self, uid: int, folder: str, message_pk: int | None) -> None:
         if folder == STAY:
-            return STAY
-        target = mailbox.processed_folder if folder == PROCESSED else mailbox.quarantine_folder
-        mailbox.move(uid, target)
-        stats.moved += 1
-        if message_pk is not None:
+            return
+        self.pending.setdefault(folder, []).append((uid, message_pk))
+        self.count += 1
+        if self.count >= self.mailbox.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        for folder, items in self.pending.items():
+            target = (
+                self.mailbox.processed_folder if folder == PROCESSED
+                else self.mailbox.quarantine_folder
+            )
+            self.mailbox.move_many([uid for uid, _ in items], target)
+            failpoint("after_move")
+            self.stats.moved += len(items)
             with self.store.unit_of_work() as uow:
-                uow.mark_message_moved(message_pk, target, now=self.clock())
-        return folder
+                uow.mark_messages_moved(
+                    (pk for _, pk in items if pk is not None), target, now=self.clock()
+                )
+        self.pending.clear()
+        self.count = 0

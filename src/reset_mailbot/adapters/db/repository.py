@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, event, func, or_, select
+from sqlalchemy import Engine, and_, event, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
@@ -423,6 +423,25 @@ class UnitOfWork:
         row.folder_moved_to = folder
         row.moved_at = self._now(now)
         return row
+
+    def mark_messages_moved(
+        self, messages: Iterable[int], folder: str, *, now: datetime | None = None
+    ) -> int:
+        """`mark_message_moved` for a whole batch in one statement; returns the rows updated."""
+        ids = sorted(set(messages))
+        if not ids:
+            return 0
+        moved_at = self._now(now)
+        updated = 0
+        for start in range(0, len(ids), 500):  # bounded IN lists for every backend
+            result = self.session.execute(
+                update(Message)
+                .where(Message.id.in_(ids[start : start + 500]))
+                .values(folder_moved_to=folder, moved_at=moved_at)
+                .execution_options(synchronize_session="fetch")
+            )
+            updated += result.rowcount or 0  # type: ignore[attr-defined]
+        return updated
 
     def messages_pending_move(self, mailbox: str | None = None) -> list[Message]:
         """Decided (or failed) messages still in the inbox: a crash came between commit and MOVE."""
