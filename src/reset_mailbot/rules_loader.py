@@ -47,6 +47,10 @@ def _node_at(node: yaml.Node | None, loc: tuple[Any, ...]) -> yaml.Node | None:
     return node
 
 
+# libyaml's loader when PyYAML was built with it (the wheels are): same safe subset, ~10x faster
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_yaml_model(path: Path, model: type[M]) -> M:
     """Read `path` and validate it as `model`, raising RulesError with a line number."""
     try:
@@ -56,8 +60,7 @@ def load_yaml_model(path: Path, model: type[M]) -> M:
     except (OSError, UnicodeDecodeError) as exc:
         raise RulesError(path, f"cannot read: {exc}") from exc
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_SAFE_LOADER)
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else None
         raise RulesError(path, f"invalid YAML: {exc.problem}", line) from exc
@@ -72,7 +75,8 @@ def load_yaml_model(path: Path, model: type[M]) -> M:
         # an unknown key says more than the "field required" it usually comes with
         errors.sort(key=lambda e: e["type"] != "extra_forbidden")
         first = errors[0]
-        target = _node_at(node, tuple(first["loc"]))
+        # the node tree (for the line number) is only worth building for the error message
+        target = _node_at(yaml.compose(text, Loader=_SAFE_LOADER), tuple(first["loc"]))
         line = target.start_mark.line + 1 if target is not None else None
         problems = "; ".join(_describe(e) for e in errors[:3])
         extra = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""

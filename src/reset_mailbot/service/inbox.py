@@ -253,10 +253,9 @@ class InboxProcessor:
         """Decide one message and commit everything that follows from it. Returns (folder, pk)."""
         now = now or self.clock()
         parsed = parse_message(raw)
-        with self.store.unit_of_work() as uow:
-            existing = uow.get_message_by_key(parsed.key)
-            if existing is not None and not uow.may_decide_again(existing):
-                return self._duplicate(uow, parsed, existing, uid=uid, now=now)
+        # Decided before the duplicate check, outside any transaction: the decision may wait
+        # for DNS and must not hold the database's write lock meanwhile. record_message below
+        # is the check (unique key), so a duplicate costs one wasted decision, nothing more.
         started = self.clock()
         decision = decide_parsed(parsed, self.context)
         with self.store.unit_of_work() as uow:
