@@ -212,6 +212,10 @@ def test_complete_request_is_executed_once_and_confirmed(env: DaemonEnv) -> None
     assert env.forus.resets["piet.jansen@hotmail.com"] == 1
     [post] = env.forus.posts()
     assert post.headers["idempotency-key"].startswith("reset-mailbot:R-")
+    # the contract's requested_by: the authenticated address and the From display name
+    assert post.body["requested_by"] == {
+        "name": "Jan de Vries", "email": "j.devries@utrecht.nl", "municipality": "Utrecht",
+    }
     assert kinds(env) == ["confirmation"]
     assert env.sql("select state from requests") == [("executed",)]
     env.run_once()

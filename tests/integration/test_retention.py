@@ -57,7 +57,8 @@ def decision(key: str, *, sender: str = SENDER, outcome: Outcome = Outcome.COMPL
     return Decision(
         message_id=f"<{key}@utrecht.nl>", message_key=f"<{key}@utrecht.nl>", outcome=outcome,
         reasons=list(reasons), reply=True,
-        sender=SenderInfo(address=sender, municipality="Utrecht"), request=request,
+        sender=SenderInfo(address=sender, municipality="Utrecht", name="Jan Jansen"),
+        request=request,
         subject=f"Reset 2FA {ACCOUNT}",
     )
 
@@ -182,7 +183,7 @@ def test_anonymisation_keeps_statistics_and_removes_every_personal_value(store: 
         assert msg.outcome == "complete" and msg.raw is None and msg.subject is None
         assert msg.decision is not None
         assert msg.decision["sender"] == {"address": "***@utrecht.nl",
-                                          "municipality": "Utrecht"}
+                                          "municipality": "Utrecht", "name": "[anonymised]"}
         assert msg.decision["outcome"] == "complete"
         [reply] = req.outbox
         assert (reply.kind, reply.state, reply.to_address) == (

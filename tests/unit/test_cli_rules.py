@@ -99,7 +99,9 @@ def test_check_json_shape(tmp_path: Path) -> None:
     }
     assert first["reasons"] == ["dkim_missing"]
     assert first["reply"] is False
-    assert first["sender"] == {"address": "j.devries@utrecht.nl", "municipality": "Utrecht"}
+    assert first["sender"] == {
+        "address": "j.devries@utrecht.nl", "municipality": "Utrecht", "name": "Jan de Vries",
+    }
     assert first["authentication"] == {"dkim": "none", "signing_domain": None, "aligned": False}
     # one structured log line per decision on stderr, with the address masked
     logs = [json.loads(x) for x in proc.stderr.splitlines() if x.startswith("{")]

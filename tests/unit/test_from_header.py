@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reset_mailbot.domain.message import parse_from_header
+from reset_mailbot.domain.message import display_name, parse_from_header
 
 
 @pytest.mark.parametrize(
@@ -44,3 +44,22 @@ def test_refused(value: str) -> None:
 def test_two_from_headers_refused() -> None:
     mailbox, problem = parse_from_header(["a@utrecht.nl", "a@utrecht.nl"])
     assert mailbox is None and "2 From headers" in (problem or "")
+
+
+@pytest.mark.parametrize(
+    ("value", "name"),
+    [
+        ("J. de Vries <j.devries@utrecht.nl>", "J. de Vries"),
+        ('"Vries, Jan de" <J.deVries@Utrecht.NL>', "Vries, Jan de"),
+        ("=?utf-8?q?J=C3=A1n?= <jan@nijmegen.nl>", "Ján"),
+        ("=?utf-8?q?Jan=09de=E2=80=AEVries?= <jan@nijmegen.nl>", "Jan de Vries"),  # tab, RLO
+        ('"   " <jan@nijmegen.nl>', None),
+        ("jan@nijmegen.nl", None),
+        ('"' + "x" * 300 + '" <jan@nijmegen.nl>', "x" * 200),
+    ],
+)
+def test_display_name_is_one_printable_bounded_line(value: str, name: str | None) -> None:
+    """Stored and passed to the executor (requested_by.name); never used to identify anyone."""
+    mailbox, problem = parse_from_header([value])
+    assert problem is None
+    assert display_name(mailbox) == name

@@ -20,7 +20,7 @@ from reset_mailbot.domain.addresses import InvalidAddress, normalise_address
 from reset_mailbot.domain.authentication import KeyLookup, authenticate
 from reset_mailbot.domain.automatic import detect_automatic
 from reset_mailbot.domain.extraction import extract_request
-from reset_mailbot.domain.message import ParsedMessage, parse_message
+from reset_mailbot.domain.message import ParsedMessage, display_name, parse_message
 from reset_mailbot.domain.models import (
     AuthenticationResult,
     Decision,
@@ -88,7 +88,7 @@ def decide_parsed(
             **base,
             outcome=Outcome.IGNORED,
             reasons=automatic,
-            sender=SenderInfo(address=sender_address),
+            sender=SenderInfo(address=sender_address, name=display_name(message.from_mailbox)),
         )
 
     mailbox = message.from_mailbox
@@ -105,6 +105,7 @@ def decide_parsed(
     sender = SenderInfo(
         address=mailbox.address,
         municipality=verdict.municipality.name if verdict.municipality else None,
+        name=display_name(mailbox),
     )
     dkim_reason = _dkim_reason(auth)
     allowlisted = verdict.municipality is not None

@@ -117,6 +117,18 @@ def _harmless_defect(defect: Exception) -> bool:
     return isinstance(defect, ObsoleteHeaderDefect) and "period in 'phrase'" in str(defect)
 
 
+_MAX_DISPLAY_NAME = 200
+
+
+def display_name(mailbox: FromMailbox | None) -> str | None:
+    """The From display name made safe to store and pass on: printable, one line, bounded."""
+    if mailbox is None:
+        return None
+    text = "".join(ch if ch.isprintable() else " " for ch in mailbox.display_name)
+    text = " ".join(text.split())[:_MAX_DISPLAY_NAME]
+    return text or None
+
+
 def parse_from_header(values: list[str]) -> tuple[FromMailbox | None, str | None]:
     """Exactly one From header holding exactly one mailbox (policy, Authentication 1).
 

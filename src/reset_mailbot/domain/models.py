@@ -50,6 +50,9 @@ class AuthenticationResult(BaseModel):
 class SenderInfo(BaseModel):
     address: str | None = None
     municipality: str | None = None
+    # The From display name, for people and the executor (HTTP contract requested_by.name)
+    # only: it never identifies the sender (policy, Authentication 2).
+    name: str | None = None
 
 
 class Evidence(BaseModel):

@@ -17,7 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from reset_mailbot.adapters.db.repository import Store, UnitOfWork, default_idempotency_key
+from reset_mailbot.adapters.db.repository import (
+    Store,
+    UnitOfWork,
+    default_idempotency_key,
+    sender_name_of,
+)
 from reset_mailbot.adapters.db.schema import Request, utcnow
 from reset_mailbot.adapters.executors.base import ExecutionJob, ExecutionResult, Executor
 from reset_mailbot.domain.request_state import RequestState
@@ -243,6 +248,7 @@ def job_for(uow: UnitOfWork, request: Request) -> ExecutionJob:
         message_id=latest.message_id if latest else None,
         approved_by=request.approved_by,
         received_at=latest.received_at if latest else None,
+        requested_by_name=sender_name_of(latest),
     )
 
 

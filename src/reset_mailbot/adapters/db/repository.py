@@ -167,6 +167,7 @@ class ExecutionClaim:
     source_message_id: str | None
     approved_by: str | None
     source_received_at: datetime | None = None  # the latest message's, for the HTTP contract
+    requested_by_name: str | None = None  # the latest message's From display name
 
     def job(self) -> ExecutionJob:
         return ExecutionJob(
@@ -179,7 +180,15 @@ class ExecutionClaim:
             message_id=self.source_message_id,
             approved_by=self.approved_by,
             received_at=self.source_received_at,
+            requested_by_name=self.requested_by_name,
         )
+
+
+def sender_name_of(message: Message | None) -> str | None:
+    """The display name the decision recorded for `message`'s sender, if any."""
+    sender = ((message.decision or {}) if message is not None else {}).get("sender") or {}
+    name = sender.get("name") if isinstance(sender, dict) else None
+    return name if isinstance(name, str) and name else None
 
 
 def new_request_id() -> str:
@@ -1160,5 +1169,6 @@ class Store:
                     source_message_id=latest.message_id if latest else None,
                     approved_by=request.approved_by,
                     source_received_at=latest.received_at if latest else None,
+                    requested_by_name=sender_name_of(latest),
                 ))
         return claims
