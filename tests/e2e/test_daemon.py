@@ -8,10 +8,12 @@ a crash at any point leaves state from which a restart finishes the work without
 from __future__ import annotations
 
 import email.utils
+import json
 import os
 import signal
 import subprocess
 import time
+from typing import Any
 
 import pytest
 
@@ -291,6 +293,59 @@ def test_follow_up_from_another_sender_is_its_own_request(env: DaemonEnv) -> Non
     ))
     env.run_once()
     assert env.forus.posts() == []
+    assert env.sql("select count(*) from requests") == [(2,)]
+
+
+THANKS_BODY = "Dank je wel voor de snelle afhandeling!\r\n\r\nGroet,\r\nJan de Vries\r\n"
+
+
+def _thank_for(env: DaemonEnv, body: str = THANKS_BODY, **kw: Any) -> None:
+    """The sender answers our confirmation, quoting nothing: a thread reply and nothing else."""
+    ours = str(env.replies()[-1]["Message-ID"])
+    env.deliver(env.request(
+        body, subject="RE: Verzoek reset 2FA",
+        extra_headers=[("In-Reply-To", ours), ("References", ours)], **kw,
+    ))
+
+
+def test_thanks_after_the_reset_opens_no_request_and_gets_no_reply(env: DaemonEnv) -> None:
+    env.deliver(env.request(COMPLETE_BODY))
+    env.run_once()
+    assert kinds(env) == ["confirmation"]
+    _thank_for(env)
+    result = env.run_once()
+    assert kinds(env) == ["confirmation"]  # no "incomplete" answer to a thank-you
+    assert env.sql("select count(*), min(state) from requests") == [(1, "executed")]
+    [(outcome, reasons, request_id)] = env.sql(
+        "select outcome, reasons, request_id from messages order by id desc limit 1")
+    assert (outcome, json.loads(reasons) if isinstance(reasons, str) else reasons) == (
+        "ignored", ["closed_request_followup"])
+    assert request_id is None  # not one of the request's own messages
+    [(event_request,)] = env.sql(
+        "select request_id from audit_log where event = 'followup_received'")
+    assert event_request == env.sql("select id from requests")[0][0]
+    assert '"event": "followup_received"' in result.stderr
+    assert len(env.forus.posts()) == 1
+
+
+def test_a_thread_reply_that_asks_again_is_a_request_of_its_own(env: DaemonEnv) -> None:
+    env.deliver(env.request(COMPLETE_BODY))
+    env.run_once()
+    _thank_for(env, "Dank! Kunnen jullie ook de 2FA van k.de.boer@gmail.com resetten?\r\n")
+    env.run_once()
+    assert kinds(env) == ["confirmation", "incomplete"]  # identity not confirmed yet
+    assert env.sql("select state from requests order by created_at") == [
+        ("executed",), ("incomplete",)]
+
+
+def test_thanks_from_a_colleague_in_the_thread_is_still_their_own_request(
+    env: DaemonEnv,
+) -> None:
+    env.deliver(env.request(COMPLETE_BODY))
+    env.run_once()
+    _thank_for(env, from_="Sanne Kuipers <s.kuipers@utrecht.nl>")
+    env.run_once()
+    assert kinds(env) == ["confirmation", "incomplete"]
     assert env.sql("select count(*) from requests") == [(2,)]
 
 

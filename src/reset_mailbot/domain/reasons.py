@@ -45,6 +45,7 @@ class ReasonCode(StrEnum):
     DUPLICATE = "duplicate"
     OVERSIZE = "oversize"
     PROCESSING_ERROR = "processing_error"
+    CLOSED_REQUEST_FOLLOWUP = "closed_request_followup"
     # why a complete request waits for a person although the approval gate is off (issue #5)
     RATE_LIMITED = "rate_limited"
     STAFF_ACCOUNT = "staff_account"

@@ -32,7 +32,7 @@ from reset_mailbot.domain.decision import DecisionContext, decide_parsed
 from reset_mailbot.domain.language import message_language
 from reset_mailbot.domain.message import ParsedMessage, parse_message
 from reset_mailbot.domain.models import Decision
-from reset_mailbot.domain.reasons import Outcome, ReasonCode
+from reset_mailbot.domain.reasons import MissingDetail, Outcome, ReasonCode
 from reset_mailbot.domain.replies import ReplyData, ReplyKind
 from reset_mailbot.domain.request_state import RequestState
 from reset_mailbot.domain.working_days import deadline
@@ -94,6 +94,18 @@ def _reply_kind_for_rejection(decision: Decision) -> ReplyKind | None:
     if ReasonCode.SENDER_NOT_REGISTERED in decision.reasons:
         return ReplyKind.SENDER_NOT_REGISTERED
     return None
+
+
+def _names_anything(decision: Decision) -> bool:
+    """Whether the sender's new text holds any item, found or explicitly refused."""
+    request = decision.request
+    return (
+        request.account_email is not None
+        or request.identity_verified
+        or request.reset_instructed
+        or any(detail is not MissingDetail.NOT_FOUND
+               for detail in request.missing_details.values())
+    )
 
 
 class InboxProcessor:
@@ -259,6 +271,7 @@ class InboxProcessor:
         started = self.clock()
         decision = decide_parsed(parsed, self.context)
         with self.store.unit_of_work() as uow:
+            decision, closed = self._followup_on_closed_request(uow, decision)
             try:
                 message = uow.record_message(
                     decision, raw=raw, sha256=parsed.sha256, size=len(raw), mailbox=mailbox,
@@ -266,7 +279,11 @@ class InboxProcessor:
                 )
             except DuplicateMessage as dup:  # a concurrent worker was faster
                 return self._duplicate(uow, parsed, dup.existing, uid=uid, now=now)
-            request = self._act_on(uow, decision, message, now, parsed)
+            if closed is not None:
+                self._record_followup(uow, closed, message, now)
+                request: Request | None = closed
+            else:
+                request = self._act_on(uow, decision, message, now, parsed)
             message_pk = message.id
         latency = (self.clock() - started).total_seconds()
         if stats is not None:
@@ -315,6 +332,44 @@ class InboxProcessor:
             outcome=Outcome.IGNORED.value, reasons=[ReasonCode.DUPLICATE.value], reply=False,
         )
         return PROCESSED, None
+
+    @staticmethod
+    def _followup_on_closed_request(
+        uow: UnitOfWork, decision: Decision
+    ) -> tuple[Decision, Request | None]:
+        """A "thanks" or "any news?" in the thread of the sender's own closed request.
+
+        The core calls it incomplete (it names nothing); answering with "incomplete" and opening
+        a new request would confuse the municipality and could start a mail loop. It becomes
+        ignored [closed_request_followup] and is recorded on that request. A reply that names
+        anything itself (an account, a confirmation, even a refusal) stays a request of its own.
+        """
+        if decision.outcome is not Outcome.INCOMPLETE or _names_anything(decision):
+            return decision, None
+        sender = decision.sender.address or ""
+        thread = [decision.in_reply_to, *decision.references]
+        if uow.find_request_for_thread(sender, thread) is not None:
+            return decision, None  # open: merged as usual
+        closed = uow.find_request_for_thread(sender, thread, states=None)
+        if closed is None:
+            return decision, None
+        followup = decision.model_copy(update={
+            "outcome": Outcome.IGNORED, "reasons": [ReasonCode.CLOSED_REQUEST_FOLLOWUP],
+            "missing": [], "reply": False,
+            "detail": f"follow-up on request {closed.id} ({closed.state})",
+        })
+        return followup, closed
+
+    @staticmethod
+    def _record_followup(
+        uow: UnitOfWork, request: Request, message: Message, now: datetime
+    ) -> None:
+        """On the request's audit trail (`requests show`), not among its messages: the
+        request's own messages stay the source the executor and replies refer to."""
+        uow.audit("followup_received", request=request, message=message, now=now,
+                  data={"message_key": message.message_key, "request_state": request.state})
+        log.info("followup_received", request_id=request.id, request_state=request.state,
+                 message_id=message.message_id, sender=message.sender)
 
     def _act_on(
         self, uow: UnitOfWork, decision: Decision, message: Message, now: datetime,
