@@ -182,6 +182,11 @@ def run(
         f"moved {report.poll.moved}, errors {report.poll.errors}; "
         f"executions run {report.executions}; replies attempted {report.replies}"
     )
+    if report.sla is not None:  # None: the check failed and was logged (job_failed)
+        typer.echo(
+            f"deadlines: {report.sla.checked} open request(s) near or past their deadline; "
+            f"newly warned {len(report.sla.warned)}, newly breached {len(report.sla.breached)}"
+        )
 
 
 @db_app.command("upgrade")

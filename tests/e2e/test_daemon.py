@@ -239,9 +239,15 @@ def test_crash_around_execution_resets_once(env: DaemonEnv, point: str) -> None:
 def test_executor_outage_is_retried(env: DaemonEnv) -> None:
     env.forus.fail_next(503)
     env.deliver(env.request(COMPLETE_BODY))
-    env.run_once()
+    first = env.run_once()
     assert env.replies() == []
     assert env.sql("select state from requests") == [("complete",)]
+    assert "deadlines: 0 open request(s) near or past their deadline" in first.stdout
+    # still open past its deadline: `run --once` says so (and the SLA check flags it once)
+    env.sql("update requests set deadline_at = :t", t="2000-01-01 00:00:00")
+    late = env.run_once()
+    assert "deadlines: 1 open request(s) near or past their deadline; newly warned 0, " \
+        "newly breached 1" in late.stdout, late.stdout
     env.sql("update executions set next_attempt_at = :t", t="2000-01-01 00:00:00")
     env.run_once()
     assert env.forus.resets["piet.jansen@hotmail.com"] == 1
