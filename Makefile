@@ -26,9 +26,12 @@ lint: venv
 test: venv test-deps lint
 	$(BIN)/pytest
 
-# make demo DEMO_EXECUTOR=forus-db (or manual): the same loop with another [executor] kind
+# make demo DEMO_EXECUTOR=forus-db (or manual): the same loop with another [executor] kind.
+# The demo needs Dovecot only (and MariaDB for forus-db), not the whole test set.
 DEMO_EXECUTOR ?= http
-demo: venv test-deps
+DEMO_PACKAGES := dovecot-imapd dovecot-lmtpd $(if $(filter forus-db,$(DEMO_EXECUTOR)),mariadb-server)
+demo: venv
+	bash scripts/install-test-deps.sh $(DEMO_PACKAGES)
 	$(BIN)/reset-mailbot demo --executor $(DEMO_EXECUTOR)
 
 bench: venv

@@ -3,9 +3,14 @@
 # Dovecot (IMAP + LMTP), PostgreSQL and MariaDB. Idempotent: when every
 # package is already installed it does nothing (no apt-get update).
 # No system daemon is started: the tests run private instances on free ports.
+# With arguments, installs only those packages (`make demo` needs just Dovecot).
 set -euo pipefail
 
-PACKAGES=(dovecot-imapd dovecot-lmtpd postgresql mariadb-server iproute2)
+if [[ $# -gt 0 ]]; then
+    PACKAGES=("$@")
+else
+    PACKAGES=(dovecot-imapd dovecot-lmtpd postgresql mariadb-server iproute2)
+fi
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
