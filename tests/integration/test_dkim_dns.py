@@ -107,6 +107,26 @@ def test_lookup_raises_temporary_error_on_servfail_and_silence(server: DnsServer
     assert time.monotonic() - start < SHORT_TIMEOUT + 1.5  # the configured timeout is honoured
 
 
+def test_answers_are_cached_for_their_ttl_and_failures_are_not(server: DnsServer) -> None:
+    """A backlog from one municipality costs one lookup, as behind any caching resolver."""
+    first, second = rsa_key(2048).txt(), rsa_key(1024).txt()
+    server.set_records({NAME: first})
+    lookup = make_key_lookup([server.host], server.port, 2.0)
+    assert lookup(NAME + ".") == first.encode()
+    server.set_records({NAME: second})
+    assert lookup(NAME + ".") == first.encode()  # within the harness TTL (60 s)
+    assert make_key_lookup([server.host], server.port, 2.0)(NAME + ".") == second.encode()
+
+    other = "s2._domainkey.utrecht.nl"
+    server.set_records({other: first})
+    server.set_faults(servfail=[other])
+    fresh = make_key_lookup([server.host], server.port, SHORT_TIMEOUT)
+    with pytest.raises(TemporaryKeyLookupError):
+        fresh(other + ".")
+    server.set_faults()
+    assert fresh(other + ".") == first.encode()  # the SERVFAIL was not remembered
+
+
 # ---------------------------------------------------------------------------------------------
 # decisions over DNS
 

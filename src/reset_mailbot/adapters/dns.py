@@ -5,6 +5,11 @@ into a plain failure; ours raises TemporaryKeyLookupError for those, so the deci
 instead of rejecting a real request because of a passing DNS fault. NXDOMAIN and "no TXT record"
 are answers (the key does not exist) and give None. UDP answers that come back truncated are
 retried over TCP (a 4096-bit key does not fit in 512 bytes).
+
+Answers are cached for their TTL (dnspython's LRUCache), as any resolver would: a backlog from
+the same few municipalities then costs one lookup per selector, not one per message. A key
+removed from DNS therefore stops verifying after its TTL, exactly as behind a caching resolver;
+failures (timeout, SERVFAIL) are never cached.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ import dns.rdatatype
 import dns.resolver
 
 from reset_mailbot.domain.authentication import KeyLookup, TemporaryKeyLookupError
+
+CACHE_SIZE = 1024  # selectors; every municipality has one or two
 
 
 def make_key_lookup(
@@ -35,6 +42,7 @@ def make_key_lookup(
     resolver.lifetime = timeout
     resolver.use_edns(0, 0, 1232)
     resolver.retry_servfail = False
+    resolver.cache = dns.resolver.LRUCache(CACHE_SIZE)
 
     def lookup(name: str) -> bytes | None:
         try:

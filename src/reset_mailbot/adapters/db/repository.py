@@ -41,7 +41,7 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, event, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, selectinload, sessionmaker
+from sqlalchemy.orm import Session, selectinload, sessionmaker, undefer
 
 from reset_mailbot.adapters.db.engine import create_db_engine
 from reset_mailbot.adapters.db.schema import (
@@ -1094,8 +1094,11 @@ class Store:
             and_(OutboxItem.state == OutboxState.SENDING,
                  OutboxItem.claimed_at <= now - self.lease),
         )
-        query = select(OutboxItem).where(due).order_by(OutboxItem.next_attempt_at,
-                                                       OutboxItem.id).limit(limit)
+        query = (
+            select(OutboxItem).where(due)
+            .options(undefer(OutboxItem.rfc822))  # the bytes to send, in the same query
+            .order_by(OutboxItem.next_attempt_at, OutboxItem.id).limit(limit)
+        )
         if self._skip_locked:
             query = query.with_for_update(skip_locked=True)
         claims: list[OutboxClaim] = []

@@ -112,7 +112,9 @@ class Message(Base):
     uid: Mapped[int | None] = mapped_column(BigInteger)
     size: Mapped[int | None] = mapped_column(BigInteger)
     sha256: Mapped[str | None] = mapped_column(String(64))
-    raw: Mapped[bytes | None] = mapped_column(LargeBinary)  # retention sets it to NULL
+    # retention sets it to NULL. Deferred: loaded only when read, so `request.messages` (replies,
+    # claims, views) does not drag every stored message's bytes (attachments: MBs) along.
+    raw: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
     raw_purged_at: Mapped[datetime | None]
     sender: Mapped[str | None] = mapped_column(String(ADDRESS_LEN))
     subject: Mapped[str | None] = mapped_column(Text)
@@ -209,7 +211,7 @@ class OutboxItem(Base):
     to_address: Mapped[str] = mapped_column(String(ADDRESS_LEN), index=True)
     subject: Mapped[str] = mapped_column(Text)
     body: Mapped[str] = mapped_column(Text)
-    rfc822: Mapped[bytes] = mapped_column(LargeBinary)
+    rfc822: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)  # read when sending
     reply_message_id: Mapped[str] = mapped_column(String(MSGID_LEN), unique=True)
     state: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
