@@ -31,10 +31,15 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import format_datetime
+from email.charset import QP, Charset
+from email.generator import BytesGenerator
+from email.header import Header
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.policy import compat32
+from email.utils import format_datetime, formataddr
 from enum import StrEnum
+from io import BytesIO
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -215,24 +220,22 @@ def render_reply(
     text = _tidy_text(templates.render(kind.value, language, "txt", context))
     html = templates.render(kind.value, language, "html", context).strip() + "\n"
 
-    msg = EmailMessage(policy=SMTP)
-    msg["From"] = f"{from_name} <{support_address}>" if from_name else support_address
-    msg["To"] = data.recipient
     subject = reply_subject(data.subject)
-    msg["Subject"] = subject
-    msg["Date"] = format_datetime(now)
-    msg["Auto-Submitted"] = "auto-replied"
-    msg["X-Auto-Response-Suppress"] = "All"
-    msg["X-Reset-Mailbot"] = kind.value
-    msg.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
-    msg.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
-    for part in msg.iter_parts():
-        del part["MIME-Version"]  # only the top level carries it (RFC 2045 section 4)
-    # "=_" cannot occur in quoted-printable text, so this boundary never collides with a body;
-    # deriving it from our Message-ID keeps the bytes reproducible.
-    digest = hashlib.sha256(reply_message_id.encode("ascii")).hexdigest()[:32]
-    msg.set_boundary(f"=_rmb_{digest}")
-    generated = msg.as_bytes()
+    generated = _mime(
+        text, html,
+        headers=[
+            ("From", formataddr((from_name, support_address)) if from_name else support_address),
+            ("To", data.recipient),
+            ("Subject", _header_value(subject)),
+            ("Date", format_datetime(now)),
+            ("Auto-Submitted", "auto-replied"),
+            ("X-Auto-Response-Suppress", "All"),
+            ("X-Reset-Mailbot", kind.value),
+        ],
+        # "=_" cannot occur in quoted-printable text, so this boundary never collides with a
+        # body; deriving it from our Message-ID keeps the bytes reproducible.
+        boundary="=_rmb_" + hashlib.sha256(reply_message_id.encode("ascii")).hexdigest()[:32],
+    )
 
     parent, references = thread_headers(data)
     raw_lines = [f"Message-ID: {reply_message_id}"]
@@ -243,6 +246,32 @@ def render_reply(
         raw_lines.append("References: " + "\r\n ".join(references))
     head = ("\r\n".join(raw_lines) + "\r\n").encode("ascii")
     return RenderedReply(rfc822=head + generated, subject=subject, text=text)
+
+
+# The email package's compat32 MIME classes: ~3x faster than EmailMessage + policy.SMTP (whose
+# header registry re-parses every header we set), which was most of the cost of queueing a reply.
+_UTF8_QP = Charset("utf-8")
+_UTF8_QP.body_encoding = QP
+_CRLF = compat32.clone(linesep="\r\n")
+
+
+def _header_value(value: str) -> str | Header:
+    """ASCII as it is (folded by the generator), anything else as RFC 2047 encoded words."""
+    return value if value.isascii() else Header(value, "utf-8")
+
+
+def _mime(text: str, html: str, headers: list[tuple[str, str | Header]], boundary: str) -> bytes:
+    """multipart/alternative of quoted-printable UTF-8 text and HTML, CRLF line ends."""
+    outer = MIMEMultipart("alternative", boundary=boundary, policy=_CRLF)
+    for name, value in headers:
+        outer[name] = value
+    for subtype, body in (("plain", text), ("html", html)):
+        part = MIMEText(body, subtype, _UTF8_QP, policy=_CRLF)
+        del part["MIME-Version"]  # only the top level carries it (RFC 2045 section 4)
+        outer.attach(part)
+    out = BytesIO()
+    BytesGenerator(out, mangle_from_=False, policy=_CRLF).flatten(outer)
+    return out.getvalue()
 
 
 def template_context(
