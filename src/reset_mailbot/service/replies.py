@@ -24,10 +24,25 @@ def reply_data_for_request(
     request: Request, decision: Decision | None = None, **overrides: Any
 ) -> ReplyData:
     """Reply data for a request: its merged items, threaded on its latest message."""
-    if decision is None:
-        latest: Message | None = request.messages[-1] if request.messages else None
-        stored = (latest.decision or {}) if latest is not None else {}
-        decision = Decision.model_validate(stored) if stored else None
+    thread: dict[str, Any] = {}
+    if decision is not None:
+        thread = {
+            "subject": decision.subject,
+            "message_id": decision.message_id,
+            "references": tuple(decision.references),
+            "in_reply_to": decision.in_reply_to,
+        }
+    elif request.messages:
+        # Only the threading fields of the latest stored decision are needed: read them as
+        # they are rather than validating the whole decision (evidence and all) again.
+        stored = request.messages[-1].decision or {}
+        references = stored.get("references") or []
+        thread = {
+            "subject": str(stored.get("subject") or ""),
+            "message_id": stored.get("message_id"),
+            "references": tuple(r for r in references if isinstance(r, str)),
+            "in_reply_to": stored.get("in_reply_to"),
+        }
     values: dict[str, Any] = {
         "recipient": request.sender,
         "account_email": request.account_email,
@@ -38,13 +53,7 @@ def reply_data_for_request(
             Item(k): MissingDetail(v) for k, v in (request.missing_details or {}).items()
         },
     }
-    if decision is not None:
-        values |= {
-            "subject": decision.subject,
-            "message_id": decision.message_id,
-            "references": tuple(decision.references),
-            "in_reply_to": decision.in_reply_to,
-        }
+    values |= thread
     values |= overrides
     return ReplyData(**values)
 
