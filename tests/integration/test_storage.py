@@ -513,6 +513,31 @@ def test_concurrent_execution_claimers_never_get_the_same_row(store: Store) -> N
 # ------------------------------------------------------------------ threads
 
 
+def test_thread_ids_are_recorded_once_whether_or_not_the_thread_was_loaded(
+    store: Store,
+) -> None:
+    with store.unit_of_work() as uow:
+        d = decision("<t1@utrecht.nl>", outcome=Outcome.INCOMPLETE, identity=False)
+        request = uow.create_request(d, uow.record_message(d, raw=b"1"))
+        request_id = request.id
+    with store.unit_of_work() as uow:
+        request = uow.get_request(request_id)
+        assert request is not None
+        uow.add_thread_id(request, "<t2@forus.test>")  # thread not loaded: one-row check
+        uow.add_thread_id(request, " <t2@forus.test> ")
+        assert sorted(t.message_id for t in request.thread_ids) == [
+            "<t1@utrecht.nl>", "<t2@forus.test>"]
+        uow.add_thread_id(request, "<t2@forus.test>")  # loaded now: checked in memory
+        uow.add_thread_id(request, "<t3@forus.test>")
+    with store.unit_of_work() as uow:
+        request = uow.get_request(request_id)
+        assert request is not None
+        assert sorted(t.message_id for t in request.thread_ids) == [
+            "<t1@utrecht.nl>", "<t2@forus.test>", "<t3@forus.test>"]
+        found = uow.find_request_for_thread(SENDER, ["<t3@forus.test>"])
+        assert found is not None and found.id == request_id
+
+
 def test_thread_lookup_and_merge(store: Store) -> None:
     with store.unit_of_work() as uow:
         d = decision("<first@utrecht.nl>", outcome=Outcome.INCOMPLETE, identity=False,

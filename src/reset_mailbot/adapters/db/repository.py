@@ -40,6 +40,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, and_, event, func, or_, select, update
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, contains_eager, selectinload, sessionmaker, undefer
 
@@ -661,9 +662,20 @@ class UnitOfWork:
     def add_thread_id(self, request: Request, message_id: str) -> None:
         """Remember a Message-ID of the request's thread (idempotent)."""
         message_id = message_id.strip()
-        if any(t.message_id == message_id for t in request.thread_ids):
+        if "thread_ids" not in sa_inspect(request).unloaded:
+            if not any(t.message_id == message_id for t in request.thread_ids):
+                request.thread_ids.append(ThreadId(message_id=message_id))
             return
-        request.thread_ids.append(ThreadId(message_id=message_id))
+        # Not loaded: ask for the one row instead of loading the whole thread (the query
+        # autoflushes, so ids added earlier in this unit of work are seen), and add the row
+        # without touching the collection, which would load it.
+        known = self.session.scalar(
+            select(func.count()).select_from(ThreadId).where(
+                ThreadId.request_id == request.id, ThreadId.message_id == message_id
+            )
+        )
+        if not known:
+            self.session.add(ThreadId(request_id=request.id, message_id=message_id))
 
     def transition(
         self,
