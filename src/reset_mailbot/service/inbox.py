@@ -242,7 +242,8 @@ class InboxProcessor:
         decision sends them to, so views and `messages reprocess` do not think them still there.
         """
         present = {uid for uid, _ in entries}
-        for row in uow.messages_pending_move(mailbox.inbox):
+        # a crash is noticed at the next start; a week bounds the (indexed) look-back
+        for row in uow.messages_pending_move(mailbox.inbox, received_since=now - timedelta(days=7)):
             if row.uidvalidity != uidvalidity or row.uid in present:
                 continue
             reply = bool((row.decision or {}).get("reply"))

@@ -453,8 +453,14 @@ class UnitOfWork:
             updated += result.rowcount or 0  # type: ignore[attr-defined]
         return updated
 
-    def messages_pending_move(self, mailbox: str | None = None) -> list[Message]:
-        """Decided (or failed) messages still in the inbox: a crash came between commit and MOVE."""
+    def messages_pending_move(
+        self, mailbox: str | None = None, *, received_since: datetime | None = None
+    ) -> list[Message]:
+        """Decided (or failed) messages still in the inbox: a crash came between commit and MOVE.
+
+        `received_since` bounds the search by the indexed receive time, for callers that look
+        every poll and only care about recent crashes.
+        """
         query = select(Message).where(
             Message.folder_moved_to.is_(None),
             Message.uid.is_not(None),
@@ -462,6 +468,8 @@ class UnitOfWork:
         )
         if mailbox is not None:
             query = query.where(Message.mailbox == mailbox)
+        if received_since is not None:
+            query = query.where(Message.received_at >= received_since)
         return list(self.session.scalars(query.order_by(Message.id)))
 
     def list_messages(
