@@ -486,7 +486,7 @@ class PendingMoves:
     Only messages whose decision is committed are added, so a crash before `flush` leaves
     committed decisions whose MOVE the next poll finishes (`_resume_target`); a crash after the
     MOVE but before the "moved" commit leaves messages out of the inbox whose rows say not
-    moved, which is harmless: nothing lists them again, and the decision is what counts.
+    moved, which the next poll records (`_record_moves_done_before_a_crash`).
     """
 
     def __init__(
