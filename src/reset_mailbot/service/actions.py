@@ -21,7 +21,7 @@ from reset_mailbot.adapters.db.repository import (
     Store,
     UnitOfWork,
     default_idempotency_key,
-    sender_name_of,
+    execution_job,
 )
 from reset_mailbot.adapters.db.schema import Request, utcnow
 from reset_mailbot.adapters.executors.base import ExecutionJob, ExecutionResult, Executor
@@ -232,24 +232,12 @@ def mark_failed(
 
 def job_for(uow: UnitOfWork, request: Request) -> ExecutionJob:
     """The job the executor would get for `request` (its stored key if one was queued)."""
-    latest = request.messages[-1] if request.messages else None
     key = (
         request.executions[-1].idempotency_key
         if request.executions
         else default_idempotency_key(request.id)
     )
-    return ExecutionJob(
-        request_id=request.id,
-        idempotency_key=key,
-        account_email=request.account_email or "",
-        municipality=request.municipality or "",
-        requested_by=request.sender,
-        case_reference=request.case_reference,
-        message_id=latest.message_id if latest else None,
-        approved_by=request.approved_by,
-        received_at=latest.received_at if latest else None,
-        requested_by_name=sender_name_of(latest),
-    )
+    return execution_job(request, key)
 
 
 def dry_run(store: Store, request_id: str, executor: Executor) -> tuple[str, ExecutionResult]:

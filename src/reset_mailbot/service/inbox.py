@@ -87,6 +87,11 @@ def folder_for(outcome: str | None, reply: bool, error: str | None = None) -> st
     return PROCESSED
 
 
+def imap_folder(mailbox: Mailbox, folder: str) -> str:
+    """The mailbox folder name for PROCESSED or QUARANTINE."""
+    return mailbox.processed_folder if folder == PROCESSED else mailbox.quarantine_folder
+
+
 def _reply_kind_for_rejection(decision: Decision) -> ReplyKind | None:
     if not decision.reply:
         return None
@@ -247,8 +252,7 @@ class InboxProcessor:
             if row.uidvalidity != uidvalidity or row.uid in present:
                 continue
             reply = bool((row.decision or {}).get("reply"))
-            folder = folder_for(row.outcome, reply, row.error)
-            target = mailbox.processed_folder if folder == PROCESSED else mailbox.quarantine_folder
+            target = imap_folder(mailbox, folder_for(row.outcome, reply, row.error))
             uow.mark_message_moved(row, target, now=now)
             log.info("move_recorded_late", message_pk=row.id, uid=row.uid, folder=target)
 
@@ -509,10 +513,7 @@ class PendingMoves:
 
     def flush(self) -> None:
         for folder, items in self.pending.items():
-            target = (
-                self.mailbox.processed_folder if folder == PROCESSED
-                else self.mailbox.quarantine_folder
-            )
+            target = imap_folder(self.mailbox, folder)
             self.mailbox.move_many([uid for uid, _ in items], target)
             failpoint("after_move")
             self.stats.moved += len(items)

@@ -20,29 +20,26 @@ from reset_mailbot.logs import get_logger
 log = get_logger("reset_mailbot.replies")
 
 
+_THREAD_FIELDS = {"subject", "message_id", "references", "in_reply_to"}
+
+
 def reply_data_for_request(
     request: Request, decision: Decision | None = None, **overrides: Any
 ) -> ReplyData:
     """Reply data for a request: its merged items, threaded on its latest message."""
-    thread: dict[str, Any] = {}
+    # Only the threading fields are needed; a stored decision is read as it is rather than
+    # validated again as a whole (evidence and all).
     if decision is not None:
-        thread = {
-            "subject": decision.subject,
-            "message_id": decision.message_id,
-            "references": tuple(decision.references),
-            "in_reply_to": decision.in_reply_to,
-        }
-    elif request.messages:
-        # Only the threading fields of the latest stored decision are needed: read them as
-        # they are rather than validating the whole decision (evidence and all) again.
-        stored = request.messages[-1].decision or {}
-        references = stored.get("references") or []
-        thread = {
-            "subject": str(stored.get("subject") or ""),
-            "message_id": stored.get("message_id"),
-            "references": tuple(r for r in references if isinstance(r, str)),
-            "in_reply_to": stored.get("in_reply_to"),
-        }
+        stored: dict[str, Any] = decision.model_dump(mode="json", include=_THREAD_FIELDS)
+    else:
+        stored = (request.messages[-1].decision or {}) if request.messages else {}
+    references = stored.get("references") or []
+    thread = {
+        "subject": str(stored.get("subject") or ""),
+        "message_id": stored.get("message_id"),
+        "references": tuple(r for r in references if isinstance(r, str)),
+        "in_reply_to": stored.get("in_reply_to"),
+    } if stored else {}
     values: dict[str, Any] = {
         "recipient": request.sender,
         "account_email": request.account_email,

@@ -154,35 +154,35 @@ class OutboxClaim:
 
 @dataclass(frozen=True)
 class ExecutionClaim:
-    """An execution claimed for running, with the request data the executor needs."""
+    """An execution claimed for running, with the job the executor is given."""
 
     id: int
-    request_id: str
-    idempotency_key: str
     attempts: int
     reclaimed: bool
-    account_email: str
-    municipality: str
-    requested_by: str
-    case_reference: str | None
-    source_message_id: str | None
-    approved_by: str | None
-    source_received_at: datetime | None = None  # the latest message's, for the HTTP contract
-    requested_by_name: str | None = None  # the latest message's From display name
+    work: ExecutionJob
 
     def job(self) -> ExecutionJob:
-        return ExecutionJob(
-            request_id=self.request_id,
-            idempotency_key=self.idempotency_key,
-            account_email=self.account_email,
-            municipality=self.municipality,
-            requested_by=self.requested_by,
-            case_reference=self.case_reference,
-            message_id=self.source_message_id,
-            approved_by=self.approved_by,
-            received_at=self.source_received_at,
-            requested_by_name=self.requested_by_name,
-        )
+        return self.work
+
+    @property
+    def request_id(self) -> str:
+        return self.work.request_id
+
+    @property
+    def idempotency_key(self) -> str:
+        return self.work.idempotency_key
+
+    @property
+    def account_email(self) -> str:
+        return self.work.account_email
+
+    @property
+    def source_message_id(self) -> str | None:
+        return self.work.message_id
+
+    @property
+    def approved_by(self) -> str | None:
+        return self.work.approved_by
 
 
 def sender_name_of(message: Message | None) -> str | None:
@@ -190,6 +190,27 @@ def sender_name_of(message: Message | None) -> str | None:
     sender = ((message.decision or {}) if message is not None else {}).get("sender") or {}
     name = sender.get("name") if isinstance(sender, dict) else None
     return name if isinstance(name, str) and name else None
+
+
+def execution_job(request: Request, idempotency_key: str) -> ExecutionJob:
+    """What an executor is given for `request`: for a claimed execution and a dry run alike.
+
+    The requester's name and the source message are the latest message's (all of a request's
+    messages come from its one sender).
+    """
+    latest = request.messages[-1] if request.messages else None
+    return ExecutionJob(
+        request_id=request.id,
+        idempotency_key=idempotency_key,
+        account_email=request.account_email or "",
+        municipality=request.municipality or "",
+        requested_by=request.sender,
+        case_reference=request.case_reference,
+        message_id=latest.message_id if latest else None,
+        approved_by=request.approved_by,
+        received_at=latest.received_at if latest else None,
+        requested_by_name=sender_name_of(latest),
+    )
 
 
 def new_request_id() -> str:
@@ -1185,16 +1206,8 @@ class Store:
                           request=request, now=now,
                           data={"execution_id": execution.id, "attempts": execution.attempts,
                                 "idempotency_key": execution.idempotency_key})
-                latest = request.messages[-1] if request.messages else None
                 claims.append(ExecutionClaim(
-                    id=execution.id, request_id=request.id,
-                    idempotency_key=execution.idempotency_key, attempts=execution.attempts,
-                    reclaimed=reclaimed, account_email=request.account_email or "",
-                    municipality=request.municipality or "", requested_by=request.sender,
-                    case_reference=request.case_reference,
-                    source_message_id=latest.message_id if latest else None,
-                    approved_by=request.approved_by,
-                    source_received_at=latest.received_at if latest else None,
-                    requested_by_name=sender_name_of(latest),
+                    id=execution.id, attempts=execution.attempts, reclaimed=reclaimed,
+                    work=execution_job(request, execution.idempotency_key),
                 ))
         return claims
