@@ -22,7 +22,7 @@ from reset_mailbot.config import (
 from reset_mailbot.domain.authentication import KeyLookup
 from reset_mailbot.domain.decision import DecisionContext
 from reset_mailbot.domain.models import Decision
-from reset_mailbot.logs import get_logger
+from reset_mailbot.logs import decision_fields, get_logger
 from reset_mailbot.rules_loader import RuleSet, load_rules
 
 if TYPE_CHECKING:
@@ -53,21 +53,7 @@ def build_decision_context(config: Config) -> DecisionContext:
 
 def log_decision(decision: Decision, **extra: object) -> None:
     """The one structured log line per decided message (README, "Log events")."""
-    get_logger().info(
-        "decision",
-        message_id=decision.message_id,
-        message_key=decision.message_key,
-        outcome=decision.outcome.value,
-        reasons=[r.value for r in decision.reasons],
-        missing=[m.value for m in decision.missing],
-        reply=decision.reply,
-        sender=decision.sender.address,
-        municipality=decision.sender.municipality,
-        dkim=decision.authentication.dkim.value,
-        signing_domain=decision.authentication.signing_domain,
-        account_email=decision.request.account_email,
-        **extra,
-    )
+    get_logger().info("decision", **decision_fields(decision), **extra)
 
 
 # ------------------------------------------------------------------------------ the daemon

@@ -17,6 +17,7 @@ from typing import Any, TextIO
 import structlog
 
 from reset_mailbot.domain.addresses import mask_address
+from reset_mailbot.domain.models import Decision
 
 PERSONAL_FIELDS = frozenset(
     {"sender", "from_address", "to", "to_address", "account_email", "requested_by", "address",
@@ -72,3 +73,21 @@ def configure_logging(level: str = "info", stream: TextIO | None = None) -> None
 
 def get_logger(name: str = "reset_mailbot") -> structlog.typing.FilteringBoundLogger:
     return structlog.get_logger(name)
+
+
+def decision_fields(decision: Decision) -> dict[str, Any]:
+    """The fields of the one `decision` log line per message (docs/log-events.md), shared by
+    the daemon and `reset-mailbot check` so both explain a decision the same way."""
+    return {
+        "message_id": decision.message_id,
+        "message_key": decision.message_key,
+        "outcome": decision.outcome.value,
+        "reasons": [r.value for r in decision.reasons],
+        "missing": [m.value for m in decision.missing],
+        "reply": decision.reply,
+        "sender": decision.sender.address,
+        "municipality": decision.sender.municipality,
+        "dkim": decision.authentication.dkim.value,
+        "signing_domain": decision.authentication.signing_domain,
+        "account_email": decision.request.account_email,
+    }

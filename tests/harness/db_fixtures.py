@@ -5,6 +5,8 @@
   trust auth; yields ``postgresql+psycopg://postgres@127.0.0.1:<port>/postgres``.
 - `database_url` (function, parametrised ``sqlite`` / ``postgresql``): a fresh, empty
   database per test, so storage code is tested on both backends it supports.
+- `store` (function): a `Store` on `database_url`, migrated, whose clock stands still at the
+  test module's `T0`.
 
 PostgreSQL is only started when a test asks for it. Durability is switched off
 (fsync=off): the cluster lives for one test session.
@@ -26,6 +28,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
+
+from reset_mailbot.adapters.db import migrate
+from reset_mailbot.adapters.db.engine import create_db_engine
+from reset_mailbot.adapters.db.repository import Store
 
 HOST = "127.0.0.1"
 SUPERUSER = "postgres"
@@ -208,3 +214,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield cluster.database_url(name)
     finally:
         cluster.drop_database(name)
+
+
+@pytest.fixture
+def store(database_url: str, request: pytest.FixtureRequest) -> Iterator[Store]:
+    """A migrated `Store` on `database_url`; its clock is the test module's `T0`."""
+    now = request.module.T0
+    migrate.upgrade(database_url)
+    engine = create_db_engine(database_url)
+    yield Store(engine, clock=lambda: now)
+    engine.dispose()

@@ -16,8 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from reset_mailbot.adapters.db import migrate
-from reset_mailbot.adapters.db.engine import create_db_engine
 from reset_mailbot.adapters.db.repository import Store
 from reset_mailbot.adapters.db.schema import OutboxItem, Request
 from reset_mailbot.adapters.executors.base import ExecutionJob, ExecutionStatus, Executor
@@ -46,13 +44,6 @@ SENDER = "j.jansen@utrecht.nl"
 ACCOUNT = "fam.ozturk@outlook.com"
 EXAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "examples"
 
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    migrate.upgrade(database_url)
-    engine = create_db_engine(database_url)
-    yield Store(engine, clock=lambda: T0)
-    engine.dispose()
 
 
 @pytest.fixture

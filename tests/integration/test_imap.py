@@ -351,7 +351,7 @@ def test_untrusted_certificate_is_refused(
     assert not adapter.connected
 
 
-def test_iter_fetch_bounds_batches_by_bytes(box: Mailbox, mailbox: MailUser) -> None:
+def test_fetch_batches_are_bounded_by_bytes(box: Mailbox, mailbox: MailUser) -> None:
     for n, padding in enumerate([10, 30_000, 10, 10, 30_000]):
         mailbox.deliver(_raw(n, padding))
     listed = box.list_uids_with_sizes()
@@ -363,9 +363,11 @@ def test_iter_fetch_bounds_batches_by_bytes(box: Mailbox, mailbox: MailUser) -> 
         return fetch(uids)
 
     box.fetch = spy  # type: ignore[method-assign]
-    got = list(box.iter_fetch(listed, max_batch_bytes=20_000))
+    batches = list(box.fetch_batches(listed, max_batch_bytes=20_000))
+    got = [item for batch in batches for item in batch]
     assert [uid for uid, _ in got] == [uid for uid, _ in listed]
     assert [len(raw) for _, raw in got] == [size for _, size in listed]
     u = [uid for uid, _ in listed]
     # small ones share a batch (up to batch_size=2), a large one goes alone
     assert calls == [[u[0]], [u[1]], [u[2], u[3]], [u[4]]]
+    assert [[uid for uid, _ in batch] for batch in batches] == calls

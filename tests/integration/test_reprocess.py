@@ -6,15 +6,12 @@ now say X"); everything after it is the real repository and inbox code.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
-from reset_mailbot.adapters.db import migrate
-from reset_mailbot.adapters.db.engine import create_db_engine
 from reset_mailbot.adapters.db.repository import Store
 from reset_mailbot.adapters.db.schema import Execution, OutboxItem, Request
 from reset_mailbot.domain.decision import DecisionContext
@@ -31,13 +28,6 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "examples"
 KEY = "<first@utrecht.nl>"
 RAW = f"Message-ID: {KEY}\r\nFrom: {SENDER}\r\nSubject: 2FA\r\n\r\nbody\r\n".encode()
 
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    migrate.upgrade(database_url)
-    engine = create_db_engine(database_url)
-    yield Store(engine, clock=lambda: T0)
-    engine.dispose()
 
 
 @pytest.fixture

@@ -7,15 +7,11 @@ makes a test fail.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from sqlalchemy import select, text
 
-from reset_mailbot.adapters.db import migrate
-from reset_mailbot.adapters.db.engine import create_db_engine
 from reset_mailbot.adapters.db.repository import Store, UnitOfWork
 from reset_mailbot.adapters.db.schema import AuditEntry, Message, OutboxItem, Request
 from reset_mailbot.adapters.executors.base import ExecutionResult, ExecutionStatus
@@ -34,13 +30,6 @@ SETTINGS = RetentionSettings(raw_message_days=30, request_days=365)
 PERSONAL = ("j.devries", "piet.jansen", "mallory.evil", "Mallory", "Jan de Vries", "88123",
             "Pieter Smit")
 
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    migrate.upgrade(database_url)
-    engine = create_db_engine(database_url)
-    yield Store(engine, clock=lambda: T0)
-    engine.dispose()
 
 
 def decision(key: str, *, sender: str = SENDER, outcome: Outcome = Outcome.COMPLETE,

@@ -11,15 +11,11 @@ from __future__ import annotations
 import email
 import threading
 import zlib
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 
-from reset_mailbot.adapters.db import migrate
-from reset_mailbot.adapters.db.engine import create_db_engine
 from reset_mailbot.adapters.db.repository import Store
 from reset_mailbot.adapters.db.schema import AuditEntry, OutboxItem, Request
 from reset_mailbot.adapters.smtp import SmtpSender
@@ -31,19 +27,12 @@ from reset_mailbot.domain.working_days import deadline
 from reset_mailbot.service.delivery import OutboxWorker
 from reset_mailbot.service.sla import check_sla
 
-COMPLETED = datetime(2026, 4, 24, 8, 0, tzinfo=UTC)  # Friday 10:00 in Amsterdam
+COMPLETED = T0 = datetime(2026, 4, 24, 8, 0, tzinfo=UTC)  # Friday 10:00 in Amsterdam
 DUE = datetime(2026, 4, 29, 22, 0, tzinfo=UTC)  # end of Wednesday 29 April, Amsterdam time
 NOTIFY = "sla-alerts@forus.test"
 SUPPORT = "support@forus.test"
 SETTINGS = SlaSettings(notify_address=NOTIFY, warn_hours=8)
 
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    migrate.upgrade(database_url)
-    engine = create_db_engine(database_url)
-    yield Store(engine, clock=lambda: COMPLETED)
-    engine.dispose()
 
 
 def add_request(

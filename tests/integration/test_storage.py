@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 import zlib
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -47,13 +46,6 @@ from reset_mailbot.domain.request_state import InvalidTransition, RequestState
 T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 SENDER = "j.jansen@utrecht.nl"
 
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    migrate.upgrade(database_url)
-    engine = create_db_engine(database_url)
-    yield Store(engine, clock=lambda: T0)
-    engine.dispose()
 
 
 def decision(

@@ -298,25 +298,25 @@ class Mailbox:
                     found[uid] = body
         return found
 
-    def iter_fetch(
+    def fetch_batches(
         self, uids_with_sizes: Iterable[tuple[int, int]], max_batch_bytes: int = 8 * 1024 * 1024
-    ) -> Iterator[tuple[int, bytes]]:
-        """Yield (uid, raw bytes) in UID order, fetching batches bounded by count AND bytes.
+    ) -> Iterator[list[tuple[int, bytes]]]:
+        """Yield batches of (uid, raw bytes) in UID order, bounded by count AND bytes.
 
         Keeps memory flat on a backlog of large messages (a batch of 50 x 20 MB would not be):
         only one batch is held at a time. A message larger than `max_batch_bytes` is fetched
-        alone. Other commands (move) may be issued between items.
+        alone. Other commands (move) may be issued between batches.
         """
         batch: list[int] = []
         batch_bytes = 0
         for uid, size in sorted(uids_with_sizes):
             if batch and (len(batch) >= self.batch_size or batch_bytes + size > max_batch_bytes):
-                yield from sorted(self.fetch(batch).items())
+                yield sorted(self.fetch(batch).items())
                 batch, batch_bytes = [], 0
             batch.append(uid)
             batch_bytes += size
         if batch:
-            yield from sorted(self.fetch(batch).items())
+            yield sorted(self.fetch(batch).items())
 
     def flags(self, uid: int) -> tuple[bytes, ...]:
         """The flags of one message (used by tests and `doctor`)."""

@@ -1,12 +1,15 @@
-"""Processing the support mailbox, one message at a time (Mailman's runner, cosmicpython's service).
+"""Processing the support mailbox (Mailman's runner, cosmicpython's service).
 
-For each UID in the inbox: decide with the pure core, then record the decision, the new or merged
-request, the queued replies and the execution intent in ONE transaction, and only after that
-commit MOVE the message out of the inbox. MOVEs are sent a batch at a time (`PendingMoves`): one
-UID MOVE costs about as much for fifty messages as for one. A crash anywhere leaves either
-nothing recorded (the message is still in the inbox and is decided again) or a committed decision
-whose MOVE is finished (or, if the MOVE went out, recorded) on the next poll. A message that
-breaks processing is recorded with its error and moved to quarantine; the loop goes on.
+Bodies are fetched in batches. Each message of a batch is decided by the pure core outside any
+transaction (the decision may wait for DNS); then the batch's decisions, new or merged requests,
+queued replies and execution intents are recorded in ONE transaction, each message under its
+own savepoint, and only after that commit are the messages MOVEd out of the inbox. MOVEs are
+sent a batch at a time (`PendingMoves`): one UID MOVE costs about as much for fifty messages as
+for one, and so does one commit (a disk flush). A crash anywhere leaves either nothing recorded
+(the messages are still in the inbox and are decided again) or committed decisions whose MOVE
+is finished (or, if the MOVE went out, recorded) on the next poll. A message that breaks
+processing is rolled back to its savepoint, recorded with its error and moved to quarantine;
+the others go on.
 
 Folders: complete, incomplete, ignored and answered rejections go to Processed; rejections we
 do not answer (unauthenticated, not allowlisted, malformed, oversize) and processing errors go to
@@ -15,6 +18,7 @@ Quarantine; deferred messages stay in the inbox until a later poll decides them 
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import traceback
 from collections.abc import Callable
@@ -37,7 +41,7 @@ from reset_mailbot.domain.reasons import MissingDetail, Outcome, ReasonCode
 from reset_mailbot.domain.replies import ReplyData, ReplyKind
 from reset_mailbot.domain.request_state import RequestState
 from reset_mailbot.domain.working_days import deadline
-from reset_mailbot.logs import get_logger
+from reset_mailbot.logs import decision_fields, get_logger
 from reset_mailbot.service.failpoints import failpoint
 from reset_mailbot.service.limits import ResetLimits, hold_reason
 from reset_mailbot.service.replies import queue_reply, reply_data_for_request
@@ -183,15 +187,23 @@ class InboxProcessor:
             else:
                 to_fetch.append((uid, size))
         moves.flush()
-        # bodies come in batches (bounded by count and bytes), each decided and committed in
-        # turn; their MOVEs go out a batch at a time, always after the decisions' commits
-        for uid, raw in mailbox.iter_fetch(to_fetch):
+        # bodies come in batches (bounded by count and bytes); each batch is decided outside
+        # any transaction, committed in one, and its MOVEs go out after that commit
+        for batch in mailbox.fetch_batches(to_fetch):
+            decided: list[DecidedMessage] = []
+            for uid, raw in batch:
+                if stop is not None and stop.is_set():
+                    break
+                decided.append(self.decide(raw, uid=uid))
+            filed = self.commit(decided, mailbox=mailbox.inbox, uidvalidity=uidvalidity,
+                                stats=stats)
+            failpoint("after_decision_commit")
+            for item, (folder, message_pk) in zip(decided, filed, strict=True):
+                if folder != STAY:
+                    highest = max(highest, item.uid or 0)
+                    moves.add(item.uid or 0, folder, message_pk)
             if stop is not None and stop.is_set():
                 break
-            folder, message_pk = self.decide_raw(mailbox, uidvalidity, uid, raw, stats)
-            if folder != STAY:
-                highest = max(highest, uid)
-                moves.add(uid, folder, message_pk)
         moves.flush()
         if highest:
             with self.store.unit_of_work() as uow:
@@ -200,27 +212,6 @@ class InboxProcessor:
                     now=self.clock(),
                 )
         return stats
-
-    def decide_raw(
-        self, mailbox: Mailbox, uidvalidity: int, uid: int, raw: bytes, stats: PollStats
-    ) -> tuple[str, int | None]:
-        """Decide one fetched message and commit; returns (folder it goes to, message pk).
-
-        Never raises for the message's sake: a processing error is recorded for quarantine.
-        """
-        now = self.clock()
-        try:
-            folder, message_pk = self.handle_raw(
-                raw, mailbox=mailbox.inbox, uidvalidity=uidvalidity, uid=uid, now=now,
-                stats=stats,
-            )
-        except Exception as exc:  # one broken message never blocks the others
-            stats.errors += 1
-            folder, message_pk = self._record_failure(
-                raw, exc, mailbox=mailbox.inbox, uidvalidity=uidvalidity, uid=uid, now=now
-            )
-        failpoint("after_decision_commit")
-        return folder, message_pk
 
     def _resume_target(self, uow: UnitOfWork, known: Message | None, now: datetime) -> str | None:
         """Where an already-recorded UID goes, or None when it must be decided (again)."""
@@ -269,75 +260,131 @@ class InboxProcessor:
         stats: PollStats | None = None,
     ) -> tuple[str, int | None]:
         """Decide one message and commit everything that follows from it. Returns (folder, pk)."""
-        now = now or self.clock()
-        parsed = parse_message(raw)
-        # Decided before the duplicate check, outside any transaction: the decision may wait
-        # for DNS and must not hold the database's write lock meanwhile. record_message below
-        # is the check (unique key), so a duplicate costs one wasted decision, nothing more.
-        started = self.clock()
-        decision = decide_parsed(parsed, self.context)
-        with self.store.unit_of_work() as uow:
-            decision, closed = self._followup_on_closed_request(uow, decision)
+        decided = self.decide(raw, uid=uid, now=now)
+        return self.commit([decided], mailbox=mailbox, uidvalidity=uidvalidity, stats=stats)[0]
+
+    def decide(self, raw: bytes, *, uid: int | None = None,
+               now: datetime | None = None) -> DecidedMessage:
+        """Parse and decide with the pure core, outside any transaction.
+
+        The decision may wait for DNS and must not hold the database's write lock meanwhile.
+        The duplicate check comes later (record_message's unique key), so a duplicate costs one
+        wasted decision, nothing more. An exception is kept on the result for `commit`.
+        """
+        item = DecidedMessage(raw=raw, uid=uid, received_at=now or self.clock(),
+                              started=self.clock())
+        try:
+            item.parsed = parse_message(raw)
+            item.decision = decide_parsed(item.parsed, self.context)
+        except Exception as exc:  # recorded and quarantined by commit, never raised
+            item.fail(exc)
+        return item
+
+    def commit(
+        self, items: list[DecidedMessage], *, mailbox: str | None, uidvalidity: int | None,
+        stats: PollStats | None = None,
+    ) -> list[tuple[str, int | None]]:
+        """Record decided messages and all that follows from them in one transaction.
+
+        Returns (folder, message pk) per item. Each message gets a savepoint, so one that
+        breaks processing is rolled back alone and recorded with its error (for quarantine)
+        while the others commit. One commit for a fetched batch instead of one per message:
+        with `synchronous=FULL` each commit is a disk flush. Logs and metrics follow the
+        commit, so a log line never reports a decision that was rolled back.
+        """
+        if not items:
+            return []
+        try:
+            with self.store.unit_of_work() as uow:
+                recorded = [self._record(uow, item, mailbox, uidvalidity) for item in items]
+        except Exception:
+            if len(items) == 1:
+                raise
+            # the batch failed as a whole (at commit): alone, only the culprit fails again
+            return [result for item in items
+                    for result in self.commit([item], mailbox=mailbox, uidvalidity=uidvalidity,
+                                              stats=stats)]
+        for result in recorded:
+            result.announce(stats)
+        return [(result.folder, result.message_pk) for result in recorded]
+
+    def _record(
+        self, uow: UnitOfWork, item: DecidedMessage, mailbox: str | None,
+        uidvalidity: int | None,
+    ) -> _Recorded:
+        if item.decision is not None and item.parsed is not None:
             try:
-                message = uow.record_message(
-                    decision, raw=raw, sha256=parsed.sha256, size=len(raw), mailbox=mailbox,
-                    uidvalidity=uidvalidity, uid=uid, received_at=now, now=now,
-                )
-            except DuplicateMessage as dup:  # a concurrent worker was faster
-                return self._duplicate(uow, parsed, dup.existing, uid=uid, now=now)
-            if closed is not None:
-                self._record_followup(uow, closed, message, now)
-                request: Request | None = closed
-            else:
-                request = self._act_on(uow, decision, message, now, parsed)
-            message_pk = message.id
-        latency = (self.clock() - started).total_seconds()
-        if stats is not None:
-            stats.decided += 1
-            outcome = decision.outcome.value
-            stats.outcomes[outcome] = stats.outcomes.get(outcome, 0) + 1
-        log.info(
-            "decision",
-            message_id=decision.message_id,
-            message_key=decision.message_key,
-            uid=uid,
-            outcome=decision.outcome.value,
-            reasons=[r.value for r in decision.reasons],
-            missing=[m.value for m in decision.missing],
-            reply=decision.reply,
-            sender=decision.sender.address,
-            municipality=decision.sender.municipality,
-            dkim=decision.authentication.dkim.value,
-            request_id=request.id if request is not None else None,
-            request_state=request.state if request is not None else None,
-            seconds=round(latency, 4),
-        )
-        if decision.outcome is Outcome.REJECTED and not decision.reply:
-            log.warning(
-                "auth_rejected", message_id=decision.message_id,
-                reasons=[r.value for r in decision.reasons], sender=decision.sender.address,
+                with uow.savepoint():
+                    return self._record_decision(uow, item, item.parsed, item.decision,
+                                                 mailbox, uidvalidity)
+            except Exception as exc:  # one broken message never blocks the others
+                item.fail(exc)
+        return self._record_failure(uow, item, mailbox, uidvalidity)
+
+    def _record_decision(
+        self, uow: UnitOfWork, item: DecidedMessage, parsed: ParsedMessage, decision: Decision,
+        mailbox: str | None, uidvalidity: int | None,
+    ) -> _Recorded:
+        now = item.received_at
+        decision, closed = self._followup_on_closed_request(uow, decision)
+        try:
+            message = uow.record_message(
+                decision, raw=item.raw, sha256=parsed.sha256, size=len(item.raw),
+                mailbox=mailbox, uidvalidity=uidvalidity, uid=item.uid, received_at=now,
+                now=now,
             )
-        if self.on_decision is not None:  # metrics: outcome, reasons, latency
-            self.on_decision(decision, latency)
-        return folder_for(decision.outcome.value, decision.reply), message_pk
+        except DuplicateMessage as dup:  # decided before, or a concurrent worker was faster
+            return self._duplicate(uow, parsed, dup.existing, uid=item.uid, now=now)
+        if closed is not None:
+            self._record_followup(uow, closed, message, now)
+            request: Request | None = closed
+        else:
+            request = self._act_on(uow, decision, message, now, parsed)
+        request_id = request.id if request is not None else None
+        request_state = request.state if request is not None else None
+
+        def announce(stats: PollStats | None) -> None:
+            latency = (self.clock() - item.started).total_seconds()
+            if stats is not None:
+                stats.decided += 1
+                outcome = decision.outcome.value
+                stats.outcomes[outcome] = stats.outcomes.get(outcome, 0) + 1
+            log.info(
+                "decision", **decision_fields(decision), uid=item.uid, request_id=request_id,
+                request_state=request_state, seconds=round(latency, 4),
+            )
+            if decision.outcome is Outcome.REJECTED and not decision.reply:
+                log.warning(
+                    "auth_rejected", message_id=decision.message_id,
+                    reasons=[r.value for r in decision.reasons], sender=decision.sender.address,
+                )
+            if self.on_decision is not None:  # metrics: outcome, reasons, latency
+                self.on_decision(decision, latency)
+
+        return _Recorded(folder_for(decision.outcome.value, decision.reply), message.id,
+                         announce)
 
     def _duplicate(
         self, uow: UnitOfWork, parsed: ParsedMessage, existing: Message, *, uid: int | None,
         now: datetime,
-    ) -> tuple[str, int | None]:
+    ) -> _Recorded:
         """The same key again: the same bytes are a resumed message; other bytes a replay."""
         if existing.sha256 == parsed.sha256:
             reply = bool((existing.decision or {}).get("reply"))
-            return folder_for(existing.outcome, reply, existing.error), existing.id
+            return _Recorded(folder_for(existing.outcome, reply, existing.error), existing.id)
         uow.audit(
             "duplicate_ignored", message=existing, request_id=existing.request_id, now=now,
             data={"message_key": existing.message_key, "uid": uid, "sha256": parsed.sha256},
         )
-        log.info(
-            "decision", message_id=parsed.message_id, message_key=parsed.key, uid=uid,
-            outcome=Outcome.IGNORED.value, reasons=[ReasonCode.DUPLICATE.value], reply=False,
-        )
-        return PROCESSED, None
+
+        def announce(_stats: PollStats | None) -> None:
+            log.info(
+                "decision", message_id=parsed.message_id, message_key=parsed.key, uid=uid,
+                outcome=Outcome.IGNORED.value, reasons=[ReasonCode.DUPLICATE.value],
+                reply=False,
+            )
+
+        return _Recorded(PROCESSED, None, announce)
 
     @staticmethod
     def _followup_on_closed_request(
@@ -463,25 +510,72 @@ class InboxProcessor:
         return QUARANTINE, pk
 
     def _record_failure(
-        self, raw: bytes, exc: Exception, *, mailbox: str, uidvalidity: int, uid: int,
-        now: datetime,
-    ) -> tuple[str, int | None]:
-        error = f"{type(exc).__name__}: {exc}"
-        log.error(
-            "processing_error", uid=uid, error=error,
-            traceback=traceback.format_exc(limit=8),
-        )
-        parsed = parse_message(raw)
-        with self.store.unit_of_work() as uow:
-            try:
+        self, uow: UnitOfWork, item: DecidedMessage, mailbox: str | None,
+        uidvalidity: int | None,
+    ) -> _Recorded:
+        """A message that broke processing: recorded with its error, bound for quarantine."""
+        error = item.failure or "unknown error"
+
+        def announce(stats: PollStats | None) -> None:
+            if stats is not None:
+                stats.errors += 1
+            log.error("processing_error", uid=item.uid, error=error, traceback=item.trace)
+
+        parsed = item.parsed
+        try:
+            with uow.savepoint():
                 message = uow.record_failed_message(
-                    message_key=parsed.key, error=error[:2000], raw=raw,
-                    message_id=parsed.message_id, sha256=parsed.sha256, size=len(raw),
-                    mailbox=mailbox, uidvalidity=uidvalidity, uid=uid, received_at=now, now=now,
+                    message_key=parsed.key if parsed is not None else item.fallback_key,
+                    error=error[:2000], raw=item.raw,
+                    message_id=parsed.message_id if parsed is not None else None,
+                    sha256=item.sha256, size=len(item.raw), mailbox=mailbox,
+                    uidvalidity=uidvalidity, uid=item.uid, received_at=item.received_at,
+                    now=item.received_at,
                 )
-            except DuplicateMessage as dup:
-                return QUARANTINE, dup.existing_id
-            return QUARANTINE, message.id
+        except DuplicateMessage as dup:
+            return _Recorded(QUARANTINE, dup.existing.id, announce)
+        return _Recorded(QUARANTINE, message.id, announce)
+
+
+@dataclass
+class DecidedMessage:
+    """A fetched message decided outside any transaction, waiting for its batch's commit."""
+
+    raw: bytes
+    uid: int | None
+    received_at: datetime
+    started: datetime
+    parsed: ParsedMessage | None = None
+    decision: Decision | None = None
+    failure: str | None = None  # "Type: text" of what broke processing
+    trace: str | None = None
+
+    def fail(self, exc: Exception) -> None:
+        self.failure = f"{type(exc).__name__}: {exc}"
+        self.trace = traceback.format_exc(limit=8)
+
+    @property
+    def sha256(self) -> str:
+        return self.parsed.sha256 if self.parsed is not None else \
+            hashlib.sha256(self.raw).hexdigest()
+
+    @property
+    def fallback_key(self) -> str:
+        """The key of a message the parser could not read (as `ParsedMessage.key` would be)."""
+        return f"sha256:{self.sha256}"
+
+
+@dataclass
+class _Recorded:
+    """What one message's part of a batch transaction led to; announced after the commit."""
+
+    folder: str
+    message_pk: int | None
+    on_commit: Callable[[PollStats | None], None] | None = None
+
+    def announce(self, stats: PollStats | None) -> None:
+        if self.on_commit is not None:
+            self.on_commit(stats)
 
 
 class PendingMoves:

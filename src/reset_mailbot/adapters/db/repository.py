@@ -273,6 +273,16 @@ class UnitOfWork:
     def flush(self) -> None:
         self.session.flush()
 
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A nested transaction: an exception inside undoes the block's changes only.
+
+        Earlier work of the unit of work is flushed first and kept; the block's own changes
+        are flushed when it ends, so a constraint it violates fails inside it.
+        """
+        with self.session.begin_nested():
+            yield
+
     # ----------------------------------------------------------------- messages
 
     def get_message_by_key(self, message_key: str) -> Message | None:
