@@ -290,6 +290,23 @@ def test_messages_pending_move_after_a_crash_between_commit_and_move(store: Stor
 # ------------------------------------------------------------- the full path
 
 
+def test_an_execution_rolled_back_with_its_savepoint_is_created_again(store: Store) -> None:
+    """A batch's message whose work is rolled back (savepoint) takes its execution with it; a
+    later message of the batch that completes the same request gets a real one."""
+    with store.unit_of_work() as uow:
+        _, request = record_complete(uow, "<sp@utrecht.nl>")
+        request_id = request.id
+    with store.unit_of_work() as uow:
+        request = uow.get_request(request_id)
+        assert request is not None
+        with pytest.raises(RuntimeError), uow.savepoint():
+            uow.create_execution(request)
+            raise RuntimeError("this message broke")
+        execution = uow.create_execution(request)
+        assert execution in uow.session
+    assert count(store, Execution) == 1
+
+
 def test_decision_request_reply_and_execution_in_one_transaction(store: Store) -> None:
     with store.unit_of_work() as uow:
         _, request = record_complete(uow, "<full@utrecht.nl>", case="Z-42")
@@ -416,14 +433,17 @@ def test_outbox_claim_lease_and_reclaim(store: Store) -> None:
     assert len(second) == 1 and second[0].id not in {c.id for c in first}
     assert store.claim_due_outbox(now=T0 + timedelta(minutes=9)) == []
     with store.unit_of_work() as uow:
-        uow.mark_outbox_sent(first[0].id, now=T0 + timedelta(seconds=2))
-        uow.mark_outbox_sent(first[0].id)  # idempotent
+        assert uow.mark_outbox_sent(first[0].id, now=T0 + timedelta(seconds=2))
+        assert not uow.mark_outbox_sent(first[0].id)  # idempotent
+        with pytest.raises(LookupError):
+            uow.mark_outbox_sent(10**6)
     reclaimed = store.claim_due_outbox(now=T0 + timedelta(minutes=10))
     assert sorted(c.id for c in reclaimed) == sorted([first[1].id, second[0].id])
     assert all(c.reclaimed and c.attempts == 2 for c in reclaimed)
     assert reclaimed[0].rfc822.startswith(b"bytes ")
     with store.unit_of_work() as uow:
         assert len(uow.audit_entries(event="reply_reclaimed")) == 2
+        assert len(uow.audit_entries(event="reply_sent")) == 1
         sent = uow.get_outbox(first[0].id)
         assert sent.state == OutboxState.SENT and sent.sent_at == T0 + timedelta(seconds=2)
 

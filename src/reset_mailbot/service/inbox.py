@@ -454,7 +454,9 @@ class InboxProcessor:
         else:
             # replies follow the language of the request that started it (Dutch on doubt)
             language = message_language(parsed, self.context.rules.extraction)
-            request = uow.create_request(decision, message, now=now, language=language)
+            request = uow.create_request(decision, message, now=now, language=language,
+                                         deadline_at=self._deadline(now)
+                                         if not decision.request.missing else None)
         if request.state == RequestState.INCOMPLETE:
             queue_reply(
                 uow, ReplyKind.INCOMPLETE, reply_data_for_request(request, decision),
@@ -464,9 +466,8 @@ class InboxProcessor:
             )
             return request
         # complete: the two-working-day clock starts, then the gate or the executor
-        request.deadline_at = deadline(
-            request.completed_at or now, self.policy.sla_working_days, self.policy.sla_timezone
-        )
+        if request.deadline_at is None:
+            request.deadline_at = self._deadline(request.completed_at or now)
         hold = hold_reason(uow, request, self.limits, now)
         if hold is not None:  # never automatic: a person approves, even with the gate off
             request.result_code, request.result_detail = hold.reason.value, hold.detail
@@ -482,6 +483,9 @@ class InboxProcessor:
         else:
             uow.create_execution(request, now=now)
         return request
+
+    def _deadline(self, completed_at: datetime) -> datetime:
+        return deadline(completed_at, self.policy.sla_working_days, self.policy.sla_timezone)
 
     # ------------------------------------------------------------- the unusual
 

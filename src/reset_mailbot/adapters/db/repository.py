@@ -42,7 +42,14 @@ from typing import Any
 from sqlalchemy import Engine, and_, event, func, or_, select, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, contains_eager, selectinload, sessionmaker, undefer
+from sqlalchemy.orm import (
+    Session,
+    contains_eager,
+    joinedload,
+    selectinload,
+    sessionmaker,
+    undefer,
+)
 
 from reset_mailbot.adapters.db.engine import create_db_engine
 from reset_mailbot.adapters.db.schema import (
@@ -262,6 +269,9 @@ class UnitOfWork:
     def __init__(self, store: Store, session: Session) -> None:
         self._store = store
         self.session = session
+        # what this unit of work created, so that creating it again needs no query
+        self._created_requests: set[str] = set()
+        self._created_executions: dict[str, Execution] = {}
 
     def _now(self, now: datetime | None) -> datetime:
         return now if now is not None else self._store.clock()
@@ -646,6 +656,7 @@ class UnitOfWork:
         )
         _apply_items(request, items)
         self.session.add(request)
+        self._created_requests.add(request.id)
         message.request = request
         if message.message_id:
             self.add_thread_id(request, message.message_id)
@@ -701,7 +712,10 @@ class UnitOfWork:
     def add_thread_id(self, request: Request, message_id: str) -> None:
         """Remember a Message-ID of the request's thread (idempotent)."""
         message_id = message_id.strip()
-        if "thread_ids" not in sa_inspect(request).unloaded:
+        state = sa_inspect(request)
+        # a request not yet in the database (created in this unit of work) has no rows to ask
+        # for: its collection starts empty without a query
+        if state.transient or state.pending or "thread_ids" not in state.unloaded:
             if not any(t.message_id == message_id for t in request.thread_ids):
                 request.thread_ids.append(ThreadId(message_id=message_id))
             return
@@ -817,25 +831,32 @@ class UnitOfWork:
             raise LookupError(f"no outbox row {outbox_id}")
         return item
 
-    def mark_outbox_sent(self, outbox_id: int, *, now: datetime | None = None) -> OutboxItem:
-        """SMTP accepted the reply. Idempotent: a second call changes nothing."""
+    def mark_outbox_sent(self, outbox_id: int, *, now: datetime | None = None) -> bool:
+        """SMTP accepted the reply. Idempotent: a second call changes nothing (returns False).
+
+        One UPDATE that says what it changed, not a load and a flush: it runs once per reply
+        sent, right after the SMTP transaction.
+        """
         now = self._now(now)
-        item = self.get_outbox(outbox_id)
-        if item.state == OutboxState.SENT:
-            return item
-        item.state = OutboxState.SENT
-        item.sent_at = now
-        item.claimed_at = None
-        item.next_attempt_at = None
+        changed = self.session.execute(
+            update(OutboxItem)
+            .where(OutboxItem.id == outbox_id, OutboxItem.state != OutboxState.SENT)
+            .values(state=OutboxState.SENT, sent_at=now, claimed_at=None, next_attempt_at=None)
+            .returning(OutboxItem.request_id, OutboxItem.message_id, OutboxItem.kind,
+                       OutboxItem.attempts, OutboxItem.reply_message_id)
+        ).one_or_none()
+        if changed is None:
+            self.get_outbox(outbox_id)  # LookupError for a row that does not exist
+            return False
         self.audit(
             "reply_sent",
-            request_id=item.request_id,
-            message=item.message_id,
+            request_id=changed.request_id,
+            message=changed.message_id,
             now=now,
-            data={"outbox_id": item.id, "kind": item.kind, "attempts": item.attempts,
-                  "reply_message_id": item.reply_message_id},
+            data={"outbox_id": outbox_id, "kind": changed.kind, "attempts": changed.attempts,
+                  "reply_message_id": changed.reply_message_id},
         )
-        return item
+        return True
 
     def mark_outbox_failed(
         self,
@@ -919,9 +940,14 @@ class UnitOfWork:
         """Record the intent to reset before anything is called; one per key (idempotent)."""
         now = self._now(now)
         key = idempotency_key or default_idempotency_key(request.id)
-        existing = self.session.scalars(
-            select(Execution).where(Execution.idempotency_key == key)
-        ).one_or_none()
+        existing = self._created_executions.get(key)
+        if existing is not None and existing not in self.session:
+            existing = None  # created under a savepoint that was rolled back since
+        # a request created in this unit of work has no other execution (its id was free)
+        if existing is None and request.id not in self._created_requests:
+            existing = self.session.scalars(
+                select(Execution).where(Execution.idempotency_key == key)
+            ).one_or_none()
         if existing is not None:
             return existing
         execution = Execution(
@@ -933,6 +959,7 @@ class UnitOfWork:
             created_at=now,
         )
         self.session.add(execution)
+        self._created_executions[key] = execution
         self.session.flush()
         self.audit(
             "execution_queued",
@@ -959,7 +986,14 @@ class UnitOfWork:
         reclaim overtook a slow worker) is only audited, never applied twice.
         """
         now = self._now(now)
-        execution = self.get_execution(execution_id)
+        # the request with what its outcome reply needs (latest message, thread), loaded up
+        # front in three queries instead of lazily, each lazy load flushing the changes so far
+        execution = self.session.get(Execution, execution_id, options=[
+            joinedload(Execution.request).selectinload(Request.messages),
+            joinedload(Execution.request).selectinload(Request.thread_ids),
+        ])
+        if execution is None:
+            raise LookupError(f"no execution {execution_id}")
         request = execution.request
         data = {"execution_id": execution.id, "code": result.code, "detail": result.detail,
                 "attempts": execution.attempts}
