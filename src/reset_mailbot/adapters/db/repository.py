@@ -641,8 +641,12 @@ class UnitOfWork:
         if not sender:
             raise ValueError("a request needs an authenticated sender address")
         request_id = new_request_id()
-        while self.session.get(Request, request_id) is not None:  # 40 bits: practically never
-            request_id = new_request_id()
+        # 40 bits: a clash is rare, but over years of requests not negligible. No autoflush:
+        # the unit of work's pending rows cannot hold a request this does not know about.
+        with self.session.no_autoflush:
+            while (request_id in self._created_requests
+                   or self.session.get(Request, request_id) is not None):
+                request_id = new_request_id()
         request = Request(
             id=request_id,
             state=state.value,
@@ -660,7 +664,7 @@ class UnitOfWork:
         message.request = request
         if message.message_id:
             self.add_thread_id(request, message.message_id)
-        self.session.flush()
+        self.session.flush()  # the audit row refers to the request by its id only
         self.audit(
             "request_created",
             request=request,
