@@ -94,6 +94,31 @@ def test_replayed_message_id_is_ignored_without_second_reply(env: DaemonEnv) -> 
     assert env.sql("select count(*) from audit_log where event = 'duplicate_ignored'") == [(1,)]
 
 
+def test_new_uidvalidity_is_logged_and_nothing_is_decided_twice(env: DaemonEnv) -> None:
+    """The mailbox is rebuilt (a restore, a server migration): UIDVALIDITY changes and every
+    message comes back with new UIDs. Message-IDs, not UIDs, say what was decided."""
+    original = env.request(INCOMPLETE_BODY)
+    env.deliver(original)
+    env.run_once()
+    [(old_validity,)] = env.sql("select uidvalidity from mailbox_state")
+    # what a restore does: the message back in the inbox, the inbox's UID list rebuilt
+    maildir = env.mailbox.server.home(env.mailbox.address) / "Maildir"
+    for index in [maildir / "dovecot-uidlist", *maildir.glob("dovecot.index*")]:
+        index.unlink()
+    time.sleep(1.1)  # Dovecot derives a new UIDVALIDITY from the clock
+    env.deliver(original)
+    run = env.run_once()
+    [(new_validity,)] = env.sql("select uidvalidity from mailbox_state")
+    assert new_validity != old_validity
+    events = [json.loads(line) for line in run.stderr.splitlines() if line.startswith("{")]
+    changed = [e for e in events if e["event"] == "uidvalidity_changed"]
+    assert [(e["old"], e["new"]) for e in changed] == [(old_validity, new_validity)]
+    assert env.folder("INBOX") == []
+    assert len(env.replies()) == 1  # decided once, answered once
+    assert env.sql("select count(*) from requests") == [(1,)]
+    assert env.sql("select count(*) from messages") == [(1,)]
+
+
 def test_dns_failure_defers_and_a_later_run_decides(env: DaemonEnv) -> None:
     raw = env.request(INCOMPLETE_BODY)
     env.dns.set_faults(servfail=["e2e._domainkey.utrecht.nl"])
