@@ -537,7 +537,7 @@ class InboxProcessor:
                     now=item.received_at,
                 )
         except DuplicateMessage as dup:
-            return _Recorded(QUARANTINE, dup.existing.id, announce)
+            return _Recorded(QUARANTINE, dup.existing_id, announce)
         return _Recorded(QUARANTINE, message.id, announce)
 
 
