@@ -494,6 +494,9 @@ def main() -> int:
         print(f"drain: {args.messages} messages in {result['seconds']:.2f} s = {rate:.1f} "
               f"messages/s (target >= 50); daemon CPU {result['cpu_seconds']:.1f} s")
         print(f"peak RSS of run --once: {result['peak_rss_mb']:.0f} MB (target < 200 MB)")
+    # the host's speed drifts during a run (up to 1.8x on the reference machine): measured
+    # again after the drains, the two calibrations bracket the conditions the drains met
+    print(f"calibration after the drains: {calibrate(raws):.2f} ms CPU per message")
     if len(rates) > 1:
         print(f"drain over {len(rates)} runs: median {statistics.median(rates):.1f} messages/s, "
               f"min {min(rates):.1f}, max {max(rates):.1f}")
