@@ -183,6 +183,23 @@ def test_crash_before_side_effect_then_restart_replies_once(env: DaemonEnv, poin
     assert len(env.replies()) == 1
 
 
+def test_crash_after_a_batch_commit_finishes_every_message_of_it_once(env: DaemonEnv) -> None:
+    """Several messages share one transaction; a kill after its commit leaves all of them
+    decided and still in the inbox: the restart files them and acts on each exactly once."""
+    env.deliver(env.request(INCOMPLETE_BODY))
+    env.deliver(env.request(INCOMPLETE_BODY, from_="Anna Smit <a.smit@utrecht.nl>"))
+    env.deliver(env.request(COMPLETE_BODY, from_="Sanne Kuipers <s.kuipers@utrecht.nl>"))
+    assert env.run_once(failpoint="after_decision_commit", check=False).returncode == 137
+    assert len(env.folder("INBOX")) == 3
+    assert env.sql("select count(*) from messages where outcome is not null") == [(3,)]
+    env.run_once()
+    env.run_once()
+    assert env.folder("INBOX") == []
+    assert len(env.folder("Processed")) == 3
+    assert sorted(kinds(env)) == ["confirmation", "incomplete", "incomplete"]
+    assert env.forus.resets["piet.jansen@hotmail.com"] == 1
+
+
 def test_crash_between_move_and_its_record_is_repaired_without_acting_again(
     env: DaemonEnv,
 ) -> None:

@@ -15,7 +15,7 @@ EXIT_CODE = 137
 
 POINTS = frozenset(
     {
-        "after_decision_commit",  # decision committed, message not yet moved
+        "after_decision_commit",  # a batch's decisions committed, its messages not yet moved
         "after_move",  # message moved out of the inbox, the move not yet recorded
         "after_claim_execution",  # execution claimed (running), executor not yet called
         "after_execute",  # executor returned, result not yet recorded
