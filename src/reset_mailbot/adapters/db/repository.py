@@ -974,7 +974,13 @@ class UnitOfWork:
         return execution
 
     def get_execution(self, execution_id: int) -> Execution:
-        execution = self.session.get(Execution, execution_id)
+        """The execution with its request and what the request's outcome reply needs (latest
+        message, thread ids), in three queries up front instead of lazy loads that would each
+        flush the changes made so far."""
+        execution = self.session.get(Execution, execution_id, options=[
+            joinedload(Execution.request).selectinload(Request.messages),
+            joinedload(Execution.request).selectinload(Request.thread_ids),
+        ])
         if execution is None:
             raise LookupError(f"no execution {execution_id}")
         return execution
@@ -990,14 +996,7 @@ class UnitOfWork:
         reclaim overtook a slow worker) is only audited, never applied twice.
         """
         now = self._now(now)
-        # the request with what its outcome reply needs (latest message, thread), loaded up
-        # front in three queries instead of lazily, each lazy load flushing the changes so far
-        execution = self.session.get(Execution, execution_id, options=[
-            joinedload(Execution.request).selectinload(Request.messages),
-            joinedload(Execution.request).selectinload(Request.thread_ids),
-        ])
-        if execution is None:
-            raise LookupError(f"no execution {execution_id}")
+        execution = self.get_execution(execution_id)
         request = execution.request
         data = {"execution_id": execution.id, "code": result.code, "detail": result.detail,
                 "attempts": execution.attempts}
