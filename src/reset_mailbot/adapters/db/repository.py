@@ -269,9 +269,6 @@ class UnitOfWork:
     def __init__(self, store: Store, session: Session) -> None:
         self._store = store
         self.session = session
-        # what this unit of work created, so that creating it again needs no query
-        self._created_requests: set[str] = set()
-        self._created_executions: dict[str, Execution] = {}
 
     def _now(self, now: datetime | None) -> datetime:
         return now if now is not None else self._store.clock()
@@ -642,10 +639,9 @@ class UnitOfWork:
             raise ValueError("a request needs an authenticated sender address")
         request_id = new_request_id()
         # 40 bits: a clash is rare, but over years of requests not negligible. No autoflush:
-        # the unit of work's pending rows cannot hold a request this does not know about.
+        # requests are flushed as they are created, so pending rows hold none to find.
         with self.session.no_autoflush:
-            while (request_id in self._created_requests
-                   or self.session.get(Request, request_id) is not None):
+            while self.session.get(Request, request_id) is not None:
                 request_id = new_request_id()
         request = Request(
             id=request_id,
@@ -660,7 +656,6 @@ class UnitOfWork:
         )
         _apply_items(request, items)
         self.session.add(request)
-        self._created_requests.add(request.id)
         message.request = request
         if message.message_id:
             self.add_thread_id(request, message.message_id)
@@ -944,14 +939,9 @@ class UnitOfWork:
         """Record the intent to reset before anything is called; one per key (idempotent)."""
         now = self._now(now)
         key = idempotency_key or default_idempotency_key(request.id)
-        existing = self._created_executions.get(key)
-        if existing is not None and existing not in self.session:
-            existing = None  # created under a savepoint that was rolled back since
-        # a request created in this unit of work has no other execution (its id was free)
-        if existing is None and request.id not in self._created_requests:
-            existing = self.session.scalars(
-                select(Execution).where(Execution.idempotency_key == key)
-            ).one_or_none()
+        existing = self.session.scalars(
+            select(Execution).where(Execution.idempotency_key == key)
+        ).one_or_none()
         if existing is not None:
             return existing
         execution = Execution(
@@ -963,7 +953,6 @@ class UnitOfWork:
             created_at=now,
         )
         self.session.add(execution)
-        self._created_executions[key] = execution
         self.session.flush()
         self.audit(
             "execution_queued",
