@@ -290,20 +290,14 @@ class InboxProcessor:
         breaks processing is rolled back alone and recorded with its error (for quarantine)
         while the others commit. One commit for a fetched batch instead of one per message:
         with `synchronous=FULL` each commit is a disk flush. Logs and metrics follow the
-        commit, so a log line never reports a decision that was rolled back.
+        commit, so a log line never reports a decision that was rolled back. A failing commit
+        (the database itself: gone, full) raises: nothing of the batch is recorded, its
+        messages stay in the inbox, and the next poll decides them again.
         """
         if not items:
             return []
-        try:
-            with self.store.unit_of_work() as uow:
-                recorded = [self._record(uow, item, mailbox, uidvalidity) for item in items]
-        except Exception:
-            if len(items) == 1:
-                raise
-            # the batch failed as a whole (at commit): alone, only the culprit fails again
-            return [result for item in items
-                    for result in self.commit([item], mailbox=mailbox, uidvalidity=uidvalidity,
-                                              stats=stats)]
+        with self.store.unit_of_work() as uow:
+            recorded = [self._record(uow, item, mailbox, uidvalidity) for item in items]
         for result in recorded:
             result.announce(stats)
         return [(result.folder, result.message_pk) for result in recorded]
