@@ -82,7 +82,9 @@ def load_cases() -> list[Case]:
 
 @cache
 def rules() -> ExtractionRules:
-    return load_extraction_rules(packaged_rules_dir())
+    """The shipped rules, or RESET_MAILBOT_RULES_DIR's (to measure a rules change first)."""
+    folder = os.environ.get("RESET_MAILBOT_RULES_DIR")
+    return load_extraction_rules(Path(folder) if folder else packaged_rules_dir())
 
 
 def run_case(case: Case, repeat: int = 1) -> Outcome:

@@ -22,6 +22,7 @@ from reset_mailbot.config import (
 from reset_mailbot.domain.authentication import KeyLookup
 from reset_mailbot.domain.decision import DecisionContext
 from reset_mailbot.domain.models import Decision
+from reset_mailbot.domain.wire import WireLimits
 from reset_mailbot.logs import decision_fields, get_logger
 from reset_mailbot.rules_loader import RuleSet, load_rules
 
@@ -48,6 +49,8 @@ def build_decision_context(config: Config) -> DecisionContext:
         rules=build_rules(config),
         key_lookup=build_key_lookup(config),
         support_address=config.mailbox.address,
+        max_request_age_days=config.policy.max_request_age_days,
+        limits=WireLimits(max_message_bytes=config.mailbox.max_message_bytes),
     )
 
 

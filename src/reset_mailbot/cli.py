@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -19,7 +20,7 @@ from reset_mailbot import bootstrap
 from reset_mailbot.adapters.db.migrate import SchemaOutdated
 from reset_mailbot.cli_groups import messages_app, requests_app
 from reset_mailbot.config import Config, ConfigError, LogSettings, load_config
-from reset_mailbot.domain.decision import decide
+from reset_mailbot.domain.decision import as_duplicate, decide
 from reset_mailbot.domain.models import Decision
 from reset_mailbot.logs import configure_logging
 from reset_mailbot.rules_loader import RulesError
@@ -104,25 +105,60 @@ def describe(decision: Decision, name: str) -> str:
     return "\n".join(lines)
 
 
+def _read_bounded(name: str, limit: int) -> bytes:
+    """At most limit + 1 bytes: enough for the decision to say `oversize`, never more."""
+    if name == "-":
+        return sys.stdin.buffer.read(limit + 1)
+    with Path(name).open("rb") as handle:
+        return handle.read(limit + 1)
+
+
+def _parse_at(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise typer.BadParameter(f"{value!r} is not an ISO 8601 time") from exc
+    if when.tzinfo is None:
+        raise typer.BadParameter(f"{value!r} has no time zone (e.g. 2026-11-26T12:00+01:00)")
+    return when.timestamp()
+
+
 @app.command()
 @operator_errors
 def check(
     files: Annotated[list[str], typer.Argument(help="Message files (.eml); - reads stdin")],
     config: ConfigOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per message")] = False,
+    at: Annotated[str | None, typer.Option(
+        "--at", help="Decide as of this time (ISO 8601 with zone), e.g. for a saved old message;"
+        " default: now")] = None,
 ) -> None:
-    """Decide messages without side effects: no database, no mail, no reset."""
+    """Decide messages without side effects: no database, no mail, no reset.
+
+    Messages given together are checked as one mailbox would see them: a second message with a
+    Message-ID or DKIM signature seen before in the same call is `ignored [duplicate]`.
+    """
     cfg = _load(config)
     context = bootstrap.build_decision_context(cfg)
+    now = _parse_at(at)
+    seen: dict[str, str] = {}
     status = 0
     for name in files:
         try:
-            raw = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
+            raw = _read_bounded(name, context.limits.max_message_bytes)
         except OSError as exc:
             typer.echo(f"reset-mailbot: error: {name}: {exc.strerror or exc}", err=True)
             status = 2
             continue
-        decision = decide(raw, context)
+        decision = decide(raw, context, now)
+        keys = [decision.message_key, *decision.replay_keys]
+        earlier = next((seen[key] for key in keys if key in seen), None)
+        if earlier is not None:
+            decision = as_duplicate(decision, earlier)
+        else:
+            seen.update((key, name) for key in keys)
         bootstrap.log_decision(decision, file=name)
         if as_json:
             typer.echo(json.dumps(decision.check_json(), ensure_ascii=False))

@@ -218,6 +218,17 @@ class RepliesSettings(_Section):
     max_per_sender_per_hour: int = Field(5, ge=1)
 
 
+class PolicySettings(_Section):
+    """Decision policy knobs that are not rule data (policy clarifications v2)."""
+
+    section: ClassVar[str] = "policy"
+    model_config = _section_config("policy")
+
+    # a request whose signed date (signed Date header, else DKIM t=) is older is not executed;
+    # the reply asks for a fresh request (a replayed old message must not reset anything)
+    max_request_age_days: int = Field(14, ge=1, le=3650)
+
+
 class SlaSettings(_Section):
     section: ClassVar[str] = "sla"
     model_config = _section_config("sla")
@@ -260,6 +271,7 @@ SECTIONS: dict[str, type[_Section]] = {
         DatabaseSettings,
         ExecutorSettings,
         RepliesSettings,
+        PolicySettings,
         SlaSettings,
         MetricsSettings,
         RetentionSettings,
@@ -327,6 +339,10 @@ class Config:
     @property
     def rules(self) -> RulesSettings:
         return self.get(RulesSettings)
+
+    @property
+    def policy(self) -> PolicySettings:
+        return self.get(PolicySettings)
 
 
 def config_path(explicit: Path | None) -> tuple[Path | None, bool]:

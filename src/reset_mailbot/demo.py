@@ -8,6 +8,7 @@ server would), so the demo needs no network and no services.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
@@ -49,11 +50,13 @@ def run_demo(console: Console | None = None) -> None:
     faults = json.loads((data / "dns_faults.json").read_text())
     rules = load_rules(packaged_rules_dir(), data / "municipalities.yaml")
     context = DecisionContext(rules, zone_lookup(zone, faults), SUPPORT_ADDRESS)
-    table = Table(title="reset-mailbot check over the shipped sample messages")
+    # The samples were signed on 2026-11-26; decided as of that day, as `check --at` would.
+    signed_day = datetime(2026, 11, 26, 12, 0, tzinfo=UTC).timestamp()
+    table = Table(title="reset-mailbot check over the shipped sample messages (as of 2026-11-26)")
     for column in ("message", "outcome", "reasons", "missing", "account", "reply"):
         table.add_column(column)
     for path in sorted(data.glob("*.eml")):
-        decision = decide(path.read_bytes(), context)
+        decision = decide(path.read_bytes(), context, signed_day)
         table.add_row(
             path.name,
             decision.outcome.value,

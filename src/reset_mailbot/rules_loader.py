@@ -97,6 +97,7 @@ import functools  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 
 from reset_mailbot.domain.extraction import ExtractionRules  # noqa: E402
+from reset_mailbot.domain.extraction.grammar import GrammarRules  # noqa: E402
 from reset_mailbot.domain.reply_templates import ReplyTemplates  # noqa: E402
 from reset_mailbot.domain.rules import (  # noqa: E402
     AutomaticRules,
@@ -126,6 +127,21 @@ def packaged_rules_dir() -> Path:
     return here.parent.parent / "rules"
 
 
+def load_grammar(path: Path) -> GrammarRules:
+    """rules/grammar.yaml: validated as a model, then every class and slot reference checked,
+    the first problem reported with its line."""
+    grammar = load_yaml_model(path, GrammarRules)
+    problems = grammar.problems()
+    if problems:
+        loc, problem = problems[0]
+        text = path.read_text(encoding="utf-8")
+        node = _node_at(yaml.compose(text, Loader=_SAFE_LOADER), loc)
+        line = node.start_mark.line + 1 if node is not None else None
+        where = ".".join(str(p) for p in loc)
+        raise RulesError(path, f"{where}: {problem}", line)
+    return grammar
+
+
 def load_extraction_rules(rules_dir: Path) -> ExtractionRules:
     """rules/extraction.yaml plus every rules/phrases.<lang>.yaml, validated and compiled once."""
     from reset_mailbot.domain.extraction.rules import LayoutRules, PhraseRules
@@ -136,10 +152,14 @@ def load_extraction_rules(rules_dir: Path) -> ExtractionRules:
         raise RulesError(rules_dir / "phrases.nl.yaml", "file not found (no phrases.*.yaml)")
     layout = load_yaml_model(layout_path, LayoutRules)
     phrases = [load_yaml_model(path, PhraseRules) for path in phrase_paths]
+    grammar_path = rules_dir / "grammar.yaml"
+    grammar = load_grammar(grammar_path) if grammar_path.is_file() else None
     rules = ExtractionRules(
         phrases=phrases,
         layout=layout,
-        sources=tuple(str(p) for p in (layout_path, *phrase_paths)),
+        grammar=grammar,
+        sources=tuple(str(p) for p in (layout_path, *phrase_paths, grammar_path)
+                      if p.is_file()),
     )
     try:
         _ = rules.compiled  # alternations of valid patterns can still fail to combine

@@ -11,13 +11,14 @@ import os
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, text
 
-from tests.dkim_signing import plain_message, rsa_key, sign
+from tests.dkim_signing import DEFAULT_SIGNED_HEADERS, plain_message, rsa_key, sign
 from tests.harness.forus_http import DEFAULT_TOKEN, FakeForus
 from tests.harness.mail_fixtures import Mailbox, SmtpSink
 
@@ -92,15 +93,16 @@ class DaemonEnv:
     def deliver(self, raw: bytes) -> None:
         self.mailbox.deliver(raw)
 
-    def signed(self, raw: bytes, domain: str = "utrecht.nl") -> bytes:
+    def signed(self, raw: bytes, domain: str = "utrecht.nl",
+               signed_headers: Iterable[str] = DEFAULT_SIGNED_HEADERS) -> bytes:
         key = rsa_key(2048, "e2e")
         self.dns.set_records({f"{SELECTOR}._domainkey.{domain}": key.txt()})
-        return sign(raw, key, domain, SELECTOR)
+        return sign(raw, key, domain, SELECTOR, include_headers=list(signed_headers))
 
     def request(self, body: str, from_: str = "Jan de Vries <j.devries@utrecht.nl>",
-                **kw: Any) -> bytes:
+                signed_headers: Iterable[str] = DEFAULT_SIGNED_HEADERS, **kw: Any) -> bytes:
         domain = from_.rpartition("@")[2].rstrip(">")
-        return self.signed(plain_message(from_=from_, body=body, **kw), domain)
+        return self.signed(plain_message(from_=from_, body=body, **kw), domain, signed_headers)
 
     def folder(self, name: str) -> list[bytes]:
         return self.mailbox.list_folder(name) if name == "INBOX" or name in self.mailbox.folders() \

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.dkim_signing import message_id, plain_message
+from tests.dkim_signing import DEFAULT_SIGNED_HEADERS, message_id, plain_message
 from tests.e2e.daemon_env import CLI, DaemonEnv
 
 INCOMPLETE_BODY = (
@@ -33,6 +33,11 @@ COMPLETE_BODY = (
     "Met vriendelijke groet,\r\nJan de Vries\r\n"
 )
 
+
+
+#: what Google Workspace signs in a reply, and what Microsoft 365 signs in any message
+THREAD_SIGNED = (*DEFAULT_SIGNED_HEADERS, "in-reply-to", "references")
+M365_SIGNED = ("from", "date", "subject", "message-id", "content-type", "mime-version")
 
 def kinds(env: DaemonEnv) -> list[str]:
     return [str(m["X-Reset-Mailbot"]) for m in env.replies()]
@@ -318,9 +323,10 @@ def test_follow_up_in_the_thread_completes_the_request(env: DaemonEnv) -> None:
     assert env.forus.posts() == []
     ours = str(incomplete["Message-ID"])
     original = str(email.message_from_bytes(first)["Message-ID"])
-    env.deliver(env.request(
+    env.deliver(env.request(  # Google-style: In-Reply-To and References signed
         FOLLOW_UP_BODY, subject="RE: Verzoek reset 2FA",
         extra_headers=[("In-Reply-To", ours), ("References", f"{original} {ours}")],
+        signed_headers=THREAD_SIGNED,
     ))
     env.run_once()
     assert env.forus.resets["piet.jansen@hotmail.com"] == 1
@@ -328,6 +334,39 @@ def test_follow_up_in_the_thread_completes_the_request(env: DaemonEnv) -> None:
     assert env.sql("select count(*), min(state) from requests") == [(1, "executed")]
     confirmation = env.replies()[1]
     assert str(confirmation["In-Reply-To"]) != ours  # answers the follow-up itself
+
+
+def test_m365_follow_up_threads_by_the_request_tag_in_its_signed_subject(env: DaemonEnv) -> None:
+    """Microsoft 365 never signs In-Reply-To/References: the "[R-...]" tag our reply put in the
+    subject (which it does sign) finds the request instead."""
+    env.deliver(env.request(NO_IDENTITY_BODY))
+    env.run_once()
+    [incomplete] = env.replies()
+    request_id = env.sql("select id from requests")[0][0]
+    assert f"[{request_id}]" in str(incomplete["Subject"])
+    ours = str(incomplete["Message-ID"])
+    env.deliver(env.request(
+        FOLLOW_UP_BODY, subject="RE: " + str(incomplete["Subject"]),
+        extra_headers=[("In-Reply-To", ours), ("References", ours)], signed_headers=M365_SIGNED,
+    ))
+    env.run_once()
+    assert env.forus.resets["piet.jansen@hotmail.com"] == 1
+    assert env.sql("select count(*), min(state) from requests") == [(1, "executed")]
+
+
+def test_unsigned_in_reply_to_does_not_attach_to_a_request(env: DaemonEnv) -> None:
+    """Issue #11: whoever adds an In-Reply-To the signature does not cover cannot move a genuine
+    message of the same employee into another request of theirs."""
+    env.deliver(env.request(NO_IDENTITY_BODY))
+    env.run_once()
+    ours = str(env.replies()[0]["Message-ID"])
+    env.deliver(env.request(
+        FOLLOW_UP_BODY, subject="RE: Verzoek reset 2FA",
+        extra_headers=[("In-Reply-To", ours), ("References", ours)], signed_headers=M365_SIGNED,
+    ))
+    env.run_once()
+    assert env.forus.posts() == []
+    assert env.sql("select count(*) from requests") == [(2,)]
 
 
 def test_follow_up_from_another_sender_is_its_own_request(env: DaemonEnv) -> None:
@@ -352,7 +391,8 @@ def _thank_for(env: DaemonEnv, body: str = THANKS_BODY, **kw: Any) -> None:
     ours = str(env.replies()[-1]["Message-ID"])
     env.deliver(env.request(
         body, subject="RE: Verzoek reset 2FA",
-        extra_headers=[("In-Reply-To", ours), ("References", ours)], **kw,
+        extra_headers=[("In-Reply-To", ours), ("References", ours)],
+        signed_headers=THREAD_SIGNED, **kw,
     ))
 
 

@@ -21,6 +21,7 @@ from reset_mailbot.domain.decision import DecisionContext
 from reset_mailbot.domain.message import ParsedMessage
 from reset_mailbot.domain.models import Decision, Evidence, ResetRequest, SenderInfo
 from reset_mailbot.domain.reasons import Item, Outcome
+from reset_mailbot.domain.wire import DEFAULT_LIMITS, WireLimits
 from reset_mailbot.rules_loader import load_rules
 from reset_mailbot.service import inbox
 from reset_mailbot.service.inbox import (
@@ -43,7 +44,8 @@ def raw(n: int) -> bytes:
             f"Subject: 2FA {n}\r\n\r\nbody {n}\r\n").encode()
 
 
-def complete(parsed: ParsedMessage, _context: DecisionContext) -> Decision:
+def complete(parsed: ParsedMessage, _context: DecisionContext, _now: float | None = None
+             ) -> Decision:
     """A complete request from the message's own sender (the real core needs DKIM)."""
     n = parsed.message_id.strip("<>").split("@")[0][1:] if parsed.message_id else "x"
     if n == "boom":
@@ -139,10 +141,10 @@ def test_a_decision_or_parser_that_raises_is_quarantined_with_its_error(
     unparsable = b"From: nobody\r\n\r\nthe parser chokes on this one"
     parse = inbox.parse_message
 
-    def choking_parser(data: bytes) -> ParsedMessage:
+    def choking_parser(data: bytes, limits: WireLimits = DEFAULT_LIMITS) -> ParsedMessage:
         if data == unparsable:
             raise UnicodeDecodeError("utf-8", data, 0, 1, "invalid start byte")
-        return parse(data)
+        return parse(data, limits)
 
     monkeypatch.setattr(inbox, "parse_message", choking_parser)
     filed, stats = commit(processor, [broken_decision, unparsable, raw(3)])

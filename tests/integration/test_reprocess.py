@@ -58,12 +58,12 @@ def decision(outcome: Outcome, *, identity: bool = True,
 
 
 def decide_as(monkeypatch: pytest.MonkeyPatch, d: Decision) -> None:
-    monkeypatch.setattr(reprocess, "decide_parsed", lambda _parsed, _context: d)
+    monkeypatch.setattr(reprocess, "decide_parsed", lambda _parsed, _context, _now=None: d)
 
 
 def arrive(processor: InboxProcessor, monkeypatch: pytest.MonkeyPatch, d: Decision) -> int:
     """The message as the daemon first decided it."""
-    monkeypatch.setattr("reset_mailbot.service.inbox.decide_parsed", lambda _p, _c: d)
+    monkeypatch.setattr("reset_mailbot.service.inbox.decide_parsed", lambda _p, _c, _now=None: d)
     _folder, pk = processor.handle_raw(RAW, mailbox="INBOX", uidvalidity=1, uid=1, now=T0)
     assert pk is not None
     return pk

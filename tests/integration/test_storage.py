@@ -36,6 +36,7 @@ from reset_mailbot.adapters.db.schema import (
     Message,
     OutboxItem,
     Request,
+    SignatureSeen,
     ThreadId,
 )
 from reset_mailbot.adapters.executors.base import ExecutionResult, ExecutionStatus
@@ -193,6 +194,45 @@ def test_concurrent_insert_of_the_same_key_is_a_duplicate_and_the_uow_stays_usab
         assert [e.event for e in uow.audit_entries(event="duplicate_ignored")] == [
             "duplicate_ignored"
         ]
+
+
+def test_same_signature_under_another_key_is_a_replay(store: Store) -> None:
+    """Issue #11: an unsigned Message-ID can be changed; the DKIM signature cannot."""
+    first = decision("sha256:" + "a" * 64)
+    first.replay_keys = ["dkim:" + "f" * 64, "dkim:" + "e" * 64]
+    with store.unit_of_work() as uow:
+        uow.record_message(first, raw=b"first")
+    replay = decision("sha256:" + "b" * 64)
+    replay.replay_keys = ["dkim:" + "e" * 64]
+    with store.unit_of_work() as uow:
+        with pytest.raises(DuplicateMessage) as info:
+            uow.record_message(replay, raw=b"replay")
+        assert info.value.message_key == first.message_key
+        other = decision("sha256:" + "c" * 64)  # the unit of work goes on after the replay
+        other.replay_keys = ["dkim:" + "d" * 64]
+        uow.record_message(other, raw=b"other")
+    assert count(store, Message) == 2
+    assert count(store, SignatureSeen) == 3
+
+
+def test_concurrent_replay_is_caught_by_the_signature_key(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two instances deciding the same signed message under two keys at once: the primary key
+    on message_signatures makes the second a duplicate, and its message row is undone."""
+    first = decision("sha256:" + "3" * 64)
+    first.replay_keys = ["dkim:" + "9" * 64]
+    with store.unit_of_work() as uow:
+        uow.record_message(first, raw=b"one")
+    monkeypatch.setattr(UnitOfWork, "_message_with_signature",
+                        lambda self, keys, real=UnitOfWork._message_with_signature, n=[0]:
+                        (n.__setitem__(0, n[0] + 1), None if n[0] == 1 else real(self, keys))[1])
+    late = decision("sha256:" + "4" * 64)
+    late.replay_keys = ["dkim:" + "9" * 64]
+    with pytest.raises(DuplicateMessage), store.unit_of_work() as uow:
+        uow.record_message(late, raw=b"two")
+    assert count(store, Message) == 1
+    assert count(store, SignatureSeen) == 1
 
 
 def test_deferred_message_is_decided_again_in_place(store: Store) -> None:

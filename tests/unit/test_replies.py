@@ -19,6 +19,7 @@ from reset_mailbot.domain.replies import (
     make_message_id,
     render_reply,
     reply_subject,
+    request_ids_in_subject,
 )
 
 OUTLOOK_ID = "<AM9PR09MB1509BB531DBEC6AC9D77CFE54014@AM9PR09MB1509.eurprd09.prod.outlook.com>"
@@ -464,3 +465,51 @@ def test_rendered_subject_and_text_are_what_a_client_reads(kind: ReplyKind, lang
     assert reply.subject == msg["Subject"] == "Re: Wachtwoord én 2FA kwijt – Überprüfung"
     assert reply.text == _body(msg).replace("\r\n", "\n")  # stored with plain newlines
     assert reply.rfc822 == _build(kind, data, language=language)
+
+
+# --- issue #11: the request tag in the subject, and why nothing in a message counted ---------
+
+
+def test_subject_carries_the_request_tag_once() -> None:
+    assert reply_subject("Herstel 2FA", "R-ABCD2345") == "Re: Herstel 2FA [R-ABCD2345]"
+    again = reply_subject("RE: Re: Herstel 2FA [R-ABCD2345]", "R-ABCD2345")
+    assert again == "Re: Herstel 2FA [R-ABCD2345]"
+    raw = _build("incomplete", _data(subject="Herstel 2FA – Özdemir", request_id="R-ABCD2345",
+                                     missing=(Item.IDENTITY_VERIFIED,)))
+    subject = _parse(raw)["Subject"]
+    assert request_ids_in_subject(subject) == ["R-ABCD2345"]
+
+
+def test_request_ids_in_subject_only_reads_our_tag_shape() -> None:
+    assert request_ids_in_subject("RE: x [R-ABCD2345] [R-abcd2345] R-ZZZZ2222 [R-0000000]") == [
+        "R-ABCD2345"]
+
+
+@pytest.mark.parametrize("language", ["nl", "en"])
+@pytest.mark.parametrize("notice", ["body_not_signed", "request_too_old"])
+def test_incomplete_reply_explains_why_nothing_counted(language: str, notice: str) -> None:
+    data = _data(missing=tuple(Item), notices=(notice,))
+    msg = _parse(_build("incomplete", data, language=language))
+    body = _body(msg)
+    marker = {("nl", "body_not_signed"): "DKIM-handtekening",
+              ("en", "body_not_signed"): "DKIM signature",
+              ("nl", "request_too_old"): "te lang geleden",
+              ("en", "request_too_old"): "too long ago"}[(language, notice)]
+    assert marker in body
+    html = msg.get_body(("html",))
+    assert html is not None and marker in html.get_content()
+    plain = _body(_parse(_build("incomplete", _data(missing=tuple(Item)), language=language)))
+    assert marker not in plain
+
+
+@pytest.mark.parametrize(("language", "phrase"), [("nl", "dit woord hield haar tegen"),
+                                                  ("en", "this word stopped it")])
+def test_incomplete_reply_names_the_word_that_stopped_a_confirmation(
+    language: str, phrase: str
+) -> None:
+    data = _data(missing=(Item.IDENTITY_VERIFIED,),
+                 missing_details={Item.IDENTITY_VERIFIED: MissingDetail.UNEXPLAINED},
+                 stopped_at={Item.IDENTITY_VERIFIED: "hopelijk"})
+    body = _body(_parse(_build("incomplete", data, language=language)))
+    line = next(line for line in _missing_block(body) if phrase in line)
+    assert '"hopelijk"' in line

@@ -8,11 +8,14 @@ null and MAILER-DAEMON senders, our own address) are code.
 
 from __future__ import annotations
 
+import re
+
 from reset_mailbot.domain.message import ParsedMessage
 from reset_mailbot.domain.reasons import ReasonCode
 from reset_mailbot.domain.rules import AutomaticRules
 
 _NULL_RETURN_PATHS = {"<>", ""}
+_FROM_TOKENS = re.compile(r"[\s<>\"@()]+")
 _MAX_PARTS_WALKED = 200
 
 
@@ -51,9 +54,24 @@ def detect_automatic(
     if return_paths and all(v in _NULL_RETURN_PATHS for v in return_paths):
         add(ReasonCode.BOUNCE)
     mailbox = message.from_mailbox
+    if mailbox is None and _bounce_from(message.from_values, rules):
+        add(ReasonCode.BOUNCE)
     if mailbox is not None:
         if mailbox.local_part in rules.bounce_local_parts:
             add(ReasonCode.BOUNCE)
         if mailbox.address == support_address:
             add(ReasonCode.OWN_MESSAGE)
     return reasons
+
+
+def _bounce_from(values: tuple[str, ...], rules: AutomaticRules) -> bool:
+    """A From that is no mailbox but says "bounce": the null sender `<>` (RFC 5321 4.5.5),
+    or a bare MAILER-DAEMON / postmaster name. Only consulted when From does not parse, where
+    the alternative is `malformed_from`: no reply either way, but bounces are not quarantined."""
+    if len(values) != 1:
+        return False
+    value = values[0].strip()
+    if value.endswith("<>"):
+        return True
+    tokens = {token.lower() for token in _FROM_TOKENS.split(value) if token}
+    return bool(tokens & set(rules.bounce_local_parts))

@@ -45,6 +45,14 @@ class AuthenticationResult(BaseModel):
     signing_domain: str | None = None
     aligned: bool = False
     signatures: list[SignatureResult] = Field(default_factory=list)
+    # Of the aligned passing signature (empty otherwise): the header names its h= covers, its
+    # t= (seconds since the epoch), and the b= hashes of every aligned signature in the message
+    # (a replay of the same signed message carries them again, whatever its Message-ID).
+    signed_headers: list[str] = Field(default_factory=list)
+    signed_at: int | None = None
+    replay_keys: list[str] = Field(default_factory=list)
+    # request tags ("R-...") of our replies in a signed Subject: thread by them
+    subject_request_ids: list[str] = Field(default_factory=list)
 
 
 class SenderInfo(BaseModel):
@@ -72,6 +80,8 @@ class ResetRequest(BaseModel):
     case_reference: str | None = None
     evidence: list[Evidence] = Field(default_factory=list)
     missing_details: dict[Item, MissingDetail] = Field(default_factory=dict)
+    # the word that stopped a confirmation, per missing item (the reply names it)
+    stopped_at: dict[Item, str] = Field(default_factory=dict)
 
     @property
     def missing(self) -> list[Item]:
@@ -99,6 +109,10 @@ class Decision(BaseModel):
     references: list[str] = Field(default_factory=list)
     subject: str = ""
     detail: str = ""
+    # b= hashes of the aligned signatures: the same signed message again is a duplicate
+    replay_keys: list[str] = Field(default_factory=list)
+    # request tags ("R-...") of our replies in a signed Subject: thread by them
+    subject_request_ids: list[str] = Field(default_factory=list)
 
     def check_json(self) -> dict[str, object]:
         """The `check --json` shape (issue #2), plus evidence (issue #3)."""

@@ -24,6 +24,8 @@ class ReasonCode(StrEnum):
 
     # what cannot be parsed at all
     MALFORMED_MESSAGE = "malformed_message"
+    REPEATED_HEADER = "repeated_header"  # a field allowed once appears twice (issue #11)
+    LIMIT_EXCEEDED = "limit_exceeded"  # header size/count, recipients, encoded words, lines
     # authentication
     MALFORMED_FROM = "malformed_from"
     DKIM_MISSING = "dkim_missing"
@@ -41,6 +43,9 @@ class ReasonCode(StrEnum):
     OWN_MESSAGE = "own_message"
     # required items
     AMBIGUOUS_ACCOUNT_EMAIL = "ambiguous_account_email"
+    # nothing of the message counts (incomplete, the reply says why; issue #11)
+    BODY_NOT_SIGNED = "body_not_signed"  # Content-Type & co. not covered by the signature
+    REQUEST_TOO_OLD = "request_too_old"  # signed date older than max_request_age_days
     # processing history (decided by the service, not the pure core)
     DUPLICATE = "duplicate"
     OVERSIZE = "oversize"
@@ -76,3 +81,7 @@ class MissingDetail(StrEnum):
     QUESTION = "question"
     TEMPLATE_NO = "template_no"
     INVALID = "invalid"
+    # the allowlist reader (issue #12): which word stopped it is in ResetRequest.stopped_at
+    UNEXPLAINED = "unexplained"  # a word no affirmative form explains ("hopelijk", "zoon")
+    CONTRADICTED = "contradicted"  # another sentence about it holds a doubt ("verlopen")
+    RETRACTED = "retracted"  # the message takes the request back or postpones it

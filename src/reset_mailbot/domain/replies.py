@@ -53,7 +53,8 @@ DEFAULT_LANGUAGE: Language = "nl"
 
 # RFC 5322 msg-id, restricted to what we can write safely: printable ASCII, no spaces or brackets.
 _MSGID_RE = re.compile(r"^<[!-;=?-~]+@[!-;=?-~]+>$")
-_REPLY_PREFIX_RE = re.compile(r"^\s*(?:(?:re|antw|aw|sv|vs)\s*(?:\[\d+\])?\s*:\s*)+", re.IGNORECASE)
+# one repetition per run of blanks ("\s*(?:\[\d+\])?\s*" was quadratic on a long one)
+_REPLY_PREFIX_RE = re.compile(r"^\s*(?:(?:re|antw|aw|sv|vs)\s*(?:\[\d+\]\s*)?:\s*)+", re.IGNORECASE)
 _MAX_REFERENCES = 20  # keep the chain bounded: first id (thread root) + the most recent ones
 _MONTHS_NL = (
     "januari", "februari", "maart", "april", "mei", "juni",
@@ -78,6 +79,10 @@ class ReplyKind(StrEnum):
     DENIED = "denied"
 
 
+#: Reasons that void a whole message; the incomplete reply explains each in a paragraph.
+NOTICE_REASONS = frozenset({ReasonCode.BODY_NOT_SIGNED, ReasonCode.REQUEST_TOO_OLD})
+
+
 class ReplyError(ValueError):
     """The data cannot make a valid reply (no recipient, bad Message-ID, naive datetime, ...)."""
 
@@ -96,12 +101,19 @@ class ReplyData:
     municipality: str | None = None
     missing: tuple[Item, ...] = ()
     missing_details: Mapping[Item, MissingDetail] = field(default_factory=dict)
+    stopped_at: Mapping[Item, str] = field(default_factory=dict)  # the word that stopped it
     failure_code: str | None = None  # executor result code, for kind "failed"
     denial_reason: str | None = None  # free text from the second reviewer, for kind "denied"
     failure_reason: str | None = None  # free text from `requests failed --reason`, kind "failed"
     approved_by: str | None = None  # four-eyes approver (issue #5), for kind "confirmation"
     denied_by: str | None = None  # the reviewer who denied, for kind "denied"
     executed_at: datetime | None = None  # for kind "confirmation"; defaults to `now`
+    # why nothing in the message counted (kind "incomplete"): reason codes in NOTICE_REASONS
+    notices: tuple[str, ...] = ()
+    # the request this reply is about: its id goes into the subject ("[R-ABCD2345]"), which
+    # Microsoft 365 signs, so a reply to our reply finds its request even where In-Reply-To
+    # and References are not signed (and therefore not trusted; issue #11)
+    request_id: str | None = None
 
     @classmethod
     def from_decision(cls, decision: Decision, **overrides: object) -> ReplyData:
@@ -125,6 +137,8 @@ class ReplyData:
             "municipality": decision.sender.municipality,
             "missing": tuple(decision.missing or decision.request.missing),
             "missing_details": details,
+            "stopped_at": dict(decision.request.stopped_at),
+            "notices": tuple(r.value for r in decision.reasons if r in NOTICE_REASONS),
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
@@ -142,11 +156,27 @@ def make_message_id(domain: str) -> str:
     return message_id
 
 
-def reply_subject(original: str) -> str:
-    """Subject "Re: <subject>" once, whatever prefixes (Re:, RE:, Antw:, AW:) came before."""
+def reply_subject(original: str, request_id: str | None = None) -> str:
+    """Subject "Re: <subject>" once, whatever prefixes (Re:, RE:, Antw:, AW:) came before,
+    ending in the request's tag "[R-...]" once (see ReplyData.request_id)."""
     text = " ".join(original.split())
     text = _REPLY_PREFIX_RE.sub("", text)
-    return f"Re: {text}" if text else "Re: 2FA-herstel"
+    text = f"Re: {text}" if text else "Re: 2FA-herstel"
+    if request_id and request_tag(request_id) not in text:
+        text = f"{text} {request_tag(request_id)}"
+    return text
+
+
+def request_tag(request_id: str) -> str:
+    return f"[{request_id}]"
+
+
+_REQUEST_TAG_RE = re.compile(r"\[(R-[A-Z2-7]{8})\]")
+
+
+def request_ids_in_subject(subject: str) -> list[str]:
+    """The request tags our replies put in their subject, as a reply carries them back."""
+    return sorted(set(_REQUEST_TAG_RE.findall(subject[:2000])))
 
 
 def thread_headers(data: ReplyData) -> tuple[str | None, list[str]]:
@@ -220,7 +250,7 @@ def render_reply(
     text = _tidy_text(templates.render(kind.value, language, "txt", context))
     html = templates.render(kind.value, language, "html", context).strip() + "\n"
 
-    subject = reply_subject(data.subject)
+    subject = reply_subject(data.subject, data.request_id)
     generated = _mime(
         text, html,
         headers=[
@@ -298,9 +328,11 @@ def template_context(
                 "detail": (
                     data.missing_details[item].value if item in data.missing_details else None
                 ),
+                "word": data.stopped_at.get(item),
             }
             for item in data.missing
         ],
+        "notice_codes": list(data.notices),
         "failure_code": data.failure_code,
         "denial_reason": data.denial_reason,
         "failure_reason": data.failure_reason,
@@ -358,6 +390,11 @@ def check_templates(templates: ReplyTemplates) -> None:
                 _replace(base, missing=items, missing_details=dict.fromkeys(items, detail)),
             )
             for detail in MissingDetail
+        ),
+        *(
+            (ReplyKind.INCOMPLETE, _replace(base, missing=items, notices=(reason.value,),
+                                            stopped_at=dict.fromkeys(items, "hopelijk")))
+            for reason in sorted(NOTICE_REASONS)
         ),
         *((ReplyKind.FAILED, _replace(base, failure_code=c)) for c in _SAMPLE_FAILURES),
         *(

@@ -274,8 +274,9 @@ class InboxProcessor:
         item = DecidedMessage(raw=raw, uid=uid, received_at=now or self.clock(),
                               started=self.clock())
         try:
-            item.parsed = parse_message(raw)
-            item.decision = decide_parsed(item.parsed, self.context)
+            item.parsed = parse_message(raw, self.context.limits)
+            # judged at `now` (the daemon clock; tests inject it): DKIM x=, request age
+            item.decision = decide_parsed(item.parsed, self.context, item.received_at.timestamp())
         except Exception as exc:  # recorded and quarantined by commit, never raised
             item.fail(exc)
         return item
@@ -395,9 +396,10 @@ class InboxProcessor:
             return decision, None
         sender = decision.sender.address or ""
         thread = [decision.in_reply_to, *decision.references]
-        if uow.find_request_for_thread(sender, thread) is not None:
+        tags = decision.subject_request_ids
+        if uow.find_request_for_thread(sender, thread, request_ids=tags) is not None:
             return decision, None  # open: merged as usual
-        closed = uow.find_request_for_thread(sender, thread, states=None)
+        closed = uow.find_request_for_thread(sender, thread, request_ids=tags, states=None)
         if closed is None:
             return decision, None
         followup = decision.model_copy(update={
@@ -442,7 +444,8 @@ class InboxProcessor:
     ) -> Request:
         sender = decision.sender.address or ""
         thread = [decision.in_reply_to, *decision.references]
-        request = uow.find_request_for_thread(sender, thread)
+        request = uow.find_request_for_thread(sender, thread,
+                                              request_ids=decision.subject_request_ids)
         if request is not None:
             uow.merge_into_request(request, decision, message, now=now)
         else:

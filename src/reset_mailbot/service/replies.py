@@ -13,7 +13,13 @@ from reset_mailbot.adapters.db.repository import UnitOfWork
 from reset_mailbot.adapters.db.schema import Message, Request
 from reset_mailbot.domain.models import Decision
 from reset_mailbot.domain.reasons import Item, MissingDetail
-from reset_mailbot.domain.replies import ReplyData, ReplyKind, make_message_id, render_reply
+from reset_mailbot.domain.replies import (
+    NOTICE_REASONS,
+    ReplyData,
+    ReplyKind,
+    make_message_id,
+    render_reply,
+)
 from reset_mailbot.domain.reply_templates import ReplyTemplates
 from reset_mailbot.logs import get_logger
 
@@ -41,6 +47,10 @@ def reply_data_for_request(
         "in_reply_to": stored.get("in_reply_to"),
     } if stored else {}
     values: dict[str, Any] = {
+        "request_id": request.id,
+        "notices": tuple(r.value for r in decision.reasons if r in NOTICE_REASONS)
+        if decision is not None else (),
+        "stopped_at": dict(decision.request.stopped_at) if decision is not None else {},
         "recipient": request.sender,
         "account_email": request.account_email,
         "case_reference": request.case_reference,

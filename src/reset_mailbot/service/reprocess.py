@@ -165,10 +165,12 @@ def reprocess_message(
         if reason:
             raise ReprocessRefused(reason)
         raw = row.raw
+        received = row.received_at
         stamp = (row.attempts, row.decided_at, row.outcome, row.error)
     assert raw is not None
-    parsed = parse_message(raw)
-    decision = decide_parsed(parsed, processor.context)
+    parsed = parse_message(raw, processor.context.limits)
+    # a request's age is judged at its arrival: a rules fix days later does not make it stale
+    decision = decide_parsed(parsed, processor.context, received.timestamp())
 
     with store.unit_of_work() as uow:
         session = uow.session

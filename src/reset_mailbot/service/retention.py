@@ -56,7 +56,8 @@ ANONYMISED = "[anonymised]"
 ANONYMISED_EVENT = "retention_anonymised"
 RAW_PURGED_EVENT = "retention_raw_purged"
 
-_EMAIL_RE = re.compile(r"[A-Za-z0-9._%+\-]+@([A-Za-z0-9.\-]+\.[A-Za-z]{2,})")
+# bounded like logs._EMAIL_RE: linear on hostile text
+_EMAIL_RE = re.compile(r"[A-Za-z0-9._%+\-]{1,64}@([A-Za-z0-9.\-]{1,253}\.[A-Za-z]{2,63})")
 # JSON keys whose string value is personal as a whole (names, addresses, quoted text).
 _PERSONAL_KEYS = frozenset({
     "sender", "address", "account_email", "to", "to_address", "recipient", "requested_by",

@@ -59,6 +59,7 @@ from reset_mailbot.adapters.db.schema import (
     Message,
     OutboxItem,
     Request,
+    SignatureSeen,
     ThreadId,
     utcnow,
 )
@@ -351,6 +352,9 @@ class UnitOfWork:
         place; its `attempts` counts the decisions.
         """
         now = self._now(now)
+        replayed = self._message_with_signature(decision.replay_keys)
+        if replayed is not None and replayed.message_key != decision.message_key:
+            raise DuplicateMessage(replayed)
         message, is_new = self._row_for_attempt(
             decision.message_key, decision.message_id, raw=raw, sha256=sha256, size=size,
             mailbox=mailbox, uidvalidity=uidvalidity, uid=uid, received_at=received_at, now=now,
@@ -362,7 +366,9 @@ class UnitOfWork:
         message.reasons = [reason.value for reason in decision.reasons]
         message.decision = decision.model_dump(mode="json")
         message.error = None
-        self._insert_unique(message, is_new=is_new)
+        with self.session.begin_nested():  # a replay found now undoes the insert with it
+            self._insert_unique(message, is_new=is_new)
+            self._record_signatures(message, decision.replay_keys)
         self.audit(
             "message_decided",
             message=message,
@@ -433,6 +439,14 @@ class UnitOfWork:
         Raises DuplicateMessage when the key already carries a final decision.
         """
         existing = self.get_message_by_key(message_key)
+        if existing is None and mailbox is not None and uidvalidity is not None and uid is not None:
+            # The same IMAP message decided again (it was deferred or broke processing) keeps
+            # its row even when its key changes: a deferred decision has not verified DKIM
+            # yet, so it is keyed by its bytes; the verified one by its signed Message-ID.
+            same = self.get_message_by_uid(mailbox, uidvalidity, uid)
+            if same is not None and self.may_decide_again(same):
+                same.message_key = message_key
+                existing = same
         if existing is not None and not self.may_decide_again(existing):
             raise DuplicateMessage(existing)
         message = existing or Message(message_key=message_key, attempts=0)
@@ -446,6 +460,38 @@ class UnitOfWork:
         message.received_at = received_at or message.received_at or now
         message.attempts += 1
         return message, existing is None
+
+    def _message_with_signature(self, keys: Sequence[str]) -> Message | None:
+        """The message decided earlier under one of these DKIM signatures, if any."""
+        if not keys:
+            return None
+        return self.session.scalars(
+            select(Message).join(SignatureSeen, SignatureSeen.message_id == Message.id)
+            .where(SignatureSeen.signature.in_(sorted(set(keys)))).limit(1)
+        ).one_or_none()
+
+    def _record_signatures(self, message: Message, keys: Sequence[str]) -> None:
+        """Remember the message's signatures; a concurrent worker that recorded one of them
+        first makes this message its replay (DuplicateMessage, the savepoint undoes it)."""
+        fresh = sorted(set(keys))
+        if not fresh:
+            return
+        known = {row.signature: row.message_id for row in self.session.scalars(
+            select(SignatureSeen).where(SignatureSeen.signature.in_(fresh))
+        )}
+        other = next((mid for mid in known.values() if mid != message.id), None)
+        if other is not None:  # recorded since record_message looked
+            raise DuplicateMessage(self.session.get_one(Message, other))
+        try:
+            with self.session.begin_nested():
+                for key in fresh:
+                    if key not in known:
+                        self.session.add(SignatureSeen(signature=key, message_id=message.id))
+        except IntegrityError:
+            replayed = self._message_with_signature(fresh)
+            if replayed is None:
+                raise
+            raise DuplicateMessage(replayed) from None
 
     def _insert_unique(self, message: Message, *, is_new: bool) -> None:
         if not is_new:
@@ -591,6 +637,7 @@ class UnitOfWork:
         sender: str,
         message_ids: Iterable[str | None],
         *,
+        request_ids: Iterable[str] = (),
         states: Iterable[str] | None = MERGEABLE_STATES,
     ) -> Request | None:
         """The request a reply belongs to (policy, "Threads").
@@ -600,14 +647,17 @@ class UnitOfWork:
         sender (case-insensitive) counts: a colleague answering in the thread starts their own.
         By default only requests still open for merging (`incomplete`) are returned; pass
         `states=None` for any state. The most recently updated match wins.
+        `request_ids` are request tags from the reply's signed Subject ("[R-...]", which our
+        replies carry): they find the request as its message ids do.
         """
         ids = sorted({m.strip() for m in message_ids if m and m.strip()})
-        if not ids:
+        tags = sorted(set(request_ids))
+        if not ids and not tags:
             return None
-        query = (
-            select(Request)
-            .join(ThreadId, ThreadId.request_id == Request.id)
-            .where(ThreadId.message_id.in_(ids), Request.sender == sender.strip().lower())
+        in_thread = select(ThreadId.request_id).where(ThreadId.message_id.in_(ids))
+        query = select(Request).where(
+            or_(Request.id.in_(in_thread), Request.id.in_(tags)),
+            Request.sender == sender.strip().lower(),
         )
         if states is not None:
             query = query.where(Request.state.in_([str(s) for s in states]))

@@ -182,6 +182,20 @@ class Request(Base):
     audit: Mapped[list[AuditEntry]] = relationship(order_by="AuditEntry.id", viewonly=True)
 
 
+class SignatureSeen(Base):
+    """A DKIM signature an earlier message carried (``dkim:`` + sha256 of its b= value).
+
+    The same signed message arriving again is a replay whatever its Message-ID (an unsigned
+    one can be changed freely): the primary key makes the second one a duplicate, also when two
+    instances decide both at once. Not personal data: kept as long as the message row.
+    """
+
+    __tablename__ = "message_signatures"
+
+    signature: Mapped[str] = mapped_column(String(80), primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
+
+
 class ThreadId(Base):
     """A Message-ID belonging to a request's thread: its messages' and our replies'.
 

@@ -16,6 +16,7 @@ Pure: no I/O, and nothing here raises on any input.
 from __future__ import annotations
 
 from reset_mailbot.domain.extraction.account import account_email
+from reset_mailbot.domain.extraction.allowlist import read_confirmations
 from reset_mailbot.domain.extraction.body import body_text
 from reset_mailbot.domain.extraction.confirmations import identity_verified, reset_instructed
 from reset_mailbot.domain.extraction.quotes import Sender, segments
@@ -39,6 +40,7 @@ def extract_text(
     rules: ExtractionRules,
     excluded_addresses: frozenset[str],
     sender: Sender | None = None,
+    doubtful_addresses: frozenset[str] = frozenset(),
 ) -> ResetRequest:
     """Extract the request items from a body that is already text (quotes not yet cut)."""
     compiled = rules.compiled
@@ -49,19 +51,30 @@ def extract_text(
     evidence: list[Evidence] = []
     details: dict[Item, MissingDetail] = {}
 
-    account = account_email(parts.body, parts.signature, excluded_addresses, compiled)
+    account = account_email(
+        parts.body, parts.signature, excluded_addresses, compiled, doubtful_addresses
+    )
     if account.address is not None and account.evidence is not None:
         evidence.append(Evidence(item=Item.ACCOUNT_EMAIL, text=account.evidence, kind=account.kind))
     elif account.detail is not None:
         details[Item.ACCOUNT_EMAIL] = account.detail
 
-    identity = identity_verified(units, answers, compiled)
-    instruction = reset_instructed(units, answers, compiled)
+    grammar = rules.compiled_grammar
+    if grammar is not None:
+        found = read_confirmations(units, answers, grammar)
+        identity, instruction = found[Item.IDENTITY_VERIFIED], found[Item.RESET_INSTRUCTED]
+    else:  # rule sets without rules/grammar.yaml (tests of the older phrase reader)
+        identity = identity_verified(units, answers, compiled)
+        instruction = reset_instructed(units, answers, compiled)
+    stopped: dict[Item, str] = {}
     for item, finding in ((Item.IDENTITY_VERIFIED, identity), (Item.RESET_INSTRUCTED, instruction)):
         if finding.confirmed and finding.evidence is not None:
             evidence.append(Evidence(item=item, text=finding.evidence, kind=finding.kind))
-        elif finding.detail is not None:
-            details[item] = finding.detail
+        else:
+            if finding.detail is not None:
+                details[item] = finding.detail
+            if finding.stopped_at:
+                stopped[item] = finding.stopped_at
 
     reference = case_reference(parts.body, compiled)
     return ResetRequest(
@@ -71,16 +84,22 @@ def extract_text(
         case_reference=reference[0] if reference else None,
         evidence=evidence,
         missing_details=details,
+        stopped_at=stopped,
     )
 
 
 def extract_request(
-    message: ParsedMessage, rules: ExtractionRules, excluded_addresses: frozenset[str]
+    message: ParsedMessage,
+    rules: ExtractionRules,
+    excluded_addresses: frozenset[str],
+    doubtful_addresses: frozenset[str] = frozenset(),
 ) -> ResetRequest:
     """Extract the request items from `message`.
 
     `excluded_addresses` (normalised) are never account candidates: the sender, To/Cc
-    recipients and our own support address. Never raises: unreadable input extracts nothing.
+    recipients and our own support address; `doubtful_addresses` (recipients only an unsigned
+    To/Cc names) make the account ambiguous when they appear as a candidate. Never raises:
+    unreadable input extracts nothing.
     """
     if not rules.phrases or rules.layout is None:
         return ResetRequest()
@@ -88,6 +107,6 @@ def extract_request(
         body = body_text(message.message, rules.compiled.plain_stub)
         mailbox = message.from_mailbox
         sender = Sender(mailbox.address, mailbox.display_name) if mailbox else None
-        return extract_text(body.text, rules, excluded_addresses, sender)
+        return extract_text(body.text, rules, excluded_addresses, sender, doubtful_addresses)
     except Exception:  # a bug must cost a polite "incomplete" reply, never a false confirmation
         return ResetRequest()

@@ -105,8 +105,13 @@ def account_email(
     signature: list[str],
     excluded: frozenset[str],
     rules: CompiledRules,
+    doubtful: frozenset[str] = frozenset(),
 ) -> AccountFinding:
-    """The one account address of the request, or why there is none."""
+    """The one account address of the request, or why there is none.
+
+    `doubtful` addresses are recipients named only by an unsigned To/Cc: whoever added the
+    header could have added them to knock a candidate out (issue #11). A candidate among them
+    makes the account ambiguous instead of being dropped."""
     never = set(excluded)
     for occ in find_addresses(signature):
         if occ.address.isascii():  # the normalised form of an ASCII address is its lower case
@@ -128,6 +133,8 @@ def account_email(
         addr, key = valid
         if key in never:
             continue
+        if key in doubtful:
+            return AccountFinding(None, detail=MissingDetail.AMBIGUOUS)
         finding = AccountFinding(addr, body[occ.line].strip(), _kind(body, occ, is_labelled))
         target = labelled if is_labelled else unlabelled
         if addr not in target or (finding.kind == "label"):

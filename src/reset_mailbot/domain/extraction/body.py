@@ -52,7 +52,7 @@ def decode_bytes(data: bytes, charset: str | None) -> str:
             return data.decode("cp1252", errors="replace")
     try:
         codecs.lookup(name)
-    except LookupError:
+    except (LookupError, ValueError):  # ValueError: a NUL in the name ("utf-8\x00")
         name = "utf-8"
     try:
         return data.decode(name, errors="replace")

@@ -44,6 +44,7 @@ class Finding:
     kind: str = "sentence"
     detail: MissingDetail | None = None
     mention: bool = False  # talk about the item that could never confirm it
+    stopped_at: str | None = None  # the word that stopped a confirmation (allowlist.py)
 
 
 def _clauses(text: str, splitter: re.Pattern[str] = _CLAUSE) -> Iterator[tuple[int, str]]:
@@ -136,14 +137,24 @@ def _other_topic_cut(text: str, pos: int, scope: str, rules: CompiledRules) -> s
     """Cut the identity scope at "maar"/"but" when what follows is about the reset itself:
     "De identiteit is gecontroleerd, maar wij willen niet dat de 2FA al wordt gereset"."""
     offset = text.find(scope)
+    # Searching the rest after every "maar" anew is quadratic in a sentence full of them; the
+    # next hit of each pattern is remembered instead: a hit at or after a later "maar" is still
+    # the next one, and no hit from an earlier point means none from a later one. A "maar" is
+    # never followed by a word character, so searching scope from its end finds what searching
+    # the cut-off rest would (the rule patterns start with a word character).
+    patterns = [p for p in (rules.in_object, rules.in_own_target) if p is not None]
+    next_hit: list[int | None] = [-1] * len(patterns)  # -1: not searched yet
     for match in _CONTRAST.finditer(scope):
         if offset + match.start() <= pos:
             continue
-        rest = scope[match.end() :]
-        if (rules.in_object and rules.in_object.search(rest)) or (
-            rules.in_own_target and rules.in_own_target.search(rest)
-        ):
-            return scope[: match.start()]
+        end = match.end()
+        for n, pattern in enumerate(patterns):
+            hit = next_hit[n]
+            if hit is not None and hit < end:
+                found = pattern.search(scope, end)
+                hit = next_hit[n] = found.start() if found else None
+            if hit is not None:
+                return scope[: match.start()]
     return scope
 
 

@@ -42,7 +42,9 @@ _SIGNATURE_IDS = ("signature", "x_signature", "appendsignature")
 _BORDER_TOP = re.compile(r"border-top\s*:\s*solid", re.IGNORECASE)
 _SPACE = re.compile(r"[ \t\r\n\f\v\u00a0\u200b]+")
 _TAG = re.compile(r"<[^<>]*>")
-_CELL_GAP = re.compile(r" *\t[ \t]*")
+# a run of blanks that holds a cell tab; the lookbehind starts a match only where a run starts
+# (" *\t[ \t]*" tried every position of a long run of spaces: quadratic, 23 s on 300 KB)
+_CELL_GAP = re.compile(r"(?<![ \t])[ \t]*\t[ \t]*")
 _MAILTO = re.compile(r"^\s*mailto:([^?\s]+)", re.IGNORECASE)
 
 

@@ -37,6 +37,23 @@ class Segments:
     cut: str | None  # the line where quoted history started, if any
 
 
+def _chunks(line: str) -> list[str]:
+    """An over-long line in pieces of at most MAX_LINE, cut at a blank where there is one in
+    the second half of the piece, so that a word read for its meaning is not cut in two."""
+    out: list[str] = []
+    start = 0
+    while len(line) - start > MAX_LINE:
+        limit = start + MAX_LINE
+        half = start + MAX_LINE // 2
+        cut = max(line.rfind(" ", half, limit), line.rfind("\t", half, limit))
+        if cut <= start:
+            cut = limit
+        out.append(line[start:cut])
+        start = cut
+    out.append(line[start:])
+    return out
+
+
 def split_lines(text: str) -> list[str]:
     """Lines, with over-long lines chunked."""
     lines: list[str] = []
@@ -44,7 +61,7 @@ def split_lines(text: str) -> list[str]:
         if len(line) <= MAX_LINE:
             lines.append(line.rstrip())
         else:
-            lines += [line[i : i + MAX_LINE] for i in range(0, len(line), MAX_LINE)]
+            lines += _chunks(line)
     return lines
 
 

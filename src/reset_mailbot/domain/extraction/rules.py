@@ -5,6 +5,11 @@ that must compile and be written in lower case, checked at load time. Patterns a
 *folded* text (lower case, diacritics removed, typographic quotes made plain), so rules are
 written in that form; diacritics in a rule are removed too, so "geïdentificeerd" still works.
 Regexes are compiled once per rule set (`ExtractionRules.compiled`), never per message.
+
+Python's `re` backtracks, so every pattern (the rules and the wrappers built around them here) is
+written to run in linear time: no two repetitions that can match the same character next to each
+other, and line patterns anchored with \\A so that even a search tries one position.
+tests/unit/test_regex_linear_time.py runs each compiled pattern on hostile 100 KB inputs.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from functools import cached_property
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from reset_mailbot.domain.extraction.grammar import Grammar, GrammarRules
 
 _QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u00a0": " "})
 
@@ -191,10 +198,14 @@ def _words(patterns: list[str]) -> re.Pattern[str] | None:
 
 
 def _anchored(patterns: list[str]) -> re.Pattern[str] | None:
-    """One alternation matched at the start of a (folded, stripped) line."""
+    """One alternation matched at the start of a (folded, stripped) line.
+
+    Anchored with \\A: the code calls .match(), and a .search() then also tries one position
+    only, instead of scanning e.g. a pattern that starts with a repetition from every position.
+    """
     if not patterns:
         return None
-    return re.compile(_alternation(patterns))
+    return re.compile(rf"\A(?:{_alternation(patterns)})")
 
 
 @dataclass(frozen=True)
@@ -250,7 +261,13 @@ class ExtractionRules(_Strict):
 
     phrases: list[PhraseRules] = Field(default_factory=list)
     layout: LayoutRules | None = None
+    # rules/grammar.yaml: the affirmative forms confirmations are read by (issue #12)
+    grammar: GrammarRules | None = None
     sources: tuple[str, ...] = ()
+
+    @cached_property
+    def compiled_grammar(self) -> Grammar | None:
+        return self.grammar.compile() if self.grammar is not None else None
 
     def summary(self) -> list[str]:
         """Lines for `rules check`."""
@@ -273,9 +290,12 @@ class ExtractionRules(_Strict):
         ref = lay.reference if lay else None
         ref_label = None
         if ref is not None:
+            # label, blanks, an optional separator with blanks after it, the value: one run of
+            # blanks is matched by one repetition only ("[ \t]*[:#=\t]?[ \t]*" is cubic on
+            # blanks; a tab separator is a blank like any other)
             ref_label = re.compile(
-                rf"(?<![\w-])(?P<label>{_alternation(ref.labels)})[ \t]*(?:[:#=\t]|nr\.?|no\.?)?"
-                rf"[ \t]*(?P<value>{fold_pattern(ref.value)})",
+                rf"(?<![\w-])(?P<label>{_alternation(ref.labels)})"
+                rf"[ \t]*(?:(?:[:#=]|nr\.?|no\.?)[ \t]*)?(?P<value>{fold_pattern(ref.value)})",
             )
         return CompiledRules(
             id_subject=_words(union(lambda p: p.identity.subjects)),
@@ -314,7 +334,7 @@ class ExtractionRules(_Strict):
             account_label=(
                 re.compile(
                     rf"(?<![\w-])(?:{_alternation(lay.account_labels)})"
-                    r"[ \t]*(?:\([^()]{0,40}\))?[ \t]*[:=]?[ \t]*[<(\[]?(?:mailto:)?$",
+                    r"[ \t]*(?:\([^()]{0,40}\)[ \t]*)?(?:[:=][ \t]*)?[<(\[]?(?:mailto:)?$",
                 )
                 if lay
                 else None

@@ -30,6 +30,7 @@ class TemplateAnswer:
     item: Item
     value: bool | None  # True yes, False no, None unfilled or not a yes/no
     line: str
+    answer: str = ""  # what stands after the label, folded ("ja", "ja, hopelijk"); "" for a box
 
 
 def _judge(value: str, rules: CompiledRules) -> bool | None:
@@ -95,6 +96,7 @@ def template_answers(
             value = (after[sep.end() :] if sep else after).strip(" .")
             # a parenthesis alone ("Legitimatie gezien (paspoort).") is no separator
             has_separator = bool(sep and sep.group(2))
+            written = value
             if box is not None and not value:
                 answer: bool | None = box
             elif value:
@@ -106,9 +108,10 @@ def template_answers(
                 answer = _judge(folded[nxt], rules) if nxt is not None else None
                 if nxt is not None and answer is not None:
                     used.add(nxt)
+                    written = folded[nxt].strip(" .")
                 elif not has_separator and not (sep and _YES_NO_HINT.search(sep.group(1) or "")):
                     continue  # "Legitimatie gezien (paspoort)." is a sentence
             used.add(i)
-            answers.append(TemplateAnswer(item, answer, lines[i].strip()))
+            answers.append(TemplateAnswer(item, answer, lines[i].strip(), written))
             break
     return answers, frozenset(used)

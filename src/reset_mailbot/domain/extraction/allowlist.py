@@ -1,0 +1,115 @@
+"""Identity verified and reset instructed, read by allowlist (issue #12, policy v2).
+
+An item is confirmed by a sentence only when the whole sentence is explained by affirmative
+forms of rules/grammar.yaml (grammar.py), or by a template answer that is exactly a yes
+("Identiteit gecontroleerd: ja"; "ja, hopelijk" and "ja?" are not). Then, to take it back:
+  * a retraction or postponement anywhere in the new text ("wacht hier nog even mee",
+    "please hold off") takes back both items: it names none, but withdraws the request;
+  * a sentence about the item (a word of its topic) that is not itself a confirmation and holds
+    a doubt word ("Het paspoort bleek verlopen.", "De reset pas na 1 januari.") takes it back;
+  * so does a doubt word in the sentence right after a confirmation, which often goes on
+    without repeating the subject ("De identiteit is gecontroleerd. Helaas klopte de foto
+    niet.");
+  * a template "nee" takes it back, and so does a template answer that is not a plain yes but
+    holds a doubt word ("ja, volgens haar zoon").
+When nothing confirms, the finding says which word stopped the nearest attempt, so the reply
+can name it. Pure; never raises on any text.
+"""
+
+from __future__ import annotations
+
+from reset_mailbot.domain.extraction.confirmations import Finding
+from reset_mailbot.domain.extraction.grammar import (
+    Grammar,
+    SentenceVerdict,
+    doubt_word,
+    judge_clause,
+    judge_sentence,
+    mentions,
+    normalise,
+    retraction,
+    tokens,
+)
+from reset_mailbot.domain.extraction.sentences import Sentence
+from reset_mailbot.domain.extraction.templates import TemplateAnswer
+from reset_mailbot.domain.reasons import Item, MissingDetail
+
+
+def _plain_yes(answer: TemplateAnswer, grammar: Grammar) -> bool:
+    if answer.value is not True:
+        return False
+    if not answer.answer:  # a ticked box with nothing after the label
+        return True
+    written = " ".join(t.norm for t in tokens(normalise(answer.answer)))
+    if written.rstrip(" .") in grammar.template_yes:
+        return True
+    return judge_clause(grammar, "template_yes", answer.answer).form is not None
+
+
+def _template_finding(answers: list[TemplateAnswer], grammar: Grammar) -> Finding | None:
+    """A veto from the template lines, or a confirmation, or None."""
+    yes: Finding | None = None
+    for answer in answers:
+        if answer.value is False:
+            return Finding(False, answer.line, "template", MissingDetail.TEMPLATE_NO)
+        if _plain_yes(answer, grammar):
+            yes = yes or Finding(True, answer.line, "template")
+            continue
+        word = doubt_word(grammar, answer.answer)
+        if word is not None:
+            return Finding(False, answer.line, "template", MissingDetail.CONTRADICTED,
+                           stopped_at=word)
+    return yes
+
+
+def _judge_item(
+    item: Item,
+    units: list[Sentence],
+    verdicts: list[SentenceVerdict],
+    answers: list[TemplateAnswer],
+    grammar: Grammar,
+) -> Finding:
+    key = item.value
+    confirming = [i for i, v in enumerate(verdicts) if key in v.items]
+    template = _template_finding([a for a in answers if a.item is item], grammar)
+    if template is not None and not template.confirmed:
+        return template
+    for i, unit in enumerate(units):
+        if i in confirming or not mentions(grammar, key, unit.text):
+            continue
+        word = doubt_word(grammar, unit.text)
+        if word is not None:
+            return Finding(False, unit.text, detail=MissingDetail.CONTRADICTED, stopped_at=word)
+    for i in confirming:
+        after = i + 1
+        if after < len(units) and after not in confirming:
+            word = doubt_word(grammar, units[after].text, after=True)
+            if word is not None:
+                return Finding(False, units[after].text, detail=MissingDetail.CONTRADICTED,
+                               stopped_at=word)
+    if confirming:
+        return Finding(True, units[confirming[0]].text)
+    if template is not None:
+        return template
+    near = next((i for i, u in enumerate(units) if mentions(grammar, key, u.text)), None)
+    if near is not None and verdicts[near].stopped_at:
+        return Finding(False, units[near].text, detail=MissingDetail.UNEXPLAINED,
+                       stopped_at=verdicts[near].stopped_at)
+    return Finding(False)
+
+
+def read_confirmations(
+    units: list[Sentence], answers: list[TemplateAnswer], grammar: Grammar
+) -> dict[Item, Finding]:
+    """The identity and instruction findings of the sender's new text."""
+    for unit in units:
+        phrase = retraction(grammar, unit.text)
+        if phrase is not None:
+            taken_back = Finding(False, unit.text, detail=MissingDetail.RETRACTED,
+                                 stopped_at=phrase)
+            return {Item.IDENTITY_VERIFIED: taken_back, Item.RESET_INSTRUCTED: taken_back}
+    verdicts = [judge_sentence(grammar, unit.text) for unit in units]
+    return {
+        item: _judge_item(item, units, verdicts, answers, grammar)
+        for item in (Item.IDENTITY_VERIFIED, Item.RESET_INSTRUCTED)
+    }

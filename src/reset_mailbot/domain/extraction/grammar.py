@@ -1,0 +1,481 @@
+"""Confirmations read by allowlist (issue #12): a clause confirms only when every word of it is
+explained by an affirmative form of `rules/grammar.yaml`.
+
+The old reader found an affirmative phrase and then looked for reasons to refuse it; every
+refusal it did not know ("hopelijk", "volgens de inwoner", "door zijn zoon") became a
+confirmation. Here it is turned around. A form is a sequence of slots; a slot names a word
+class and how often it may occur (`class`, `class?`, `class*`, `class+`); a class is a closed
+list of phrases, and a phrase is words and references to other classes (`<doc>`), plus the
+built-in classes `<NAME>` (a capitalised name with Dutch particles: "Van den Akker"),
+`<EMAIL>`, `<NUMBER>` and `<DATE>`. A clause matches a form only when the whole clause is
+consumed; when no form matches, the word where the furthest attempt stopped is reported, so the
+reply can say which word stopped the confirmation.
+
+Matching is dynamic programming over token positions with memoised class matches: linear in the
+clause length times the grammar size, whatever the input (no regular expression backtracking).
+Pure: no I/O; the grammar is data compiled once by `compile_grammar`.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel, ConfigDict, Field
+
+BUILTINS = ("NAME", "EMAIL", "NUMBER", "DATE")
+#: longest clause a form is tried on: a confirmation is a short statement; a 60-word clause is
+#: not one (and the work per clause stays bounded)
+MAX_TOKENS = 60
+
+# words (hyphenated, with an apostrophe), short dates, single punctuation marks; addresses are
+# found per whitespace-separated chunk by `_is_address` (no regex: linear on any chunk)
+_TOKEN = re.compile(r"\d{1,2}[-/]\d{1,2}(?:[-/]\d{2,4})?|\w+(?:[-'\u2019]\w+)*|[^\w\s]")
+_DATE = re.compile(r"\d{1,2}[-/]\d{1,2}(?:[-/]\d{2,4})?")
+_CHUNK_SPLIT = re.compile(r"([<>()\[\],;:\"]+)")
+_PARTICLES = frozenset({"van", "de", "der", "den", "ter", "ten", "te", "het", "'t", "in", "op",
+                        "el", "al", "la", "le", "da", "di", "du", "von", "zu", "bin", "ben"})
+_LOCAL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.!#$%&'*+/=?^_`{|}~-")
+_DOMAIN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-")
+
+
+def _is_address(text: str) -> bool:
+    """An addr-spec as people type them: one "@", a plain local part, a dotted domain."""
+    local, at, domain = text.lower().partition("@")
+    if not at or not local or "@" in domain or len(text) > 254:
+        return False
+    if not set(local) <= _LOCAL_CHARS or local[0] == "." or local[-1] == ".":
+        return False
+    labels = domain.split(".")
+    return (len(labels) >= 2 and set(domain) <= _DOMAIN_CHARS
+            and all(label and label[0] != "-" and label[-1] != "-" for label in labels))
+
+
+@dataclass(frozen=True)
+class Token:
+    text: str  # as written (case kept: names)
+    norm: str  # lower case, diacritics removed, what classes are matched on
+
+
+def _strip_marks(text: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+def normalise(text: str) -> str:
+    """NFKC, curly quotes made plain: the form every clause is read in."""
+    text = unicodedata.normalize("NFKC", text)
+    return text.translate(_QUOTES)
+
+
+_QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"',
+                         "\u201e": '"', "\u00ab": '"', "\u00bb": '"', "\u2013": "-",
+                         "\u2014": "-"})
+
+
+def tokens(text: str) -> list[Token]:
+    out: list[Token] = []
+    for chunk in text.split():
+        pieces = _CHUNK_SPLIT.split(chunk) if "@" in chunk else [chunk]
+        for piece in pieces:
+            core = piece.rstrip(".?!")
+            if "@" in core and _is_address(core):
+                out.append(Token(core, core.lower()))
+                out.extend(Token(ch, ch) for ch in piece[len(core):])
+                continue
+            out.extend(Token(m.group(), _strip_marks(m.group()).lower())
+                       for m in _TOKEN.finditer(piece))
+    return out
+
+
+def _script(ch: str) -> str | None:
+    if not ch.isalpha():
+        return None
+    name = unicodedata.name(ch, "")
+    return name.split(" ", 1)[0] if name else None
+
+
+def suspicious(text: str) -> str | None:
+    """Why a clause can never confirm whatever its words: an invisible format character
+    (zero-width space, soft hyphen, BOM: Unicode category Cf) or a word mixing letters of two
+    scripts (a Cyrillic "е" in "niet"). Returns the offending word, else None."""
+    for word in text.split():
+        if any(unicodedata.category(ch) == "Cf" for ch in word):
+            return word.encode("unicode_escape").decode("ascii")
+        scripts = {s for ch in word if (s := _script(ch)) is not None}
+        if len(scripts) > 1:
+            return word
+    return None
+
+
+@dataclass(frozen=True)
+class Slot:
+    name: str
+    low: int  # 0 or 1
+    many: bool
+
+
+@dataclass(frozen=True)
+class Form:
+    item: str
+    name: str
+    language: str
+    slots: tuple[Slot, ...]
+
+
+@dataclass
+class Grammar:
+    """Compiled grammar: classes as tuples of phrases (each a tuple of words / <refs>)."""
+
+    classes: Mapping[str, tuple[tuple[str, ...], ...]]
+    forms: tuple[Form, ...]
+    topics: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    doubt: frozenset[str] = frozenset()
+    doubt_after: frozenset[str] = frozenset()
+    retractions: tuple[tuple[str, ...], ...] = ()
+    template_yes: frozenset[str] = frozenset()
+
+    def forms_for(self, item: str) -> tuple[Form, ...]:
+        return tuple(f for f in self.forms if f.item == item)
+
+
+def parse_slot(text: str) -> Slot:
+    text = text.strip()
+    if text.endswith("*"):
+        return Slot(text[:-1], 0, True)
+    if text.endswith("+"):
+        return Slot(text[:-1], 1, True)
+    if text.endswith("?"):
+        return Slot(text[:-1], 0, False)
+    return Slot(text, 1, False)
+
+
+def phrase_words(phrase: str) -> tuple[str, ...]:
+    """A phrase as the words it must match: folded like the clause, punctuation split off."""
+    out: list[str] = []
+    for part in phrase.split():
+        if part.startswith("<") and part.endswith(">"):
+            out.append(part)
+        else:
+            out.extend(t.norm for t in tokens(normalise(part)))
+    return tuple(out)
+
+
+class _Matcher:
+    """One clause against the grammar: memoised (class, position) -> end positions."""
+
+    def __init__(self, grammar: Grammar, toks: Sequence[Token]) -> None:
+        self.grammar = grammar
+        self.toks = toks
+        self.memo: dict[tuple[str, int], frozenset[int]] = {}
+        self.furthest = 0
+
+    def _reach(self, pos: int) -> None:
+        self.furthest = max(self.furthest, pos)
+
+    def builtin(self, name: str, pos: int) -> frozenset[int]:
+        toks = self.toks
+        if pos >= len(toks):
+            return frozenset()
+        tok = toks[pos]
+        if name == "EMAIL":
+            return self._email(pos)
+        if name == "NUMBER":
+            ok = tok.norm.isdigit() or (any(c.isdigit() for c in tok.norm)
+                                        and all(c.isalnum() or c == "-" for c in tok.norm))
+            return frozenset({pos + 1}) if ok else frozenset()
+        if name == "DATE":
+            return frozenset({pos + 1}) if _DATE.fullmatch(tok.text) else frozenset()
+        # NAME: up to four words, particles allowed inside, ending in a capitalised word
+        ends: set[int] = set()
+        for end in range(pos, min(len(toks), pos + 4)):
+            word = toks[end]
+            bare = word.text.removesuffix("'s").removesuffix("\u2019s")
+            capital = bare[:1].isupper() and bare.replace("-", "").isalpha()
+            if capital and word.norm not in self.grammar.topics.get("_not_names", frozenset()):
+                ends.add(end + 1)
+            elif word.norm not in _PARTICLES:
+                break
+        return frozenset(ends)
+
+    def _email(self, pos: int) -> frozenset[int]:
+        """An address as mail clients write it: x@y, <x@y>, x@y<mailto:x@y>, x@y (mailto:x@y)."""
+        toks = self.toks
+
+        def at(i: int, *norms: str) -> bool:
+            return all(i + k < len(toks) and toks[i + k].norm == n for k, n in enumerate(norms))
+
+        def address(i: int) -> bool:
+            return i < len(toks) and "@" in toks[i].text and _is_address(toks[i].text)
+
+        if at(pos, "<") and address(pos + 1) and at(pos + 2, ">"):
+            return frozenset({pos + 3})
+        if not address(pos):
+            return frozenset()
+        for opening, closing in (("<", ">"), ("(", ")"), ("[", "]")):
+            if at(pos + 1, opening, "mailto", ":") and address(pos + 4) and at(pos + 5, closing):
+                return frozenset({pos + 6})
+        return frozenset({pos + 1})
+
+    def match_class(self, name: str, pos: int) -> frozenset[int]:
+        key = (name, pos)
+        if key in self.memo:
+            return self.memo[key]
+        self.memo[key] = frozenset()  # a class that reaches itself matches nothing more
+        if name in BUILTINS:
+            result = self.builtin(name, pos)
+        else:
+            found: set[int] = set()
+            for phrase in self.grammar.classes.get(name, ()):
+                found |= self.match_phrase(phrase, pos)
+            result = frozenset(found)
+        for end in result:
+            self._reach(end)
+        self.memo[key] = result
+        return result
+
+    def match_phrase(self, phrase: tuple[str, ...], pos: int) -> set[int]:
+        current = {pos}
+        for word in phrase:
+            nxt: set[int] = set()
+            for p in current:
+                if word.startswith("<"):
+                    nxt |= self.match_class(word[1:-1], p)
+                elif p < len(self.toks) and self.toks[p].norm == word:
+                    nxt.add(p + 1)
+            if not nxt:
+                return set()
+            current = nxt
+            for p in current:
+                self._reach(p)
+        return current
+
+    def form_ends(self, form: Form, start: int) -> set[int]:
+        """Where the slots of `form`, in order from `start`, can end."""
+        current = {start}
+        for slot in form.slots:
+            reached: set[int] = set() if slot.low else set(current)
+            frontier = set(current)
+            while frontier:
+                step: set[int] = set()
+                for p in frontier:
+                    step |= self.match_class(slot.name, p)
+                new = step - reached
+                reached |= step
+                if not slot.many:
+                    break
+                frontier = new  # every phrase consumes a word: this ends
+            current = reached
+            if not current:
+                return set()
+        return current
+
+    def match_form(self, form: Form) -> bool:
+        """Whether `form` consumes the whole clause."""
+        return len(self.toks) in self.form_ends(form, 0)
+
+    def sentence(self, forms: Sequence[Form]) -> frozenset[str] | None:
+        """The items a whole sentence confirms when it is one or more complete forms joined
+        by connectors ("De identiteit is gecontroleerd en wij geven opdracht ..."), else None.
+        Every clause must be a form: one unexplained clause and the sentence confirms nothing."""
+        size = len(self.toks)
+        paths: dict[int, set[frozenset[str]]] = {0: {frozenset()}}
+        for pos in range(size + 1):
+            if pos not in paths:
+                continue
+            starts = {pos}
+            if pos:  # after a clause: a connector, then the next clause
+                starts = set(self.match_class("connector", pos))
+                if pos == size:
+                    continue
+            for start in starts:
+                for form in forms:
+                    for end in self.form_ends(form, start):
+                        if end > start:
+                            paths.setdefault(end, set()).update(
+                                items | {form.item} for items in paths[pos])
+        complete = paths.get(size)
+        if not complete or size == 0:
+            return None
+        return frozenset().union(*complete) - {"neutral"}
+
+
+@dataclass(frozen=True)
+class ClauseVerdict:
+    form: str | None  # the form that explains every word, or None
+    stopped_at: str | None = None  # the first word no form could explain
+
+
+def judge_clause(grammar: Grammar, item: str, text: str) -> ClauseVerdict:
+    """Does `text` (one clause or sentence, as written) confirm `item`, by some whole form?"""
+    odd = suspicious(text)
+    if odd is not None:
+        return ClauseVerdict(None, odd)
+    toks = tokens(normalise(text))
+    while toks and toks[-1].norm in (".", "!"):  # a sentence's own end is no word
+        toks.pop()
+    while toks and toks[0].norm in ("-", "*", "\u2022", ">"):  # a bullet
+        toks.pop(0)
+    if not toks:
+        return ClauseVerdict(None, None)
+    if len(toks) > MAX_TOKENS:
+        return ClauseVerdict(None, toks[MAX_TOKENS].text)
+    matcher = _Matcher(grammar, toks)
+    for form in grammar.forms_for(item):
+        if matcher.match_form(form):
+            return ClauseVerdict(form.name)
+    at = min(matcher.furthest, len(toks) - 1)
+    return ClauseVerdict(None, toks[at].text)
+
+
+@dataclass(frozen=True)
+class SentenceVerdict:
+    items: frozenset[str]  # what the sentence confirms (empty: nothing)
+    forms: tuple[str, ...] = ()
+    stopped_at: str | None = None
+
+
+def judge_sentence(grammar: Grammar, text: str) -> SentenceVerdict:
+    """What `text` (one sentence as written) confirms: every clause must be a whole form."""
+    odd = suspicious(text)
+    if odd is not None:
+        return SentenceVerdict(frozenset(), (), odd)
+    toks = tokens(normalise(text))
+    while toks and toks[-1].norm in (".", "!", ":"):
+        toks.pop()
+    while toks and toks[0].norm in ("-", "*", "\u2022", ">"):
+        toks.pop(0)
+    if not toks:
+        return SentenceVerdict(frozenset())
+    if len(toks) > MAX_TOKENS:
+        return SentenceVerdict(frozenset(), (), toks[MAX_TOKENS].text)
+    matcher = _Matcher(grammar, toks)
+    items = matcher.sentence([f for f in grammar.forms if f.item != "template_yes"])
+    if items:
+        names = tuple(f.name for f in grammar.forms if matcher.form_ends(f, 0))
+        return SentenceVerdict(items, names)
+    at = min(matcher.furthest, len(toks) - 1)
+    return SentenceVerdict(frozenset(), (), toks[at].text)
+
+
+def mentions(grammar: Grammar, item: str, text: str) -> bool:
+    """Does `text` speak about `item` at all (a word of its topic list)?"""
+    topic = grammar.topics.get(item, frozenset())
+    return any(t.norm in topic for t in tokens(normalise(text)))
+
+
+def doubt_word(grammar: Grammar, text: str, after: bool = False) -> str | None:
+    """The first word of the `doubt` (or `doubt_after`) list in `text`, else None."""
+    words = grammar.doubt_after if after else grammar.doubt
+    return next((t.text for t in tokens(normalise(text)) if t.norm in words), None)
+
+
+def retraction(grammar: Grammar, text: str) -> str | None:
+    """A retraction or postponement anywhere ("wacht hier nog even mee", "please hold off"),
+    which names no item but takes back the whole request; returns the phrase found."""
+    norms = tuple(t.norm for t in tokens(normalise(text)))
+    for phrase in grammar.retractions:
+        n = len(phrase)
+        for i in range(len(norms) - n + 1):
+            if norms[i : i + n] == phrase:
+                return " ".join(phrase)
+    return None
+
+
+class GrammarRules(BaseModel):
+    """rules/grammar.yaml as written; `problems()` finds what pydantic types cannot."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    classes: dict[str, list[str]]
+    forms: dict[str, dict[str, dict[str, str]]]  # item -> language -> name -> "slot slot ..."
+    topics: dict[str, list[str]] = Field(default_factory=dict)
+    doubt: list[str] = Field(default_factory=list)
+    doubt_after: list[str] = Field(default_factory=list)
+    retractions: list[str] = Field(default_factory=list)
+    template_yes: list[str] = Field(default_factory=list)
+
+    def problems(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """(location in the file, problem) for every reference that leads nowhere."""
+        found: list[tuple[tuple[str | int, ...], str]] = []
+        known = set(self.classes) | set(BUILTINS)
+        for name, phrases in self.classes.items():
+            if not phrases:
+                found.append((("classes", name), "a class needs at least one phrase"))
+            for n, phrase in enumerate(phrases):
+                words = phrase_words(str(phrase))
+                if not words:
+                    found.append((("classes", name, n), "empty phrase"))
+                for word in words:
+                    if word.startswith("<") and word[1:-1] not in known:
+                        found.append((("classes", name, n), f"unknown class {word}"))
+                if words and words[0] == f"<{name}>":
+                    found.append((("classes", name, n), "a class cannot start with itself"))
+        for item, languages in self.forms.items():
+            if item not in ITEMS:
+                found.append((("forms", item), f"unknown item (one of {', '.join(ITEMS)})"))
+            for language, forms in languages.items():
+                for form, text in forms.items():
+                    slots = str(text).split()
+                    for slot in slots:
+                        name = parse_slot(slot).name
+                        if "_" in name and name not in known:
+                            found.append((("forms", item, language, form),
+                                          f"unknown class {name!r}"))
+                    if not slots:
+                        found.append((("forms", item, language, form), "a form needs slots"))
+        for item in self.topics:
+            if item not in ITEMS:
+                found.append((("topics", item), f"unknown item (one of {', '.join(ITEMS)})"))
+        return found
+
+    def compile(self) -> Grammar:
+        forms = [
+            (item, name, language, str(slots).split())
+            for item, languages in self.forms.items()
+            for language, named in languages.items()
+            for name, slots in named.items()
+        ]
+        return compile_grammar(self.classes, forms, self.topics, self.doubt, self.doubt_after,
+                               self.retractions, self.template_yes)
+
+
+ITEMS = ("identity_verified", "reset_instructed", "template_yes", "neutral")
+
+
+def compile_grammar(
+    classes: Mapping[str, Iterable[str]],
+    forms: Iterable[tuple[str, str, str, Iterable[str]]],
+    topics: Mapping[str, Iterable[str]],
+    doubt: Iterable[str],
+    doubt_after: Iterable[str],
+    retractions: Iterable[str],
+    template_yes: Iterable[str],
+) -> Grammar:
+    """Build the matcher's structures. A slot that names no class is a literal word."""
+    compiled = {name: tuple(phrase_words(str(p)) for p in phrases)
+                for name, phrases in classes.items()}
+    literal: dict[str, tuple[tuple[str, ...], ...]] = {}
+    built: list[Form] = []
+    for item, name, language, slots in forms:
+        parsed = []
+        for text in slots:
+            slot = parse_slot(str(text))
+            if slot.name not in compiled and slot.name not in BUILTINS:
+                key = f"'{slot.name}'"
+                literal[key] = (phrase_words(slot.name),)
+                slot = Slot(key, slot.low, slot.many)
+            parsed.append(slot)
+        built.append(Form(item, f"{language}:{name}", language, tuple(parsed)))
+    return Grammar(
+        classes={**compiled, **literal},
+        forms=tuple(built),
+        topics={k: frozenset(w for p in v for w in phrase_words(str(p)))
+                for k, v in topics.items()},
+        doubt=frozenset(w for p in doubt for w in phrase_words(str(p))),
+        doubt_after=frozenset(w for p in doubt_after for w in phrase_words(str(p))),
+        retractions=tuple(phrase_words(str(v)) for v in retractions),
+        template_yes=frozenset(" ".join(phrase_words(str(v))) for v in template_yes),
+    )
