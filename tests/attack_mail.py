@@ -62,9 +62,9 @@ REPLY_TO_ATTACKER = (
 TWO_ADDRESSES = (
     "Beste Forus,\r\n"
     "\r\n"
-    "Wij verzoeken jullie de 2FA te resetten. De inwoner gebruikte oud.adres@hotmail.com,\r\n"
-    "maar gebruikt nu nieuw.adres@gmail.com.\r\n"
+    "De inwoner gebruikte oud.adres@hotmail.com en gebruikt nu nieuw.adres@gmail.com.\r\n"
     "De identiteit van de inwoner is aan de balie gecontroleerd met haar paspoort.\r\n"
+    "Wij verzoeken jullie de 2FA te resetten.\r\n"
     "\r\n"
     "Met vriendelijke groet,\r\n"
     "Jan de Vries\r\n"

@@ -153,13 +153,12 @@ def load_extraction_rules(rules_dir: Path) -> ExtractionRules:
     layout = load_yaml_model(layout_path, LayoutRules)
     phrases = [load_yaml_model(path, PhraseRules) for path in phrase_paths]
     grammar_path = rules_dir / "grammar.yaml"
-    grammar = load_grammar(grammar_path) if grammar_path.is_file() else None
+    grammar = load_grammar(grammar_path)  # required: no silent fall-back to phrase matching
     rules = ExtractionRules(
         phrases=phrases,
         layout=layout,
         grammar=grammar,
-        sources=tuple(str(p) for p in (layout_path, *phrase_paths, grammar_path)
-                      if p.is_file()),
+        sources=tuple(str(p) for p in (layout_path, *phrase_paths, grammar_path)),
     )
     try:
         _ = rules.compiled  # alternations of valid patterns can still fail to combine

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 
+import pytest
+
 from reset_mailbot.domain.extraction import extract_request
 from reset_mailbot.domain.extraction.body import body_text, decode_bytes
 from reset_mailbot.domain.extraction.html_text import QUOTE_MARK, html_to_text
@@ -195,3 +197,66 @@ def test_html_new_outlook_reference_container_is_cut() -> None:
         "<div>Identiteit gecontroleerd: ja</div></div>"
     )
     assert "Identiteit" not in html_to_text(html)
+
+
+@pytest.mark.parametrize("hidden", [
+    '<p style="display:none">{}</p>', '<p style="DISPLAY: NONE;">{}</p>',
+    '<span style="visibility:hidden">{}</span>', '<p style="mso-hide:all">{}</p>',
+    '<span style="font-size:0px">{}</span>', '<span style="font-size:0">{}</span>',
+    '<div style="opacity:0">{}</div>', '<p style="color:#ffffff">{}</p>',
+    '<p style="color: white">{}</p>', '<font color="#FFFFFF">{}</font>', '<div hidden>{}</div>',
+    '<div style="max-height:0;overflow:hidden">{}</div>',
+])
+def test_hidden_html_text_is_not_read(hidden: str) -> None:
+    """Issue #12: what is read is what is shown."""
+    claim = hidden.format("De identiteit is gecontroleerd.")
+    markup = "<p>Beste Forus,</p>" + claim + "<p>Groet</p>"
+    text = html_to_text(markup)
+    assert "identiteit" not in text.lower()
+    assert "Beste Forus" in text and "Groet" in text
+
+
+def test_white_text_on_a_coloured_background_is_read() -> None:
+    markup = '<p style="color:#fff;background-color:#003366">Identiteit gecontroleerd</p>'
+    text = html_to_text(markup)
+    assert "Identiteit gecontroleerd" in text
+
+
+def _alternative(plain: str, html: str) -> bytes:
+    return (
+        "From: j.devries@utrecht.nl\r\nTo: support@forus.test\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/alternative; boundary="b"\r\n\r\n'
+        '--b\r\nContent-Type: text/plain; charset="utf-8"\r\n\r\n' + plain + "\r\n"
+        '--b\r\nContent-Type: text/html; charset="utf-8"\r\n\r\n' + html + "\r\n--b--\r\n"
+    ).encode()
+
+
+REQUEST_LINES = ("E-mailadres account: piet.jansen@hotmail.com\r\n"
+                 "Wij geven hierbij opdracht om de 2FA te resetten.\r\n")
+
+
+def test_an_item_counts_only_when_plain_and_html_both_give_it() -> None:
+    """Issue #12: the HTML rendering says the identity was checked, the text/plain one does
+    not (or the other way round): not confirmed."""
+    claim = "De identiteit van de inwoner is aan de balie gecontroleerd."
+    for plain, html in (
+        (REQUEST_LINES, "<p>" + REQUEST_LINES.replace("\r\n", "</p><p>") + claim + "</p>"),
+        (REQUEST_LINES + claim, "<p>" + REQUEST_LINES.replace("\r\n", "</p><p>") + "</p>"),
+    ):
+        message = parse_message(_alternative(plain, html))
+        request = extract_request(message, shipped_rules(), frozenset({SENDER, SUPPORT}))
+        assert not request.identity_verified
+        assert request.reset_instructed
+        assert request.account_email == "piet.jansen@hotmail.com"
+    both = "<p>" + (REQUEST_LINES + claim).replace("\r\n", "</p><p>") + "</p>"
+    message = parse_message(_alternative(REQUEST_LINES + claim, both))
+    assert extract_request(message, shipped_rules(), frozenset({SENDER})).identity_verified
+
+
+def test_tag_bomb_is_not_built_into_a_tree() -> None:
+    """300 KB of <p> inside a <td> built 100,000 elements (50x its size in memory): read as
+    nothing instead; ordinary Outlook markup (~40 bytes a tag) is read as before."""
+    assert html_to_text("<table><tr><td>" + "<p>" * 100_000 + "</td></tr></table>") == ""
+    rows = "".join(f'<p class="MsoNormal"><span style="font-size:11pt">Regel {i}</span></p>'
+                   for i in range(3000))
+    assert "Regel 2999" in html_to_text(rows)

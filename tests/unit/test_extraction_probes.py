@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.unit.extraction_helpers import extract
+from tests.unit.extraction_helpers import expected, extract
 
 PROBES = [
     (
@@ -27,7 +27,7 @@ PROBES = [
     (
         "Hi,\n\nJust to let you know: the identity of the resident hasn't been checked. "
         "Please don't reset anything until we confirm.\nAccount: p.walsh@outlook.com\n",
-        False, False, "p.walsh@outlook.com", None,
+        False, False, None, None,  # a withdrawn request keeps nothing, its address neither
     ),
     (
         "Dear Forus,\n\nWe have checked the resident's identity in the BRP and at the desk "
@@ -78,8 +78,8 @@ def test_probe(
     text: str, identity: bool, instruction: bool, account: str | None, reference: str | None
 ) -> None:
     request = extract(text)
-    assert request.identity_verified is identity
-    assert request.reset_instructed is instruction
+    assert request.identity_verified is expected(text, identity, "identity_verified")
+    assert request.reset_instructed is expected(text, instruction, "reset_instructed")
     assert request.account_email == account
     assert request.case_reference == reference
 
@@ -136,7 +136,7 @@ def test_instruction_traps(text: str) -> None:
     ],
 )
 def test_identity_recall(text: str) -> None:
-    assert extract(text).identity_verified, text
+    assert extract(text).identity_verified is expected(text, True, "identity_verified"), text
 
 
 @pytest.mark.parametrize(
@@ -153,7 +153,7 @@ def test_identity_recall(text: str) -> None:
     ],
 )
 def test_instruction_recall(text: str) -> None:
-    assert extract(text).reset_instructed, text
+    assert extract(text).reset_instructed is expected(text, True, "reset_instructed"), text
 
 
 @pytest.mark.parametrize(

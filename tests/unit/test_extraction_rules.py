@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from reset_mailbot.domain.extraction import ExtractionRules, extract_text
+from reset_mailbot.domain.reasons import Item
 from reset_mailbot.rules_loader import RulesError, load_extraction_rules, packaged_rules_dir
 
 
@@ -75,11 +76,21 @@ def test_yaml_booleans_are_caught(rules_dir: Path) -> None:
 
 
 def test_a_new_phrase_is_data_not_code(rules_dir: Path) -> None:
+    """A support engineer adds a checking verb to rules/grammar.yaml (README, "Rules are
+    data"): the sentence that used it now confirms; nothing else had to change."""
     text = "Het legitimatiebewijs is gescand."
-    assert not extract_text(text, load_extraction_rules(rules_dir), frozenset()).identity_verified
-    phrases = rules_dir / "phrases.nl.yaml"
-    _replace(phrases, "    - gevalideerd\n", "    - gevalideerd\n    - gescand\n")
+    request = extract_text(text, load_extraction_rules(rules_dir), frozenset())
+    assert not request.identity_verified
+    assert request.stopped_at.get(Item.IDENTITY_VERIFIED) == "gescand"
+    _replace(rules_dir / "grammar.yaml", "  check_word_nl: [", "  check_word_nl: [gescand, ")
     assert extract_text(text, load_extraction_rules(rules_dir), frozenset()).identity_verified
+
+
+def test_a_grammar_reference_to_no_class_names_the_line(rules_dir: Path) -> None:
+    _replace(rules_dir / "grammar.yaml", "  check_pp_nl: [", "  check_pp_nl: [<no_such_class>, ")
+    with pytest.raises(RulesError) as err:
+        load_extraction_rules(rules_dir)
+    assert "grammar.yaml:" in str(err.value) and "unknown class <no_such_class>" in str(err.value)
 
 
 def test_upper_case_pattern_is_refused(rules_dir: Path) -> None:

@@ -40,7 +40,7 @@ def test_template_no_vetoes_a_sentence() -> None:
     text = "De identiteit is gecontroleerd met een paspoort.\nIdentiteit gecontroleerd: nee\n"
     request = extract(text)
     assert not request.identity_verified
-    assert request.missing_details[Item.IDENTITY_VERIFIED] is MissingDetail.NEGATED
+    assert request.missing_details[Item.IDENTITY_VERIFIED] is MissingDetail.TEMPLATE_NO
 
 
 def test_template_line_is_not_read_as_a_sentence() -> None:

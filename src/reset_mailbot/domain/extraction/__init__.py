@@ -15,9 +15,9 @@ Pure: no I/O, and nothing here raises on any input.
 
 from __future__ import annotations
 
-from reset_mailbot.domain.extraction.account import account_email
+from reset_mailbot.domain.extraction.account import AccountFinding, account_email
 from reset_mailbot.domain.extraction.allowlist import read_confirmations
-from reset_mailbot.domain.extraction.body import body_text
+from reset_mailbot.domain.extraction.body import rendered_bodies
 from reset_mailbot.domain.extraction.confirmations import identity_verified, reset_instructed
 from reset_mailbot.domain.extraction.quotes import Sender, segments
 from reset_mailbot.domain.extraction.reference import case_reference
@@ -51,15 +51,16 @@ def extract_text(
     evidence: list[Evidence] = []
     details: dict[Item, MissingDetail] = {}
 
+    grammar = rules.compiled_grammar
     account = account_email(
-        parts.body, parts.signature, excluded_addresses, compiled, doubtful_addresses
+        parts.body, parts.signature, excluded_addresses, compiled, doubtful_addresses,
+        grammar.account_doubt if grammar is not None else frozenset(),
     )
     if account.address is not None and account.evidence is not None:
         evidence.append(Evidence(item=Item.ACCOUNT_EMAIL, text=account.evidence, kind=account.kind))
     elif account.detail is not None:
         details[Item.ACCOUNT_EMAIL] = account.detail
 
-    grammar = rules.compiled_grammar
     if grammar is not None:
         found = read_confirmations(units, answers, grammar)
         identity, instruction = found[Item.IDENTITY_VERIFIED], found[Item.RESET_INSTRUCTED]
@@ -67,6 +68,11 @@ def extract_text(
         identity = identity_verified(units, answers, compiled)
         instruction = reset_instructed(units, answers, compiled)
     stopped: dict[Item, str] = {}
+    if identity.detail is MissingDetail.RETRACTED and account.address is not None:
+        # the message takes the request back: nothing of it is kept, the address neither
+        account = AccountFinding(None, detail=MissingDetail.RETRACTED)
+        evidence = [e for e in evidence if e.item is not Item.ACCOUNT_EMAIL]
+        details[Item.ACCOUNT_EMAIL] = MissingDetail.RETRACTED
     for item, finding in ((Item.IDENTITY_VERIFIED, identity), (Item.RESET_INSTRUCTED, instruction)):
         if finding.confirmed and finding.evidence is not None:
             evidence.append(Evidence(item=item, text=finding.evidence, kind=finding.kind))
@@ -88,6 +94,40 @@ def extract_text(
     )
 
 
+def both_renderings(plain: ResetRequest, html: ResetRequest) -> ResetRequest:
+    """What the text/plain and the HTML rendering of one message both say (issue #12): a
+    confirmation only if both give it, the account only if both name the same one."""
+    if plain.account_email != html.account_email:
+        account, account_detail = None, MissingDetail.AMBIGUOUS
+    else:
+        account, account_detail = plain.account_email, None
+    details = {**html.missing_details, **plain.missing_details}
+    stopped = {**html.stopped_at, **plain.stopped_at}
+    if account_detail is not None and (plain.account_email or html.account_email):
+        details[Item.ACCOUNT_EMAIL] = account_detail
+    confirmed = {
+        Item.IDENTITY_VERIFIED: plain.identity_verified and html.identity_verified,
+        Item.RESET_INSTRUCTED: plain.reset_instructed and html.reset_instructed,
+    }
+    evidence = [e for e in plain.evidence
+                if (e.item is Item.ACCOUNT_EMAIL and account is not None)
+                or confirmed.get(e.item, False)]
+    for item, ok in confirmed.items():
+        if ok:
+            details.pop(item, None)
+            stopped.pop(item, None)
+    return ResetRequest(
+        account_email=account,
+        identity_verified=confirmed[Item.IDENTITY_VERIFIED],
+        reset_instructed=confirmed[Item.RESET_INSTRUCTED],
+        case_reference=plain.case_reference or html.case_reference,
+        evidence=evidence,
+        missing_details={k: v for k, v in details.items()
+                         if k is not Item.ACCOUNT_EMAIL or account is None},
+        stopped_at=stopped,
+    )
+
+
 def extract_request(
     message: ParsedMessage,
     rules: ExtractionRules,
@@ -104,9 +144,11 @@ def extract_request(
     if not rules.phrases or rules.layout is None:
         return ResetRequest()
     try:
-        body = body_text(message.message, rules.compiled.plain_stub)
+        bodies = rendered_bodies(message.message, rules.compiled.plain_stub)
         mailbox = message.from_mailbox
         sender = Sender(mailbox.address, mailbox.display_name) if mailbox else None
-        return extract_text(body.text, rules, excluded_addresses, sender, doubtful_addresses)
+        found = [extract_text(b.text, rules, excluded_addresses, sender, doubtful_addresses)
+                 for b in bodies]
+        return found[0] if len(found) == 1 else both_renderings(found[0], found[1])
     except Exception:  # a bug must cost a polite "incomplete" reply, never a false confirmation
         return ResetRequest()

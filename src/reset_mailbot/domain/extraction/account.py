@@ -19,6 +19,7 @@ from functools import lru_cache
 from email_validator import EmailNotValidError, validate_email
 
 from reset_mailbot.domain.addresses import InvalidAddress, normalise_address
+from reset_mailbot.domain.extraction.grammar import suspicious, tokens
 from reset_mailbot.domain.extraction.rules import CompiledRules, fold
 from reset_mailbot.domain.reasons import MissingDetail
 
@@ -100,18 +101,33 @@ def _kind(lines: list[str], occ: Occurrence, labelled: bool) -> str:
     return "mailto" if lines[occ.line][: occ.start].lower().endswith("mailto:") else "sentence"
 
 
+def _doubted(line: str, address: str, doubt_words: frozenset[str]) -> bool:
+    """A doubt word just before the address or just after it ("NIET het account x", "x is
+    niet het account", "het oude adres x"): four words before, three after."""
+    words = tokens(line)
+    at = next((i for i, t in enumerate(words) if t.text.lower() == address.lower()), None)
+    if at is None:
+        return any(t.norm in doubt_words for t in words)
+    window = words[max(0, at - 4) : at] + words[at + 1 : at + 4]
+    return any(t.norm in doubt_words for t in window)
+
+
 def account_email(
     body: list[str],
     signature: list[str],
     excluded: frozenset[str],
     rules: CompiledRules,
     doubtful: frozenset[str] = frozenset(),
+    doubt_words: frozenset[str] = frozenset(),
 ) -> AccountFinding:
     """The one account address of the request, or why there is none.
 
     `doubtful` addresses are recipients named only by an unsigned To/Cc: whoever added the
     header could have added them to knock a candidate out (issue #11). A candidate among them
-    makes the account ambiguous instead of being dropped."""
+    makes the account ambiguous instead of being dropped. A candidate on a line that also holds
+    a doubt word ("NIET het account x", "staat waarschijnlijk op x") or that mixes two scripts
+    (a Cyrillic "а" in "gmаil") is never the account: it makes the account ambiguous (issue
+    #12), as any doubt must cost a question, never a guess."""
     never = set(excluded)
     for occ in find_addresses(signature):
         if occ.address.isascii():  # the normalised form of an ASCII address is its lower case
@@ -133,7 +149,9 @@ def account_email(
         addr, key = valid
         if key in never:
             continue
-        if key in doubtful:
+        if key in doubtful or suspicious(occ.address) is not None:
+            return AccountFinding(None, detail=MissingDetail.AMBIGUOUS)
+        if doubt_words and _doubted(body[occ.line], occ.address, doubt_words):
             return AccountFinding(None, detail=MissingDetail.AMBIGUOUS)
         finding = AccountFinding(addr, body[occ.line].strip(), _kind(body, occ, is_labelled))
         target = labelled if is_labelled else unlabelled

@@ -74,15 +74,17 @@ def _judge_item(
     template = _template_finding([a for a in answers if a.item is item], grammar)
     if template is not None and not template.confirmed:
         return template
+    # a sentence that is itself wholly an affirmative form (of either item) takes nothing back
+    explained = {i for i, v in enumerate(verdicts) if v.items}
     for i, unit in enumerate(units):
-        if i in confirming or not mentions(grammar, key, unit.text):
+        if i in explained or not mentions(grammar, key, unit.text):
             continue
         word = doubt_word(grammar, unit.text)
         if word is not None:
             return Finding(False, unit.text, detail=MissingDetail.CONTRADICTED, stopped_at=word)
     for i in confirming:
         after = i + 1
-        if after < len(units) and after not in confirming:
+        if after < len(units) and after not in explained:
             word = doubt_word(grammar, units[after].text, after=True)
             if word is not None:
                 return Finding(False, units[after].text, detail=MissingDetail.CONTRADICTED,

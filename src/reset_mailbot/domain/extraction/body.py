@@ -196,3 +196,56 @@ def body_text(message: email.message.Message | None, stub: re.Pattern[str] | Non
         return Body("", "none")
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     return Body(text[:MAX_BODY_CHARS], source)
+
+
+def _first_alternative(message: email.message.Message) -> email.message.Message | None:
+    """The multipart/alternative the body is read from (top level, or first in a mixed/related
+    container), if any."""
+    budget = MAX_PARTS
+    stack = [message]
+    while stack and budget > 0:
+        budget -= 1
+        part = stack.pop(0)
+        ctype = _content_type(part)
+        if ctype == "multipart/alternative":
+            return part
+        if part.is_multipart() and not _is_attachment(part):
+            children = part.get_payload()
+            if isinstance(children, list):
+                stack = [c for c in children if c.is_multipart()] + stack
+                if ctype != "multipart/related":
+                    break  # only the first readable container holds the sender's text
+    return None
+
+
+def rendered_bodies(
+    message: email.message.Message | None, stub: re.Pattern[str] | None
+) -> list[Body]:
+    """Both renderings when the sender's text comes as text/plain AND text/html (issue #12:
+    an item counts only if both give it, so text hidden in one rendering cannot add to the
+    other); otherwise the one body `body_text` reads. Never raises."""
+    single = body_text(message, stub)
+    if message is None:
+        return [single]
+    try:
+        alternative = _first_alternative(message)
+        if alternative is None:
+            return [single]
+        children = alternative.get_payload()
+        if not isinstance(children, list):
+            return [single]
+        plain = next((c for c in children
+                      if _content_type(c) == "text/plain" and not _is_attachment(c)), None)
+        html = next((c for c in children
+                     if _content_type(c) == "text/html" and not _is_attachment(c)), None)
+        if plain is None or html is None:
+            return [single]
+        plain_text = _unflowed(plain, _part_text(plain))
+        if _is_stub(plain_text, stub):
+            return [single]
+        html_body = html_to_text(_part_text(html))
+        texts = [plain_text.replace("\r\n", "\n").replace("\r", "\n"),
+                 html_body.replace("\r\n", "\n").replace("\r", "\n")]
+        return [Body(texts[0][:MAX_BODY_CHARS], "plain"), Body(texts[1][:MAX_BODY_CHARS], "html")]
+    except Exception:
+        return [single]

@@ -22,6 +22,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -76,6 +77,12 @@ _QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": 
 
 
 def tokens(text: str) -> list[Token]:
+    """The words of `text` (a fresh list: callers may trim it)."""
+    return list(_tokens(text))
+
+
+@lru_cache(maxsize=512)
+def _tokens(text: str) -> tuple[Token, ...]:
     out: list[Token] = []
     for chunk in text.split():
         pieces = _CHUNK_SPLIT.split(chunk) if "@" in chunk else [chunk]
@@ -87,7 +94,7 @@ def tokens(text: str) -> list[Token]:
                 continue
             out.extend(Token(m.group(), _strip_marks(m.group()).lower())
                        for m in _TOKEN.finditer(piece))
-    return out
+    return tuple(out)
 
 
 def _script(ch: str) -> str | None:
@@ -134,8 +141,21 @@ class Grammar:
     topics: Mapping[str, frozenset[str]] = field(default_factory=dict)
     doubt: frozenset[str] = frozenset()
     doubt_after: frozenset[str] = frozenset()
+    account_doubt: frozenset[str] = frozenset()
     retractions: tuple[tuple[str, ...], ...] = ()
     template_yes: frozenset[str] = frozenset()
+
+    @property
+    def retraction_starts(self) -> dict[str, tuple[tuple[str, ...], ...]]:
+        cached = self.__dict__.get("_starts")
+        if cached is None:
+            index: dict[str, list[tuple[str, ...]]] = {}
+            for phrase in self.retractions:
+                if phrase:
+                    index.setdefault(phrase[0], []).append(phrase)
+            cached = {k: tuple(v) for k, v in index.items()}
+            self.__dict__["_starts"] = cached
+        return cached
 
     def forms_for(self, item: str) -> tuple[Form, ...]:
         return tuple(f for f in self.forms if f.item == item)
@@ -374,12 +394,13 @@ def doubt_word(grammar: Grammar, text: str, after: bool = False) -> str | None:
 
 def retraction(grammar: Grammar, text: str) -> str | None:
     """A retraction or postponement anywhere ("wacht hier nog even mee", "please hold off"),
-    which names no item but takes back the whole request; returns the phrase found."""
+    which names no item but takes back the whole request; returns the phrase found. One pass
+    over the words: phrases are looked up by their first word."""
     norms = tuple(t.norm for t in tokens(normalise(text)))
-    for phrase in grammar.retractions:
-        n = len(phrase)
-        for i in range(len(norms) - n + 1):
-            if norms[i : i + n] == phrase:
+    starts = grammar.retraction_starts
+    for i, word in enumerate(norms):
+        for phrase in starts.get(word, ()):
+            if norms[i : i + len(phrase)] == phrase:
                 return " ".join(phrase)
     return None
 
@@ -394,6 +415,7 @@ class GrammarRules(BaseModel):
     topics: dict[str, list[str]] = Field(default_factory=dict)
     doubt: list[str] = Field(default_factory=list)
     doubt_after: list[str] = Field(default_factory=list)
+    account_doubt: list[str] = Field(default_factory=list)
     retractions: list[str] = Field(default_factory=list)
     template_yes: list[str] = Field(default_factory=list)
 
@@ -438,8 +460,11 @@ class GrammarRules(BaseModel):
             for language, named in languages.items()
             for name, slots in named.items()
         ]
-        return compile_grammar(self.classes, forms, self.topics, self.doubt, self.doubt_after,
-                               self.retractions, self.template_yes)
+        grammar = compile_grammar(self.classes, forms, self.topics, self.doubt,
+                                  self.doubt_after, self.retractions, self.template_yes)
+        grammar.account_doubt = frozenset(
+            w for p in self.account_doubt for w in phrase_words(str(p)))
+        return grammar
 
 
 ITEMS = ("identity_verified", "reset_instructed", "template_yes", "neutral")
