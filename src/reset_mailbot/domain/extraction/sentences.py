@@ -12,7 +12,13 @@ from dataclasses import dataclass
 
 from reset_mailbot.domain.extraction.rules import fold
 
-_SENTENCE_END = re.compile(r"(?<=[!?])\s+|(?<=\.)\s+(?=[A-Z0-9\"'(\[\u00c0-\u00de])")
+# a period after a title or an initial ("Mr. Jansen", "mw. De Vries", "R. Koster") ends no
+# sentence: the allowlist reads a sentence as a whole, so a cut there loses the confirmation
+_TITLES = "".join(rf"(?<!\b{t}\.)" for t in ("Mr", "Ms", "Dr", "Mw", "mw", "Dhr", "dhr", "Mrs",
+                                              "Mevr", "mevr", "St", "Nr", "nr"))
+_SENTENCE_END = re.compile(
+    r"(?<=[!?])\s+|(?<=\.)" + _TITLES + r"(?<!\b[A-Z]\.)\s+(?=[A-Z0-9\"'(\[\u00c0-\u00de])"
+)
 _WRAP_MIN = 50
 MAX_SENTENCES = 400
 
