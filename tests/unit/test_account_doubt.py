@@ -42,3 +42,17 @@ def test_renderings_that_disagree_on_the_account_make_it_ambiguous() -> None:
     both = both_renderings(plain, html)
     assert both.account_email is None and both.identity_verified and not both.reset_instructed
     assert both.missing_details[Item.ACCOUNT_EMAIL] is MissingDetail.AMBIGUOUS
+
+
+@pytest.mark.parametrize(("text", "account"), [
+    ("E-mailadres|piet.jansen@hotmail.com", "piet.jansen@hotmail.com"),
+    ("Account: 'piet.jansen@hotmail.com'", "piet.jansen@hotmail.com"),
+    ('Account: "piet.jansen@hotmail.com"', "piet.jansen@hotmail.com"),
+    ("Zie https://beheer.forus.test/identities?q=ward.bosch%40gmail.com&email=ward.bosch@gmail.com",
+     None),
+    ("Zie beheer.forus.test/identities?email=ward.bosch@gmail.com", None),
+])
+def test_an_address_is_a_whole_token_and_never_one_inside_a_link(
+    text: str, account: str | None
+) -> None:
+    assert extract(text).account_email == account

@@ -47,6 +47,25 @@ class AccountFinding:
     detail: MissingDetail | None = None
 
 
+_GLUE = "|/=?\"'`{}"  # never part of an address as people write one (issue #12, item 6)
+_URL_GLUE = "=?"
+
+
+def _whole_token(line: str, at: int, local: str) -> tuple[str, bool]:
+    """The local part as a whole token, and whether the address sits inside a URL.
+
+    Characters that glue an address to a word, a quote or a URL ("e-mailadres|x@y", "'x@y'",
+    "...?email=x@y") are cut off; an address after "=" or "?", or in a chunk holding "://" or
+    "www.", is part of a link and never a candidate."""
+    cut = max(local.rfind(ch) for ch in _GLUE)
+    glued = local[cut] if cut >= 0 else ""
+    local = local[cut + 1 :].lstrip(".")
+    begin = line.rfind(" ", 0, at) + 1
+    chunk = line[begin:at].lower()
+    inside_url = (glued in _URL_GLUE and glued != "") or "://" in chunk or chunk.startswith("www.")
+    return local, inside_url
+
+
 def find_addresses(lines: list[str]) -> list[Occurrence]:
     """Every address-shaped text in `lines` (not yet validated)."""
     found: list[Occurrence] = []
@@ -59,7 +78,8 @@ def find_addresses(lines: list[str]) -> list[Occurrence]:
             right = _DOMAIN_HEAD.match(line, at + 1, at + 1 + _MAX_DOMAIN)
             local = left.group().lstrip(".") if left else ""
             domain = right.group().rstrip(".-") if right else ""
-            if local and "." in domain:
+            local, inside_url = _whole_token(line, at, local)
+            if local and "." in domain and not inside_url:
                 start = at - len(local)
                 found.append(Occurrence(f"{local}@{domain}", n, start, at + 1 + len(domain)))
             at = line.find("@", at + 1 + (len(right.group()) if right else 0))
