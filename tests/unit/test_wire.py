@@ -77,6 +77,8 @@ def _gate_fields(raw: bytes) -> list[tuple[str, str]]:
 @given(messages())
 @example(b"From : \r\r\nFrom: \n\n\n")  # a bare CR hidden in an mbox separator line
 @example(b"From x\nFrom: a@b.nl\r\n\r\nbody")
+@example(b"From: a@b.nl\nTo: c@d.nl\n")  # header only, LF line ends
+@example(b"From: a@b.nl\r\nTo: c@d.nl\r\n")
 def test_accepted_means_every_parser_reads_the_same_fields(raw: bytes) -> None:
     try:
         gate = _gate_fields(raw)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 
 from reset_mailbot.domain.addresses import InvalidAddress, normalise_address
@@ -111,7 +112,10 @@ def _signed_date(message: ParsedMessage, auth: AuthenticationResult) -> float | 
     """When the sender's system says the message was written: a signed Date, else DKIM t=."""
     if "date" in auth.signed_headers:
         try:
-            return parsedate_to_datetime(message.header("date") or "").timestamp()
+            written = parsedate_to_datetime(message.header("date") or "")
+            if written.tzinfo is None:  # "-0000": UTC, with no claim about the local zone
+                written = written.replace(tzinfo=UTC)
+            return written.timestamp()
         except (TypeError, ValueError, IndexError, OverflowError):
             pass
     return float(auth.signed_at) if auth.signed_at is not None else None

@@ -134,6 +134,8 @@ def _split_lines(raw: bytes) -> tuple[list[bytes], bytes]:
         if not sep and raw.startswith(b"\n"):
             head, body = b"", raw[1:]
         lines = head.split(b"\n") if head else []
+        if lines and lines[-1] == b"":  # a header section ended by the file's last LF
+            lines.pop()
         return lines, body.replace(b"\n", b"\r\n")
     if raw.count(b"\r") != raw.count(b"\r\n"):
         raise WireError(ReasonCode.MALFORMED_MESSAGE, "bare CR (a CR not followed by LF)")
