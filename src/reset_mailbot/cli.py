@@ -98,7 +98,8 @@ def describe(decision: Decision, name: str) -> str:
         if decision.missing:
             lines.append("  missing: " + ", ".join(m.value for m in decision.missing))
         for evidence in req.evidence:
-            lines.append(f"  evidence {evidence.item.value}: {evidence.text!r}")
+            rule = f" [{evidence.rule}]" if evidence.rule else ""
+            lines.append(f"  evidence {evidence.item.value}{rule}: {evidence.text!r}")
     if decision.detail:
         lines.append(f"  detail: {decision.detail}")
     lines.append(f"  reply: {'yes' if decision.reply else 'no'}")

@@ -209,3 +209,11 @@ def test_the_reply_can_name_the_word_that_stopped_it() -> None:
     request = extract_text("De identiteit is hopelijk gecontroleerd.\n", rules(), frozenset())
     assert not request.identity_verified
     assert request.stopped_at.get("identity_verified") == "hopelijk"  # type: ignore[call-overload]
+
+
+def test_evidence_names_the_form_that_matched() -> None:
+    """Like Mailman's rule hits: the decision says which rules/grammar.yaml form confirmed."""
+    text = "De identiteit van de inwoner is gecontroleerd.\nGraag de 2FA resetten.\n"
+    request = extract_text(text, rules(), frozenset())
+    rules_hit = {e.item.value: e.rule for e in request.evidence}
+    assert rules_hit == {"identity_verified": "nl:passive", "reset_instructed": "nl:please"}

@@ -69,6 +69,7 @@ class Evidence(BaseModel):
     item: Item
     text: str
     kind: str = "sentence"  # sentence | template | label | mailto
+    rule: str | None = None  # the rules/grammar.yaml form that matched ("nl:passive")
 
 
 class ResetRequest(BaseModel):
@@ -135,6 +136,7 @@ class Decision(BaseModel):
                 "case_reference": self.request.case_reference,
             },
             "evidence": {e.item.value: e.text for e in self.request.evidence},
+            "evidence_rules": {e.item.value: e.rule for e in self.request.evidence if e.rule},
             "missing_details": {k.value: v.value for k, v in self.request.missing_details.items()},
             "detail": self.detail,
         }

@@ -118,9 +118,6 @@ class WireMessage:
         key = name.lower()
         return [f for f in self.fields if f.key == key]
 
-    def names(self) -> set[str]:
-        return {f.key for f in self.fields}
-
     def to_bytes(self) -> bytes:
         """The canonical bytes: what every later parser is given."""
         head = b"".join(f.name + b":" + f.value for f in self.fields)

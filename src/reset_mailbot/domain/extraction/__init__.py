@@ -75,7 +75,8 @@ def extract_text(
         details[Item.ACCOUNT_EMAIL] = MissingDetail.RETRACTED
     for item, finding in ((Item.IDENTITY_VERIFIED, identity), (Item.RESET_INSTRUCTED, instruction)):
         if finding.confirmed and finding.evidence is not None:
-            evidence.append(Evidence(item=item, text=finding.evidence, kind=finding.kind))
+            evidence.append(Evidence(item=item, text=finding.evidence, kind=finding.kind,
+                                     rule=finding.rule))
         else:
             if finding.detail is not None:
                 details[item] = finding.detail

@@ -90,7 +90,8 @@ def _judge_item(
                 return Finding(False, units[after].text, detail=MissingDetail.CONTRADICTED,
                                stopped_at=word)
     if confirming:
-        return Finding(True, units[confirming[0]].text)
+        first = confirming[0]
+        return Finding(True, units[first].text, rule=verdicts[first].forms.get(key))
     if template is not None:
         return template
     near = next((i for i, u in enumerate(units) if mentions(grammar, key, u.text)), None)

@@ -45,6 +45,7 @@ class Finding:
     detail: MissingDetail | None = None
     mention: bool = False  # talk about the item that could never confirm it
     stopped_at: str | None = None  # the word that stopped a confirmation (allowlist.py)
+    rule: str | None = None  # the grammar form that matched (allowlist.py)
 
 
 def _clauses(text: str, splitter: re.Pattern[str] = _CLAUSE) -> Iterator[tuple[int, str]]:

@@ -214,7 +214,7 @@ class _Matcher:
             word = toks[end]
             bare = word.text.removesuffix("'s").removesuffix("\u2019s")
             capital = bare[:1].isupper() and bare.replace("-", "").isalpha()
-            if capital and word.norm not in self.grammar.topics.get("_not_names", frozenset()):
+            if capital:
                 ends.add(end + 1)
             elif word.norm not in _PARTICLES:
                 break
@@ -296,12 +296,13 @@ class _Matcher:
         """Whether `form` consumes the whole clause."""
         return len(self.toks) in self.form_ends(form, 0)
 
-    def sentence(self, forms: Sequence[Form]) -> frozenset[str] | None:
-        """The items a whole sentence confirms when it is one or more complete forms joined
-        by connectors ("De identiteit is gecontroleerd en wij geven opdracht ..."), else None.
-        Every clause must be a form: one unexplained clause and the sentence confirms nothing."""
+    def sentence(self, forms: Sequence[Form]) -> dict[str, str] | None:
+        """item -> name of the form that confirms it, when the whole sentence is one or more
+        complete forms joined by connectors ("De identiteit is gecontroleerd en wij geven
+        opdracht ..."), else None. Every clause must be a form: one unexplained clause and the
+        sentence confirms nothing. Paths are kept per set of items (at most a handful)."""
         size = len(self.toks)
-        paths: dict[int, set[frozenset[str]]] = {0: {frozenset()}}
+        paths: dict[int, dict[frozenset[str], tuple[Form, ...]]] = {0: {frozenset(): ()}}
         for pos in range(size + 1):
             if pos not in paths:
                 continue
@@ -313,13 +314,20 @@ class _Matcher:
             for start in starts:
                 for form in forms:
                     for end in self.form_ends(form, start):
-                        if end > start:
-                            paths.setdefault(end, set()).update(
-                                items | {form.item} for items in paths[pos])
+                        if end <= start:
+                            continue
+                        reached = paths.setdefault(end, {})
+                        for items, used in paths[pos].items():
+                            reached.setdefault(items | {form.item}, (*used, form))
         complete = paths.get(size)
         if not complete or size == 0:
             return None
-        return frozenset().union(*complete) - {"neutral"}
+        confirmed: dict[str, str] = {}
+        for used in complete.values():
+            for form in used:
+                if form.item != "neutral":
+                    confirmed.setdefault(form.item, form.name)
+        return confirmed
 
 
 @dataclass(frozen=True)
@@ -353,7 +361,7 @@ def judge_clause(grammar: Grammar, item: str, text: str) -> ClauseVerdict:
 @dataclass(frozen=True)
 class SentenceVerdict:
     items: frozenset[str]  # what the sentence confirms (empty: nothing)
-    forms: tuple[str, ...] = ()
+    forms: Mapping[str, str] = field(default_factory=dict)  # item -> the form that matched
     stopped_at: str | None = None
 
 
@@ -361,7 +369,7 @@ def judge_sentence(grammar: Grammar, text: str) -> SentenceVerdict:
     """What `text` (one sentence as written) confirms: every clause must be a whole form."""
     odd = suspicious(text)
     if odd is not None:
-        return SentenceVerdict(frozenset(), (), odd)
+        return SentenceVerdict(frozenset(), {}, odd)
     toks = tokens(normalise(text))
     while toks and toks[-1].norm in (".", "!", ":"):
         toks.pop()
@@ -370,14 +378,13 @@ def judge_sentence(grammar: Grammar, text: str) -> SentenceVerdict:
     if not toks:
         return SentenceVerdict(frozenset())
     if len(toks) > MAX_TOKENS:
-        return SentenceVerdict(frozenset(), (), toks[MAX_TOKENS].text)
+        return SentenceVerdict(frozenset(), {}, toks[MAX_TOKENS].text)
     matcher = _Matcher(grammar, toks)
-    items = matcher.sentence([f for f in grammar.forms if f.item != "template_yes"])
-    if items:
-        names = tuple(f.name for f in grammar.forms if matcher.form_ends(f, 0))
-        return SentenceVerdict(items, names)
+    confirmed = matcher.sentence([f for f in grammar.forms if f.item != "template_yes"])
+    if confirmed:
+        return SentenceVerdict(frozenset(confirmed), confirmed)
     at = min(matcher.furthest, len(toks) - 1)
-    return SentenceVerdict(frozenset(), (), toks[at].text)
+    return SentenceVerdict(frozenset(), {}, toks[at].text)
 
 
 def mentions(grammar: Grammar, item: str, text: str) -> bool:
