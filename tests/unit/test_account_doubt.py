@@ -19,8 +19,22 @@ from tests.unit.extraction_helpers import extract
     "Het oude adres j.jansen@hotmail.com werkt niet meer.",
     "The account is probably m.smith@gmail.com.",
     "E-mailadres account: jeroen.visser@gm\u0430il.com",  # Cyrillic a
+    "Het account staat op naam van haar ex-partner, rob.dekkers@gmail.com.",
+    "Please reset the 2FA for her sister's account, f.adebayo@gmail.com.",
+    # alternatives, or two addresses on a label line: a label does not settle it (policy)
+    "Please reset 2FA for his account - it's either carlos.lopez@gmail.com or c.lopez@hotmail.com.",
+    "Het account is a.jansen@gmail.com of a.jansen@hotmail.com.",
+    "Account: a.jansen@gmail.com / a.jansen@hotmail.com",
+    "Account: a.jansen@gmail.com<mailto:a.jansen@gmail.com> of "
+    "a.jansen@hotmail.com<mailto:a.jansen@hotmail.com>",
+    "Het account van mevrouw is ofwel a.jansen@gmail.com\nofwel a.jansen@hotmail.com.",
+    "E-mailadres account: a.jansen@gmail.com (of misschien a.jansen@hotmail.com)",
+    "Bij afwezigheid e-mail: team-inkomen@example.nl of s.kuipers@example.nl",
+    ("Het e-mailadres van haar Forus-account is yara.mahmoud@gmail.com. Ze gebruikt dat "
+     "adres niet meer voor contact; haar nieuwe adres yara.m@outlook.com is dus niet het "
+     "account."),
 ])
-def test_doubted_or_lookalike_address_is_never_the_account(text: str) -> None:
+def test_doubted_lookalike_or_alternative_address_is_never_the_account(text: str) -> None:
     request = extract(text)
     assert request.account_email is None
     assert request.missing_details[Item.ACCOUNT_EMAIL] is MissingDetail.AMBIGUOUS
@@ -56,3 +70,33 @@ def test_an_address_is_a_whole_token_and_never_one_inside_a_link(
     text: str, account: str | None
 ) -> None:
     assert extract(text).account_email == account
+
+
+@pytest.mark.parametrize("text", [
+    "Voor dringende zaken kunt u contact opnemen met mijn collega jelle.mulder@example.nl.",
+    "Ik ben afwezig. Mail gerust naar info@example.nl.",
+    "Bel of mail Kees (kees@example.nl) als er iets is.",
+])
+def test_an_address_no_sentence_explains_is_no_account(text: str) -> None:
+    """Allowlist: an unlabelled address counts only in a sentence about an account, a login,
+    the reset or the resident; a colleague's address in an out-of-office text is none."""
+    request = extract(text)
+    assert request.account_email is None
+    assert Item.ACCOUNT_EMAIL not in request.missing_details  # not ambiguous: simply not given
+
+
+@pytest.mark.parametrize("text", [
+    "Mevrouw Asante (akosua.asante@yahoo.com) is vandaag langs geweest.",
+    "Een inwoner (m.bouzid@outlook.com) heeft een nieuwe telefoon.",
+    "Can you remove the 2FA from her account? It's sofia.andersson@telia.se.",
+    "Hij heeft inlogproblemen met bert.jonker@hetnet.nl.",
+    "Ms. Evans (k.evans@gmail.com) came to the desk.",
+])
+def test_an_address_in_a_sentence_about_the_resident_or_the_account_counts(text: str) -> None:
+    assert extract(text).account_email is not None
+
+
+def test_a_labelled_account_still_wins_over_an_address_on_another_line() -> None:
+    text = ("E-mailadres account: nieuw@gmail.com\n"
+            "Mevrouw is bereikbaar op haar werkadres mevrouw@bedrijf.nl.\n")
+    assert extract(text).account_email == "nieuw@gmail.com"

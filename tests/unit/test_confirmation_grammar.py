@@ -101,6 +101,13 @@ NEXT_SENTENCE = {
            "This was at her previous visit.", "Only once my manager agrees.",
            "If that is correct, that is."],
 }
+# the check is of the applicant, but the account is someone else's, said in another sentence
+ELSEWHERE_PERSON = {
+    "nl": ["Het account staat op naam van haar ex-partner.",
+           "Het gaat om het account van haar zoon.", "Zij vraagt het voor haar moeder."],
+    "en": ["The account is in her ex-husband's name.", "It is her sister's account.",
+           "She is asking on behalf of her father."],
+}
 PREFIXES = {
     "nl": ["Mevrouw schreef ons: '", "Volgens de inwoner: ", "Als het goed is: ",
            "Op voorwaarde dat ze langskomt: ", "Onder voorbehoud: ", "Moeten we zeggen: ",
@@ -139,6 +146,10 @@ def variants() -> Iterator[tuple[str, str, str]]:
                     [*words[:pos], person, *words[pos:]]) + end
         for after in NEXT_SENTENCE[lang]:
             yield form.name, "next sentence", f"{base} {after}"
+        if form.item == "identity_verified":
+            for other in ELSEWHERE_PERSON[lang]:
+                yield form.name, "someone else's account", f"{other} {base}"
+                yield form.name, "someone else's account", f"{base}\n\n{other}"
         for prefix in PREFIXES[lang]:
             closing = "'" if prefix.endswith("'") else ""
             yield form.name, "reported or conditional", f"{prefix}{base}{closing}"
@@ -177,7 +188,7 @@ def test_no_modified_form_confirms() -> None:
     for name, kind, text in variants():
         count += 1
         item = items[name]
-        if kind in {"next sentence", "german quote header"}:
+        if kind in {"next sentence", "german quote header", "someone else's account"}:
             if _confirms(item, text):
                 confirmed.append((name, kind, text))
         elif kind == "question" and item == "reset_instructed":

@@ -151,7 +151,7 @@ def test_signature_without_signoff_starts_at_the_senders_name() -> None:
         "Graag de 2FA resetten voor piet.jansen@hotmail.com.\n"
         "De identiteit is gecontroleerd met een paspoort.\n\n"
         "Jan de Vries\nConsulent Werk en Inkomen\n"
-        "Bij afwezigheid: team-inkomen@utrecht.nl of s.kuipers@utrecht.nl\n"
+        "Bij afwezigheid e-mail: team-inkomen@utrecht.nl of s.kuipers@utrecht.nl\n"
     )
     excluded = frozenset({SENDER, SUPPORT})
     assert extract(text).account_email is None  # without knowing the sender: ambiguous

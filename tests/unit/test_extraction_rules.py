@@ -93,6 +93,15 @@ def test_a_grammar_reference_to_no_class_names_the_line(rules_dir: Path) -> None
     assert "grammar.yaml:" in str(err.value) and "unknown class <no_such_class>" in str(err.value)
 
 
+def test_a_word_list_entry_of_two_words_names_the_line(rules_dir: Path) -> None:
+    """"mw." is two words ("mw" and "."): in a word list it would make every full stop a
+    context word, so loading refuses it with the file and line."""
+    _replace(rules_dir / "grammar.yaml", "account_context: [", "account_context: [mw., ")
+    with pytest.raises(RulesError) as err:
+        load_extraction_rules(rules_dir)
+    assert "grammar.yaml:" in str(err.value) and "'mw.' is not one word" in str(err.value)
+
+
 def test_upper_case_pattern_is_refused(rules_dir: Path) -> None:
     # text is lower-cased before matching: an upper-case rule would silently never match
     _replace(rules_dir / "phrases.nl.yaml", "    - brp\n", "    - BRP\n")

@@ -54,7 +54,8 @@ def extract_text(
     grammar = rules.compiled_grammar
     account = account_email(
         parts.body, parts.signature, excluded_addresses, compiled, doubtful_addresses,
-        grammar.account_doubt if grammar is not None else frozenset(),
+        grammar.account_doubt | grammar.other_person if grammar is not None else frozenset(),
+        grammar.account_context if grammar is not None else frozenset(),
     )
     if account.address is not None and account.evidence is not None:
         evidence.append(Evidence(item=Item.ACCOUNT_EMAIL, text=account.evidence, kind=account.kind))

@@ -15,11 +15,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import pairwise
 
 from email_validator import EmailNotValidError, validate_email
 
 from reset_mailbot.domain.addresses import InvalidAddress, normalise_address
-from reset_mailbot.domain.extraction.grammar import suspicious, tokens
+from reset_mailbot.domain.extraction.grammar import possessive_base, suspicious, tokens
 from reset_mailbot.domain.extraction.rules import CompiledRules, fold
 from reset_mailbot.domain.reasons import MissingDetail
 
@@ -49,6 +50,7 @@ class AccountFinding:
 
 _GLUE = "|/=?\"'`{}"  # never part of an address as people write one (issue #12, item 6)
 _URL_GLUE = "=?"
+_UNGLUE = str.maketrans(_GLUE, " " * len(_GLUE))
 
 
 def _whole_token(line: str, at: int, local: str) -> tuple[str, bool]:
@@ -129,7 +131,85 @@ def _doubted(line: str, address: str, doubt_words: frozenset[str]) -> bool:
     if at is None:
         return any(t.norm in doubt_words for t in words)
     window = words[max(0, at - 4) : at] + words[at + 1 : at + 4]
-    return any(t.norm in doubt_words for t in window)
+    return any(possessive_base(t.norm) in doubt_words for t in window)
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
+# a title or a common abbreviation before the full stop: no sentence end ("Ms. Evans (x@y)")
+_ABBREVIATION = re.compile(
+    r"(?:^|[\s(])(?:mr|mrs|ms|dr|drs|ir|mw|mevr|dhr|hr|jr|sr|st|nr|tel|bijv|ca|e\.g|i\.e|o\.a)\.$",
+    re.IGNORECASE)
+
+
+def _sentence_around(lines: list[str], occ: Occurrence) -> tuple[str, str]:
+    """(the sentence before, the sentence holding the address): the address's line joined to
+    the line before (plain text is often wrapped inside a sentence), cut at sentence ends that
+    are not an abbreviation."""
+    before = lines[occ.line - 1] + " " if occ.line > 0 else ""
+    text = before + lines[occ.line]
+    at = len(before) + occ.start
+    previous, start, end = 0, 0, len(text)
+    for m in _SENTENCE_END.finditer(text):
+        if _ABBREVIATION.search(text, 0, m.start()):
+            continue
+        if m.end() <= at:
+            previous, start = start, m.end()
+        elif m.start() >= at:
+            end = m.start()
+            break
+    return text[previous:start], text[start:end]
+
+
+_SHORT = 4  # "It's x.", "Dat is x.", "Adres: x": a sentence this short goes on the one before
+
+
+def _about_an_account(lines: list[str], occ: Occurrence, context: frozenset[str]) -> bool:
+    """Does the sentence of an unlabelled address speak of an account, a login, the reset or
+    the resident? An address in "contact my colleague x@y" is not a request's account
+    (allowlist: an address counts only where something explains it). A very short sentence
+    ("It's x.") is read with the sentence before it."""
+    if not context:
+        return True
+    previous, sentence = _sentence_around(lines, occ)
+    words = tokens(sentence.translate(_UNGLUE))
+    if sum(1 for t in words if any(c.isalnum() for c in t.norm)) <= _SHORT:
+        words += tokens(previous.translate(_UNGLUE))
+    return any(t.norm in context for t in words)
+
+
+# what may stand between two addresses offered as alternatives ("x of y", "x or y", "x / y",
+# "either x\nor y"); Outlook's "<mailto:x>" and brackets are read past
+_ALTERNATIVE = frozenset({"of", "or", "/", "en/of", "and/or", "ofwel", "danwel", "dan", "wel",
+                          "either", "anders", "otherwise", "eventueel", "possibly", ",", "(", ")",
+                          "<", ">", "-"})
+_MAILTO = re.compile(r"<mailto:[^>\s]*>?", re.IGNORECASE)
+
+
+def _between(body: list[str], a: Occurrence, b: Occurrence) -> str | None:
+    if b.line == a.line:
+        return body[a.line][a.end : b.start]
+    if b.line == a.line + 1:
+        return body[a.line][a.end :] + " " + body[b.line][: b.start]
+    return None
+
+
+def _alternatives(body: list[str], seen: list[tuple[Occurrence, str, bool]]) -> bool:
+    """Two distinct candidates offered as alternatives ("x of y", "either x\nor y"), or a
+    labelled candidate sharing its line with another one ("Account: x, y"): the policy says
+    ambiguous, whatever the labels."""
+    for (a, addr_a, label_a), (b, addr_b, label_b) in pairwise(seen):
+        if addr_a == addr_b:
+            continue
+        if (label_a or label_b) and a.line == b.line:
+            return True
+        gap = _between(body, a, b)
+        if gap is None:
+            continue
+        words = [t.norm for t in tokens(_MAILTO.sub(" ", gap))]
+        if any(w in ("of", "or", "/", "en/of", "and/or", "ofwel", "danwel") for w in words) and \
+                all(w in _ALTERNATIVE for w in words):
+            return True
+    return False
 
 
 def account_email(
@@ -139,6 +219,7 @@ def account_email(
     rules: CompiledRules,
     doubtful: frozenset[str] = frozenset(),
     doubt_words: frozenset[str] = frozenset(),
+    account_context: frozenset[str] = frozenset(),
 ) -> AccountFinding:
     """The one account address of the request, or why there is none.
 
@@ -160,6 +241,7 @@ def account_email(
     labelled: dict[str, AccountFinding] = {}
     unlabelled: dict[str, AccountFinding] = {}
     invalid_labelled = False
+    seen: list[tuple[Occurrence, str, bool]] = []  # every valid candidate, explained or not
     for occ in find_addresses(body):
         valid = canonical(occ.address)
         is_labelled = _labelled(body, occ, rules)
@@ -173,10 +255,15 @@ def account_email(
             return AccountFinding(None, detail=MissingDetail.AMBIGUOUS)
         if doubt_words and _doubted(body[occ.line], occ.address, doubt_words):
             return AccountFinding(None, detail=MissingDetail.AMBIGUOUS)
+        seen.append((occ, addr, is_labelled))
+        if not is_labelled and not _about_an_account(body, occ, account_context):
+            continue
         finding = AccountFinding(addr, body[occ.line].strip(), _kind(body, occ, is_labelled))
         target = labelled if is_labelled else unlabelled
         if addr not in target or (finding.kind == "label"):
             target.setdefault(addr, finding)
+    if _alternatives(body, seen):
+        return AccountFinding(None, detail=MissingDetail.AMBIGUOUS)
     for addr in labelled:
         unlabelled.pop(addr, None)
     chosen = labelled or unlabelled

@@ -10,6 +10,8 @@ forms of rules/grammar.yaml (grammar.py), or by a template answer that is exactl
   * so does a doubt word in the sentence right after a confirmation, which often goes on
     without repeating the subject ("De identiteit is gecontroleerd. Helaas klopte de foto
     niet.");
+  * a word naming another person (a son, an ex-partner, a sister's account) anywhere in the
+    new text takes the identity back: the check must be of the account holder;
   * a template "nee" takes it back, and so does a template answer that is not a plain yes but
     holds a doubt word ("ja, volgens haar zoon").
 When nothing confirms, the finding says which word stopped the nearest attempt, so the reply
@@ -27,6 +29,7 @@ from reset_mailbot.domain.extraction.grammar import (
     judge_sentence,
     mentions,
     normalise,
+    other_person,
     retraction,
     tokens,
 )
@@ -74,6 +77,15 @@ def _judge_item(
     template = _template_finding([a for a in answers if a.item is item], grammar)
     if template is not None and not template.confirmed:
         return template
+    if item is Item.IDENTITY_VERIFIED:
+        # a relative, an ex-partner or a neighbour anywhere in the new text: whose identity was
+        # checked, and whose account is it? The check may be of the applicant, the account of
+        # someone else (the policy: the resident's own identity, never a relative's).
+        for unit in units:
+            word = other_person(grammar, unit.text)
+            if word is not None:
+                return Finding(False, unit.text, detail=MissingDetail.CONTRADICTED,
+                               stopped_at=word)
     # a sentence that is itself wholly an affirmative form (of either item) takes nothing back
     explained = {i for i, v in enumerate(verdicts) if v.items}
     for i, unit in enumerate(units):

@@ -142,6 +142,8 @@ class Grammar:
     doubt: frozenset[str] = frozenset()
     doubt_after: frozenset[str] = frozenset()
     account_doubt: frozenset[str] = frozenset()
+    other_person: frozenset[str] = frozenset()
+    account_context: frozenset[str] = frozenset()
     retractions: tuple[tuple[str, ...], ...] = ()
     template_yes: frozenset[str] = frozenset()
 
@@ -399,6 +401,18 @@ def doubt_word(grammar: Grammar, text: str, after: bool = False) -> str | None:
     return next((t.text for t in tokens(normalise(text)) if t.norm in words), None)
 
 
+def other_person(grammar: Grammar, text: str) -> str | None:
+    """The first word naming someone other than the resident ("zoon", "ex-partner",
+    "sister's": a possessive counts as its noun) in `text`, else None."""
+    return next((t.text for t in tokens(normalise(text))
+                 if possessive_base(t.norm) in grammar.other_person), None)
+
+
+def possessive_base(word: str) -> str:
+    """"sister's" -> "sister", "zoon's" -> "zoon"; other words unchanged."""
+    return word[:-2] if word.endswith("'s") and len(word) > 2 else word
+
+
 def retraction(grammar: Grammar, text: str) -> str | None:
     """A retraction or postponement anywhere ("wacht hier nog even mee", "please hold off"),
     which names no item but takes back the whole request; returns the phrase found. One pass
@@ -423,6 +437,8 @@ class GrammarRules(BaseModel):
     doubt: list[str] = Field(default_factory=list)
     doubt_after: list[str] = Field(default_factory=list)
     account_doubt: list[str] = Field(default_factory=list)
+    other_person: list[str] = Field(default_factory=list)
+    account_context: list[str] = Field(default_factory=list)
     retractions: list[str] = Field(default_factory=list)
     template_yes: list[str] = Field(default_factory=list)
 
@@ -458,6 +474,15 @@ class GrammarRules(BaseModel):
         for item in self.topics:
             if item not in ITEMS:
                 found.append((("topics", item), f"unknown item (one of {', '.join(ITEMS)})"))
+        word_lists = {"doubt": self.doubt, "doubt_after": self.doubt_after,
+                      "account_doubt": self.account_doubt, "other_person": self.other_person,
+                      "account_context": self.account_context,
+                      **{f"topics.{k}": v for k, v in self.topics.items()}}
+        for name, words in word_lists.items():
+            for n, word in enumerate(words):
+                if len(phrase_words(str(word))) != 1:  # "mw." would add the word "."
+                    found.append(((*name.split("."), n),
+                                  f"{word!r} is not one word (punctuation is a word of its own)"))
         return found
 
     def compile(self) -> Grammar:
@@ -471,6 +496,10 @@ class GrammarRules(BaseModel):
                                   self.doubt_after, self.retractions, self.template_yes)
         grammar.account_doubt = frozenset(
             w for p in self.account_doubt for w in phrase_words(str(p)))
+        grammar.other_person = frozenset(
+            w for p in self.other_person for w in phrase_words(str(p)))
+        grammar.account_context = frozenset(
+            w for p in self.account_context for w in phrase_words(str(p)))
         return grammar
 
 
