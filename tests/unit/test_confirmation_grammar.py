@@ -228,3 +228,16 @@ def test_evidence_names_the_form_that_matched() -> None:
     request = extract_text(text, rules(), frozenset())
     rules_hit = {e.item.value: e.rule for e in request.evidence}
     assert rules_hit == {"identity_verified": "nl:passive", "reset_instructed": "nl:please"}
+
+
+@pytest.mark.parametrize(("text", "confirmed"), [
+    ("De identiteit van de heer R. Koster is gecontroleerd met zijn paspoort.", True),
+    ("De identiteit van mevrouw J.P. de Vries is gecontroleerd.", True),
+    ("Ik heb haar identiteit gecontroleerd met haar paspoort. Dank je wel!", True),
+    ("Ik heb haar identiteit gecontroleerd met haar paspoort. Helaas wel verlopen!", False),
+    ("Ik heb haar identiteit gecontroleerd met haar paspoort. Wel verlopen, dank je wel!", False),
+])
+def test_initials_and_a_wholly_neutral_next_sentence(text: str, confirmed: bool) -> None:
+    """Initials belong to a name; a next sentence that the grammar wholly explains as neutral
+    ("Dank je wel!") takes nothing back, one with any other word still does."""
+    assert extract_text(text, rules(), frozenset()).identity_verified is confirmed

@@ -86,8 +86,9 @@ def _judge_item(
             if word is not None:
                 return Finding(False, unit.text, detail=MissingDetail.CONTRADICTED,
                                stopped_at=word)
-    # a sentence that is itself wholly an affirmative form (of either item) takes nothing back
-    explained = {i for i, v in enumerate(verdicts) if v.items}
+    # a sentence wholly explained by affirmative forms (of either item, or neutral ones such as
+    # "Dank je wel!") takes nothing back: it holds no word outside the grammar
+    explained = {i for i, v in enumerate(verdicts) if v.explained}
     for i, unit in enumerate(units):
         if i in explained or not mentions(grammar, key, unit.text):
             continue

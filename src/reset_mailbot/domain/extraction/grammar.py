@@ -6,7 +6,8 @@ refusal it did not know ("hopelijk", "volgens de inwoner", "door zijn zoon") bec
 confirmation. Here it is turned around. A form is a sequence of slots; a slot names a word
 class and how often it may occur (`class`, `class?`, `class*`, `class+`); a class is a closed
 list of phrases, and a phrase is words and references to other classes (`<doc>`), plus the
-built-in classes `<NAME>` (a capitalised name with Dutch particles: "Van den Akker"),
+built-in classes `<NAME>` (a capitalised name with Dutch particles and initials: "Van den Akker",
+"R. Koster"),
 `<EMAIL>`, `<NUMBER>` and `<DATE>`. A clause matches a form only when the whole clause is
 consumed; when no form matches, the word where the furthest attempt stopped is reported, so the
 reply can say which word stopped the confirmation.
@@ -210,16 +211,23 @@ class _Matcher:
             return frozenset({pos + 1}) if ok else frozenset()
         if name == "DATE":
             return frozenset({pos + 1}) if _DATE.fullmatch(tok.text) else frozenset()
-        # NAME: up to four words, particles allowed inside, ending in a capitalised word
+        # NAME: up to four words, particles and initials ("R.", "J.P.") allowed inside, ending
+        # in a capitalised word
         ends: set[int] = set()
-        for end in range(pos, min(len(toks), pos + 4)):
+        end, words = pos, 0
+        while end < len(toks) and words < 4:
             word = toks[end]
+            if (len(word.text) == 1 and word.text.isupper() and end + 1 < len(toks)
+                    and toks[end + 1].text == "."):
+                end, words = end + 2, words + 1  # an initial: never the last word of a name
+                continue
             bare = word.text.removesuffix("'s").removesuffix("\u2019s")
             capital = bare[:1].isupper() and bare.replace("-", "").isalpha()
             if capital:
                 ends.add(end + 1)
             elif word.norm not in _PARTICLES:
                 break
+            end, words = end + 1, words + 1
         return frozenset(ends)
 
     def _email(self, pos: int) -> frozenset[int]:
@@ -365,6 +373,7 @@ class SentenceVerdict:
     items: frozenset[str]  # what the sentence confirms (empty: nothing)
     forms: Mapping[str, str] = field(default_factory=dict)  # item -> the form that matched
     stopped_at: str | None = None
+    explained: bool = False  # every word explained by forms (neutral ones included)
 
 
 def judge_sentence(grammar: Grammar, text: str) -> SentenceVerdict:
@@ -383,8 +392,8 @@ def judge_sentence(grammar: Grammar, text: str) -> SentenceVerdict:
         return SentenceVerdict(frozenset(), {}, toks[MAX_TOKENS].text)
     matcher = _Matcher(grammar, toks)
     confirmed = matcher.sentence([f for f in grammar.forms if f.item != "template_yes"])
-    if confirmed:
-        return SentenceVerdict(frozenset(confirmed), confirmed)
+    if confirmed is not None:  # {} : wholly neutral ("Dank je wel!", "Alles is in orde.")
+        return SentenceVerdict(frozenset(confirmed), confirmed, explained=True)
     at = min(matcher.furthest, len(toks) - 1)
     return SentenceVerdict(frozenset(), {}, toks[at].text)
 
