@@ -18,7 +18,7 @@ from tests.corpus_support import BOOL_ITEMS, Outcome, load_cases, run_case
 BLIND = Path(__file__).resolve().parent / "corpus_blind"
 CASES = load_cases(BLIND)
 # measured at the commit that set them; a floor, never a target
-RECALL_FLOOR = {"identity_verified": 0.66, "reset_instructed": 0.83, "account_email": 0.92}
+RECALL_FLOOR = {"identity_verified": 0.76, "reset_instructed": 0.84, "account_email": 0.92}
 
 
 @pytest.fixture(scope="module")

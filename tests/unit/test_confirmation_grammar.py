@@ -93,13 +93,22 @@ HEDGES = {
 OTHER_PERSON = {"nl": ["van haar zoon", "van zijn dochter", "van haar partner", "van de buurman"],
                 "en": ["of her son", "of his daughter", "of her partner", "of the neighbour"]}
 NEXT_SENTENCE = {
+    "nl": ["Wacht hier nog even mee.", "Toch niet, sorry.", "Dit was bij de vorige aanvraag.",
+           "Graag pas na akkoord van de teamleider.", "Als dat klopt tenminste.",
+           "Helaas klopte het niet.", "Maar alleen een kopie."],
+    "en": ["Please hold off for now.", "This was at her previous visit.",
+           "Only once my manager agrees.", "If that is correct, that is.",
+           "Unfortunately it did not match.", "But only a copy."],
+}
+# a failed check, said right after a confirmation: takes the identity back; after a reset
+# instruction it is about the identity (which it leaves unconfirmed), not about the instruction
+FAILED_CHECK = {
     "nl": ["Helaas bleek het paspoort verlopen.", "Maar de foto leek niet op haar.",
-           "Wacht hier nog even mee.", "Toch niet, sorry.", "Dit was bij de vorige aanvraag.",
-           "Graag pas na akkoord van de teamleider.", "Als dat klopt tenminste."],
+           "Helaas klopte de foto niet, dus graag nog geen reset.",
+           "Maar haar identiteit konden we niet controleren."],
     "en": ["Unfortunately the passport turned out to be expired.",
-           "But the photo did not match.", "Please hold off for now.",
-           "This was at her previous visit.", "Only once my manager agrees.",
-           "If that is correct, that is."],
+           "But the photo did not match.", "But the photo did not match, so no reset yet.",
+           "But we could not verify her identity."],
 }
 # the check is of the applicant, but the account is someone else's, said in another sentence
 ELSEWHERE_PERSON = {
@@ -146,6 +155,9 @@ def variants() -> Iterator[tuple[str, str, str]]:
                     [*words[:pos], person, *words[pos:]]) + end
         for after in NEXT_SENTENCE[lang]:
             yield form.name, "next sentence", f"{base} {after}"
+        if form.item == "identity_verified":
+            for after in FAILED_CHECK[lang]:
+                yield form.name, "next sentence", f"{base} {after}"
         if form.item == "identity_verified":
             for other in ELSEWHERE_PERSON[lang]:
                 yield form.name, "someone else's account", f"{other} {base}"
@@ -241,3 +253,30 @@ def test_initials_and_a_wholly_neutral_next_sentence(text: str, confirmed: bool)
     """Initials belong to a name; a next sentence that the grammar wholly explains as neutral
     ("Dank je wel!") takes nothing back, one with any other word still does."""
     assert extract_text(text, rules(), frozenset()).identity_verified is confirmed
+
+
+@pytest.mark.parametrize(("after", "instruction_stands"), [
+    ("Helaas bleek het paspoort verlopen.", True),
+    ("Maar haar identiteit konden we niet controleren.", True),
+    ("Unfortunately the passport turned out to be expired.", True),
+    ("But we could not verify her identity.", True),
+    # no word that names the identity outright: it may go on about the instruction
+    ("Maar de foto leek niet op haar.", False),
+    ("But the photo did not match.", False),
+])
+def test_a_failed_check_after_an_instruction_is_about_the_identity(
+    after: str, instruction_stands: bool
+) -> None:
+    """"Graag de 2FA resetten. Helaas bleek het paspoort verlopen.": the instruction stands,
+    the identity is not confirmed; the reply asks for the identity, not for the instruction."""
+    text = f"Graag de 2FA resetten. {after}"
+    request = extract_text(text, rules(), frozenset())
+    assert request.reset_instructed is instruction_stands
+    assert not request.identity_verified
+
+
+def test_a_failed_check_that_also_names_the_reset_takes_both_back() -> None:
+    text = ("Ik heb haar paspoort gecontroleerd. "
+            "Helaas klopte de foto niet, dus graag nog geen reset.")
+    request = extract_text(text, rules(), frozenset())
+    assert not request.identity_verified and not request.reset_instructed

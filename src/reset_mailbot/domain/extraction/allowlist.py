@@ -9,7 +9,9 @@ forms of rules/grammar.yaml (grammar.py), or by a template answer that is exactl
     a doubt word ("Het paspoort bleek verlopen.", "De reset pas na 1 januari.") takes it back;
   * so does a doubt word in the sentence right after a confirmation, which often goes on
     without repeating the subject ("De identiteit is gecontroleerd. Helaas klopte de foto
-    niet.");
+    niet."), unless that sentence names the other item and no word of this one's topic
+    ("De 2FA graag resetten. Helaas hebben we haar ID niet kunnen controleren." is about the
+    identity);
   * a word naming another person (a son, an ex-partner, a sister's account) anywhere in the
     new text takes the identity back: the check must be of the account holder;
   * a template "nee" takes it back, and so does a template answer that is not a plain yes but
@@ -28,6 +30,7 @@ from reset_mailbot.domain.extraction.grammar import (
     judge_clause,
     judge_sentence,
     mentions,
+    names,
     normalise,
     other_person,
     retraction,
@@ -95,10 +98,17 @@ def _judge_item(
         word = doubt_word(grammar, unit.text)
         if word is not None:
             return Finding(False, unit.text, detail=MissingDetail.CONTRADICTED, stopped_at=word)
+    other = (Item.RESET_INSTRUCTED if item is Item.IDENTITY_VERIFIED
+             else Item.IDENTITY_VERIFIED).value
     for i in confirming:
         after = i + 1
         if after < len(units) and after not in explained:
-            word = doubt_word(grammar, units[after].text, after=True)
+            text = units[after].text
+            if names(grammar, other, text) and not mentions(grammar, key, text):
+                # it names the other item and none of this one's words: it is about the other
+                # item (and takes that one back by the topic rule), not a continuation of this
+                continue
+            word = doubt_word(grammar, text, after=True)
             if word is not None:
                 return Finding(False, units[after].text, detail=MissingDetail.CONTRADICTED,
                                stopped_at=word)

@@ -140,6 +140,7 @@ class Grammar:
     classes: Mapping[str, tuple[tuple[str, ...], ...]]
     forms: tuple[Form, ...]
     topics: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    subjects: Mapping[str, frozenset[str]] = field(default_factory=dict)
     doubt: frozenset[str] = frozenset()
     doubt_after: frozenset[str] = frozenset()
     account_doubt: frozenset[str] = frozenset()
@@ -404,6 +405,12 @@ def mentions(grammar: Grammar, item: str, text: str) -> bool:
     return any(t.norm in topic for t in tokens(normalise(text)))
 
 
+def names(grammar: Grammar, item: str, text: str) -> bool:
+    """Does `text` name `item` outright (a word of its `subjects` list: "paspoort", "2FA")?"""
+    subject = grammar.subjects.get(item, frozenset())
+    return any(t.norm in subject for t in tokens(normalise(text)))
+
+
 def doubt_word(grammar: Grammar, text: str, after: bool = False) -> str | None:
     """The first word of the `doubt` (or `doubt_after`) list in `text`, else None."""
     words = grammar.doubt_after if after else grammar.doubt
@@ -443,6 +450,7 @@ class GrammarRules(BaseModel):
     classes: dict[str, list[str]]
     forms: dict[str, dict[str, dict[str, str]]]  # item -> language -> name -> "slot slot ..."
     topics: dict[str, list[str]] = Field(default_factory=dict)
+    subjects: dict[str, list[str]] = Field(default_factory=dict)
     doubt: list[str] = Field(default_factory=list)
     doubt_after: list[str] = Field(default_factory=list)
     account_doubt: list[str] = Field(default_factory=list)
@@ -480,13 +488,15 @@ class GrammarRules(BaseModel):
                                           f"unknown class {name!r}"))
                     if not slots:
                         found.append((("forms", item, language, form), "a form needs slots"))
-        for item in self.topics:
-            if item not in ITEMS:
-                found.append((("topics", item), f"unknown item (one of {', '.join(ITEMS)})"))
+        for key, lists in (("topics", self.topics), ("subjects", self.subjects)):
+            for item in lists:
+                if item not in ITEMS:
+                    found.append(((key, item), f"unknown item (one of {', '.join(ITEMS)})"))
         word_lists = {"doubt": self.doubt, "doubt_after": self.doubt_after,
                       "account_doubt": self.account_doubt, "other_person": self.other_person,
                       "account_context": self.account_context,
-                      **{f"topics.{k}": v for k, v in self.topics.items()}}
+                      **{f"topics.{k}": v for k, v in self.topics.items()},
+                      **{f"subjects.{k}": v for k, v in self.subjects.items()}}
         for name, words in word_lists.items():
             for n, word in enumerate(words):
                 if len(phrase_words(str(word))) != 1:  # "mw." would add the word "."
@@ -505,6 +515,8 @@ class GrammarRules(BaseModel):
                                   self.doubt_after, self.retractions, self.template_yes)
         grammar.account_doubt = frozenset(
             w for p in self.account_doubt for w in phrase_words(str(p)))
+        grammar.subjects = {k: frozenset(w for p in v for w in phrase_words(str(p)))
+                            for k, v in self.subjects.items()}
         grammar.other_person = frozenset(
             w for p in self.other_person for w in phrase_words(str(p)))
         grammar.account_context = frozenset(
