@@ -105,10 +105,11 @@ NEXT_SENTENCE = {
 FAILED_CHECK = {
     "nl": ["Helaas bleek het paspoort verlopen.", "Maar de foto leek niet op haar.",
            "Helaas klopte de foto niet, dus graag nog geen reset.",
-           "Maar haar identiteit konden we niet controleren."],
+           "Maar haar identiteit konden we niet controleren.",
+           "Niet resetten, het was de verkeerde persoon."],
     "en": ["Unfortunately the passport turned out to be expired.",
            "But the photo did not match.", "But the photo did not match, so no reset yet.",
-           "But we could not verify her identity."],
+           "But we could not verify her identity.", "Do not reset, it was the wrong person."],
 }
 # the check is of the applicant, but the account is someone else's, said in another sentence
 ELSEWHERE_PERSON = {
@@ -280,3 +281,23 @@ def test_a_failed_check_that_also_names_the_reset_takes_both_back() -> None:
             "Helaas klopte de foto niet, dus graag nog geen reset.")
     request = extract_text(text, rules(), frozenset())
     assert not request.identity_verified and not request.reset_instructed
+
+
+@pytest.mark.parametrize(("text", "identity"), [
+    ("We verified her identity with her passport at our counter today.\n"
+     "Please do not reset the 2FA yet; we will confirm once she has her new phone.", True),
+    ("Identiteit gecontroleerd: ja (paspoort)\n\n"
+     "Graag de 2FA NIET resetten voordat wij dat bevestigen.", True),
+    # the retraction names the reset, but what follows doubts the identity: both taken back
+    ("Ik heb haar identiteit gecontroleerd met haar paspoort. "
+     "Niet resetten, het was de verkeerde persoon.", False),
+    ("I verified her identity with her passport. Do not reset, it was the wrong person.", False),
+    # a retraction that names no item withdraws the whole request
+    ("Ik heb haar identiteit gecontroleerd met haar paspoort. Wacht hier nog even mee.", False),
+])
+def test_a_retraction_that_names_the_reset_takes_back_the_instruction(
+    text: str, identity: bool
+) -> None:
+    request = extract_text(text, rules(), frozenset())
+    assert not request.reset_instructed
+    assert request.identity_verified is identity

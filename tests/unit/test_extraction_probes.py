@@ -27,7 +27,9 @@ PROBES = [
     (
         "Hi,\n\nJust to let you know: the identity of the resident hasn't been checked. "
         "Please don't reset anything until we confirm.\nAccount: p.walsh@outlook.com\n",
-        False, False, None, None,  # a withdrawn request keeps nothing, its address neither
+        # "don't reset" names the reset: the instruction is negated, the identity judged on its
+        # own (not checked), and the request is postponed, not withdrawn: the address stays
+        False, False, "p.walsh@outlook.com", None,
     ),
     (
         "Dear Forus,\n\nWe have checked the resident's identity in the BRP and at the desk "

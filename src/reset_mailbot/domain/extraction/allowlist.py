@@ -4,7 +4,8 @@ An item is confirmed by a sentence only when the whole sentence is explained by 
 forms of rules/grammar.yaml (grammar.py), or by a template answer that is exactly a yes
 ("Identiteit gecontroleerd: ja"; "ja, hopelijk" and "ja?" are not). Then, to take it back:
   * a retraction or postponement anywhere in the new text ("wacht hier nog even mee",
-    "please hold off") takes back both items: it names none, but withdraws the request;
+    "please hold off") takes back both items: it names none, but withdraws the request; one
+    that names the reset ("niet resetten") takes back the instruction only;
   * a sentence about the item (a word of its topic) that is not itself a confirmation and holds
     a doubt word ("Het paspoort bleek verlopen.", "De reset pas na 1 januari.") takes it back;
   * so does a doubt word in the sentence right after a confirmation, which often goes on
@@ -127,15 +128,28 @@ def _judge_item(
 def read_confirmations(
     units: list[Sentence], answers: list[TemplateAnswer], grammar: Grammar
 ) -> dict[Item, Finding]:
-    """The identity and instruction findings of the sender's new text."""
+    """The identity and instruction findings of the sender's new text.
+
+    A retraction that names the reset ("niet resetten", "do not reset the 2FA yet") takes back
+    the instruction only: the identity is still judged with every veto (a sentence after it
+    that doubts it, a topic word with a doubt word...). Any other retraction ("wacht hier nog
+    even mee", "please disregard") names no item and takes back the whole request."""
+    negated: Finding | None = None
     for unit in units:
         phrase = retraction(grammar, unit.text)
-        if phrase is not None:
+        if phrase is None:
+            continue
+        if not names(grammar, Item.RESET_INSTRUCTED.value, phrase):
             taken_back = Finding(False, unit.text, detail=MissingDetail.RETRACTED,
                                  stopped_at=phrase)
             return {Item.IDENTITY_VERIFIED: taken_back, Item.RESET_INSTRUCTED: taken_back}
+        negated = negated or Finding(False, unit.text, detail=MissingDetail.NEGATED,
+                                     stopped_at=phrase)
     verdicts = [judge_sentence(grammar, unit.text) for unit in units]
-    return {
+    found = {
         item: _judge_item(item, units, verdicts, answers, grammar)
         for item in (Item.IDENTITY_VERIFIED, Item.RESET_INSTRUCTED)
     }
+    if negated is not None:
+        found[Item.RESET_INSTRUCTED] = negated
+    return found
