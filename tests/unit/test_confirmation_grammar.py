@@ -301,3 +301,23 @@ def test_a_retraction_that_names_the_reset_takes_back_the_instruction(
     request = extract_text(text, rules(), frozenset())
     assert not request.reset_instructed
     assert request.identity_verified is identity
+
+
+@pytest.mark.parametrize("text", [
+    "Graag de 2FA resetten van het account jan.vos[at]gmail.com, identiteit van meneer is "
+    "gecontroleerd met zijn rijbewijs.",
+    "Please reset the 2FA for the account peter (at) gmail (dot) com. "
+    "We verified his identity at the desk today.",
+])
+def test_an_obfuscated_address_explains_words_but_is_never_the_account(text: str) -> None:
+    request = extract_text(text, rules(), frozenset())
+    assert request.identity_verified and request.reset_instructed
+    assert request.account_email is None
+
+
+def test_an_earlier_digid_check_confirms_nothing_but_a_current_check_beside_it_does() -> None:
+    earlier = ("The resident's identity was established via DigiD when she applied for the "
+               "scheme")
+    assert not extract_text(f"{earlier}.", rules(), frozenset()).identity_verified
+    both = f"{earlier}, and we also checked her ID card at our office today."
+    assert extract_text(both, rules(), frozenset()).identity_verified

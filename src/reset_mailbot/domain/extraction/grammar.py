@@ -244,11 +244,44 @@ class _Matcher:
         if at(pos, "<") and address(pos + 1) and at(pos + 2, ">"):
             return frozenset({pos + 3})
         if not address(pos):
-            return frozenset()
+            return self._obfuscated(pos)
         for opening, closing in (("<", ">"), ("(", ")"), ("[", "]")):
             if at(pos + 1, opening, "mailto", ":") and address(pos + 4) and at(pos + 5, closing):
                 return frozenset({pos + 6})
         return frozenset({pos + 1})
+
+    def _obfuscated(self, pos: int) -> frozenset[int]:
+        """An address written to dodge harvesters ("jan.vos[at]gmail.com", "peter (at) gmail
+        (dot) com"): it explains the words of a sentence, but is never an account candidate
+        (account.py reads only real addresses), so the reply still asks for the address."""
+        toks = self.toks
+        end = min(len(toks), pos + 24)
+
+        def word(i: int) -> bool:
+            return i < end and toks[i].norm.replace("-", "").replace("_", "").isalnum()
+
+        def marker(i: int, name: str) -> int:
+            for opening, closing in (("[", "]"), ("(", ")"), ("{", "}")):
+                if (i + 2 < end and toks[i].norm == opening and toks[i + 1].norm == name
+                        and toks[i + 2].norm == closing):
+                    return i + 3
+            return -1
+
+        if not word(pos):
+            return frozenset()
+        i = pos + 1
+        while i + 1 < end and toks[i].norm == "." and word(i + 1):
+            i += 2
+        i = marker(i, "at")
+        if i < 0 or not word(i):
+            return frozenset()
+        i, dots = i + 1, 0
+        while True:
+            after = i + 1 if i < end and toks[i].norm == "." else marker(i, "dot")
+            if after < 0 or not word(after):
+                break
+            i, dots = after + 1, dots + 1
+        return frozenset({i}) if dots else frozenset()
 
     def match_class(self, name: str, pos: int) -> frozenset[int]:
         key = (name, pos)
