@@ -100,3 +100,25 @@ def test_a_labelled_account_still_wins_over_an_address_on_another_line() -> None
     text = ("E-mailadres account: nieuw@gmail.com\n"
             "Mevrouw is bereikbaar op haar werkadres mevrouw@bedrijf.nl.\n")
     assert extract(text).account_email == "nieuw@gmail.com"
+
+
+@pytest.mark.parametrize(("text", "account"), [
+    # a labelled typo, corrected without a label: never the typo, never a guess
+    ("E-mailadres account: j.pietersen@gmial.com\n"
+     "Sorry, typfout! Het juiste adres is j.pietersen@gmail.com.", None),
+    ("Account: aisha.kahn@outlook.com\nOops, I meant aisha.khan@outlook.com.", None),
+    ("Graag de 2FA resetten van j.pietersen@gmial.com.\n"
+     "Sorry, typfout! Het juiste adres is j.pietersen@gmail.com.", None),
+    # the correction itself labelled as the account (policy v2): that one
+    ("Please reset the 2FA for aisha.kahn@outlook.com.\n"
+     "Correction: the account address is aisha.khan@outlook.com.", "aisha.khan@outlook.com"),
+    ("Account: aisha.kahn@outlook.com\n"
+     "Correction: the account address is aisha.khan@outlook.com.", "aisha.khan@outlook.com"),
+])
+def test_a_corrected_address_is_ambiguous_unless_the_correction_is_labelled(
+    text: str, account: str | None
+) -> None:
+    request = extract(text)
+    assert request.account_email == account
+    if account is None:
+        assert request.missing_details[Item.ACCOUNT_EMAIL] is MissingDetail.AMBIGUOUS

@@ -56,6 +56,7 @@ def extract_text(
         parts.body, parts.signature, excluded_addresses, compiled, doubtful_addresses,
         grammar.account_doubt | grammar.other_person if grammar is not None else frozenset(),
         grammar.account_context if grammar is not None else frozenset(),
+        grammar.account_correction if grammar is not None else frozenset(),
     )
     if account.address is not None and account.evidence is not None:
         evidence.append(Evidence(item=Item.ACCOUNT_EMAIL, text=account.evidence, kind=account.kind))

@@ -212,6 +212,29 @@ def _alternatives(body: list[str], seen: list[tuple[Occurrence, str, bool]]) -> 
     return False
 
 
+def _correction(
+    body: list[str],
+    seen: list[tuple[Occurrence, str, bool]],
+    words: frozenset[str],
+    labelled: dict[str, AccountFinding],
+) -> AccountFinding | None:
+    """Two addresses and a correction ("Sorry, typfout! Het juiste adres is y", "Correction: the
+    account address is y"): policy v2 says ambiguous, unless the correction itself is labelled
+    as the account - then that address. None when there is no correction to settle."""
+    if len({addr for _, addr, _ in seen}) < 2 or not words:
+        return None
+    if not any(t.norm in words for line in body for t in tokens(line)):
+        return None
+    in_correction = {
+        addr for occ, addr, is_labelled in seen
+        if is_labelled and any(t.norm in words
+                               for t in tokens(_sentence_around(body, occ)[1].translate(_UNGLUE)))
+    }
+    if len(in_correction) == 1:
+        return labelled[next(iter(in_correction))]
+    return AccountFinding(None, detail=MissingDetail.AMBIGUOUS)
+
+
 def account_email(
     body: list[str],
     signature: list[str],
@@ -220,6 +243,7 @@ def account_email(
     doubtful: frozenset[str] = frozenset(),
     doubt_words: frozenset[str] = frozenset(),
     account_context: frozenset[str] = frozenset(),
+    correction_words: frozenset[str] = frozenset(),
 ) -> AccountFinding:
     """The one account address of the request, or why there is none.
 
@@ -264,6 +288,9 @@ def account_email(
             target.setdefault(addr, finding)
     if _alternatives(body, seen):
         return AccountFinding(None, detail=MissingDetail.AMBIGUOUS)
+    corrected = _correction(body, seen, correction_words, labelled)
+    if corrected is not None:
+        return corrected
     for addr in labelled:
         unlabelled.pop(addr, None)
     chosen = labelled or unlabelled

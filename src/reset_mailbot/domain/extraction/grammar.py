@@ -146,6 +146,7 @@ class Grammar:
     account_doubt: frozenset[str] = frozenset()
     other_person: frozenset[str] = frozenset()
     account_context: frozenset[str] = frozenset()
+    account_correction: frozenset[str] = frozenset()
     retractions: tuple[tuple[str, ...], ...] = ()
     template_yes: frozenset[str] = frozenset()
 
@@ -489,6 +490,7 @@ class GrammarRules(BaseModel):
     account_doubt: list[str] = Field(default_factory=list)
     other_person: list[str] = Field(default_factory=list)
     account_context: list[str] = Field(default_factory=list)
+    account_correction: list[str] = Field(default_factory=list)
     retractions: list[str] = Field(default_factory=list)
     template_yes: list[str] = Field(default_factory=list)
 
@@ -528,6 +530,7 @@ class GrammarRules(BaseModel):
         word_lists = {"doubt": self.doubt, "doubt_after": self.doubt_after,
                       "account_doubt": self.account_doubt, "other_person": self.other_person,
                       "account_context": self.account_context,
+                      "account_correction": self.account_correction,
                       **{f"topics.{k}": v for k, v in self.topics.items()},
                       **{f"subjects.{k}": v for k, v in self.subjects.items()}}
         for name, words in word_lists.items():
@@ -554,6 +557,8 @@ class GrammarRules(BaseModel):
             w for p in self.other_person for w in phrase_words(str(p)))
         grammar.account_context = frozenset(
             w for p in self.account_context for w in phrase_words(str(p)))
+        grammar.account_correction = frozenset(
+            w for p in self.account_correction for w in phrase_words(str(p)))
         return grammar
 
 
