@@ -122,3 +122,20 @@ def test_a_corrected_address_is_ambiguous_unless_the_correction_is_labelled(
     assert request.account_email == account
     if account is None:
         assert request.missing_details[Item.ACCOUNT_EMAIL] is MissingDetail.AMBIGUOUS
+
+
+@pytest.mark.parametrize(("text", "account"), [
+    ("Account: x.jansen@gmail.com\nNee wacht, het is y.jansen@gmail.com.", None),
+    ("Account: x.jansen@gmail.com\nHet is eigenlijk y.jansen@gmail.com.", None),
+    ("E-mailadres account: x.jansen@gmail.com\nHaar nieuwe adres is y.jansen@gmail.com.", None),
+    ("E-mailadres account: x.jansen@gmail.com\nZe is bereikbaar op haar werkadres y@bedrijf.nl.",
+     "x.jansen@gmail.com"),
+    ("De inwoner heeft twee mailadressen: n.bakker@ziggo.nl en nina.bakker@gmail.com.\n"
+     "E-mailadres account: nina.bakker@gmail.com", "nina.bakker@gmail.com"),
+])
+def test_a_label_wins_only_over_an_address_that_is_said_to_be_another(
+    text: str, account: str | None
+) -> None:
+    """Allowlist for the label rule too: the other address must be explained as another one
+    (contact, work, 'two addresses: ...'); an address nothing explains makes it ambiguous."""
+    assert extract(text).account_email == account

@@ -57,6 +57,7 @@ def extract_text(
         grammar.account_doubt | grammar.other_person if grammar is not None else frozenset(),
         grammar.account_context if grammar is not None else frozenset(),
         grammar.account_correction if grammar is not None else frozenset(),
+        grammar.other_address if grammar is not None else None,
     )
     if account.address is not None and account.evidence is not None:
         evidence.append(Evidence(item=Item.ACCOUNT_EMAIL, text=account.evidence, kind=account.kind))

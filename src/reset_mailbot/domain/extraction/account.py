@@ -235,6 +235,27 @@ def _correction(
     return AccountFinding(None, detail=MissingDetail.AMBIGUOUS)
 
 
+def _unexplained_other(
+    body: list[str],
+    seen: list[tuple[Occurrence, str, bool]],
+    chosen: set[str],
+    words: frozenset[str],
+) -> bool:
+    """A label wins over another address only when that address's sentence says what else it
+    is ("ook nog een ander adres x", "contactadres x", "twee mailadressen: x en y"); an address
+    nothing explains ("Nee wacht, het is y") leaves the account ambiguous."""
+    for occ, addr, _ in seen:
+        if addr in chosen:
+            continue
+        previous, sentence = _sentence_around(body, occ)
+        near = tokens(sentence.translate(_UNGLUE))
+        if sum(1 for t in near if any(c.isalnum() for c in t.norm)) <= _SHORT:
+            near += tokens(previous.translate(_UNGLUE))
+        if not any(t.norm in words for t in near):
+            return True
+    return False
+
+
 def account_email(
     body: list[str],
     signature: list[str],
@@ -244,6 +265,7 @@ def account_email(
     doubt_words: frozenset[str] = frozenset(),
     account_context: frozenset[str] = frozenset(),
     correction_words: frozenset[str] = frozenset(),
+    other_address_words: frozenset[str] | None = None,
 ) -> AccountFinding:
     """The one account address of the request, or why there is none.
 
@@ -291,6 +313,9 @@ def account_email(
     corrected = _correction(body, seen, correction_words, labelled)
     if corrected is not None:
         return corrected
+    if labelled and other_address_words is not None and _unexplained_other(
+            body, seen, set(labelled), other_address_words):
+        return AccountFinding(None, detail=MissingDetail.AMBIGUOUS)
     for addr in labelled:
         unlabelled.pop(addr, None)
     chosen = labelled or unlabelled

@@ -147,6 +147,7 @@ class Grammar:
     other_person: frozenset[str] = frozenset()
     account_context: frozenset[str] = frozenset()
     account_correction: frozenset[str] = frozenset()
+    other_address: frozenset[str] = frozenset()
     retractions: tuple[tuple[str, ...], ...] = ()
     template_yes: frozenset[str] = frozenset()
 
@@ -491,6 +492,7 @@ class GrammarRules(BaseModel):
     other_person: list[str] = Field(default_factory=list)
     account_context: list[str] = Field(default_factory=list)
     account_correction: list[str] = Field(default_factory=list)
+    other_address: list[str] = Field(default_factory=list)
     retractions: list[str] = Field(default_factory=list)
     template_yes: list[str] = Field(default_factory=list)
 
@@ -531,6 +533,7 @@ class GrammarRules(BaseModel):
                       "account_doubt": self.account_doubt, "other_person": self.other_person,
                       "account_context": self.account_context,
                       "account_correction": self.account_correction,
+                      "other_address": self.other_address,
                       **{f"topics.{k}": v for k, v in self.topics.items()},
                       **{f"subjects.{k}": v for k, v in self.subjects.items()}}
         for name, words in word_lists.items():
@@ -559,6 +562,8 @@ class GrammarRules(BaseModel):
             w for p in self.account_context for w in phrase_words(str(p)))
         grammar.account_correction = frozenset(
             w for p in self.account_correction for w in phrase_words(str(p)))
+        grammar.other_address = frozenset(
+            w for p in self.other_address for w in phrase_words(str(p)))
         return grammar
 
 
