@@ -321,3 +321,15 @@ def test_an_earlier_digid_check_confirms_nothing_but_a_current_check_beside_it_d
     assert not extract_text(f"{earlier}.", rules(), frozenset()).identity_verified
     both = f"{earlier}, and we also checked her ID card at our office today."
     assert extract_text(both, rules(), frozenset()).identity_verified
+
+
+def test_the_first_word_indexes_do_not_grow_with_input() -> None:
+    """The matcher looks phrases and forms up by their first word; the indexes are built from
+    the grammar alone, so a daemon reading endless new words keeps the same memory."""
+    g = grammar()
+    judge_sentence(g, "De identiteit is gecontroleerd.")
+    sizes = (len(g.__dict__["_index"]), len(g.__dict__["_sentence_forms"][0]))
+    for n in range(2_000):
+        judge_sentence(g, f"woord{n} is gecontroleerd door xyz{n}.")
+    assert len(g.__dict__["_index"]) <= len(g.classes)
+    assert len(g.__dict__["_sentence_forms"][0]) == sizes[1]

@@ -166,6 +166,88 @@ class Grammar:
     def forms_for(self, item: str) -> tuple[Form, ...]:
         return tuple(f for f in self.forms if f.item == item)
 
+    def phrases_at(self, name: str, word: str) -> tuple[tuple[str, ...], ...]:
+        """The phrases of class `name` that can start with the token `word`: those whose first
+        word is `word`, and those starting with a class that can (a builtin can start with any
+        word). Matching tries only these: most classes are ruled out by their first word. The
+        index is built per class from the grammar alone, so its size never depends on input."""
+        indexes = self.__dict__.setdefault("_index", {})
+        index = indexes.get(name)
+        if index is None:
+            by_word: dict[str, list[tuple[str, ...]]] = {}
+            any_word: list[tuple[str, ...]] = []
+            for phrase in self.classes.get(name, ()):
+                first = phrase[0]
+                starts = (frozenset({first}) if not first.startswith("<")
+                          else self._first_words(first[1:-1]))
+                if starts is None:
+                    any_word.append(phrase)
+                    continue
+                for w in starts:
+                    by_word.setdefault(w, []).append(phrase)
+            index = indexes[name] = ({w: tuple(v) for w, v in by_word.items()}, tuple(any_word))
+        by_first, anywhere = index
+        return by_first.get(word, ()) + anywhere
+
+    def sentence_forms_at(self, word: str) -> tuple[Form, ...]:
+        """The forms a clause may be (every item but template answers) that can start with
+        `word`; indexed once per grammar by first word, like `phrases_at`."""
+        index = self.__dict__.get("_sentence_forms")
+        if index is None:
+            by_word: dict[str, list[Form]] = {}
+            anywhere: list[Form] = []
+            for form in self.forms:
+                if form.item == "template_yes":
+                    continue
+                first = self._form_first(form)
+                if first is None:
+                    anywhere.append(form)
+                    continue
+                for w in first:
+                    by_word.setdefault(w, []).append(form)
+            index = self.__dict__["_sentence_forms"] = (
+                {w: tuple(v) for w, v in by_word.items()}, tuple(anywhere))
+        by_first, anyhow = index
+        return by_first.get(word, ()) + anyhow
+
+    def _form_first(self, form: Form) -> frozenset[str] | None:
+        """The words `form` can start with (None: any): its first slots up to the first
+        required one decide; a form whose every slot is optional can start anywhere."""
+        words: set[str] = set()
+        for slot in form.slots:
+            inner = self._first_words(slot.name)
+            if inner is None:
+                return None
+            words |= inner
+            if slot.low:
+                return frozenset(words)
+        return None  # every slot optional
+
+    def _first_words(self, name: str) -> frozenset[str] | None:
+        """Every literal word a phrase of class `name` can start with; None when a builtin
+        (<NAME>, <EMAIL>...) can start it, so any word may."""
+        cache = self.__dict__.setdefault("_first", {})
+        if name in cache:
+            return cache[name]
+        if name in BUILTINS:
+            return None
+        if name not in self.classes:  # nothing known about it: any word may start it
+            return None
+        cache[name] = frozenset()  # a class that starts with itself adds nothing (refused at load)
+        words: set[str] = set()
+        for phrase in self.classes.get(name, ()):
+            first = phrase[0]
+            if not first.startswith("<"):
+                words.add(first)
+                continue
+            inner = self._first_words(first[1:-1])
+            if inner is None:
+                cache[name] = None
+                return None
+            words |= inner
+        cache[name] = frozenset(words)
+        return cache[name]
+
 
 def parse_slot(text: str) -> Slot:
     text = text.strip()
@@ -292,9 +374,11 @@ class _Matcher:
         self.memo[key] = frozenset()  # a class that reaches itself matches nothing more
         if name in BUILTINS:
             result = self.builtin(name, pos)
+        elif pos >= len(self.toks):
+            result = frozenset()
         else:
             found: set[int] = set()
-            for phrase in self.grammar.classes.get(name, ()):
+            for phrase in self.grammar.phrases_at(name, self.toks[pos].norm):
                 found |= self.match_phrase(phrase, pos)
             result = frozenset(found)
         for end in result:
@@ -342,11 +426,12 @@ class _Matcher:
         """Whether `form` consumes the whole clause."""
         return len(self.toks) in self.form_ends(form, 0)
 
-    def sentence(self, forms: Sequence[Form]) -> dict[str, str] | None:
+    def sentence(self) -> dict[str, str] | None:
         """item -> name of the form that confirms it, when the whole sentence is one or more
         complete forms joined by connectors ("De identiteit is gecontroleerd en wij geven
-        opdracht ..."), else None. Every clause must be a form: one unexplained clause and the
-        sentence confirms nothing. Paths are kept per set of items (at most a handful)."""
+        opdracht ..."), else None. Every clause must be a form (of any item but template
+        answers): one unexplained clause and the sentence confirms nothing. Paths are kept per
+        set of items (at most a handful)."""
         size = len(self.toks)
         paths: dict[int, dict[frozenset[str], tuple[Form, ...]]] = {0: {frozenset(): ()}}
         for pos in range(size + 1):
@@ -358,7 +443,9 @@ class _Matcher:
                 if pos == size:
                     continue
             for start in starts:
-                for form in forms:
+                if start >= size:
+                    continue
+                for form in self.grammar.sentence_forms_at(self.toks[start].norm):
                     for end in self.form_ends(form, start):
                         if end <= start:
                             continue
@@ -427,7 +514,7 @@ def judge_sentence(grammar: Grammar, text: str) -> SentenceVerdict:
     if len(toks) > MAX_TOKENS:
         return SentenceVerdict(frozenset(), {}, toks[MAX_TOKENS].text)
     matcher = _Matcher(grammar, toks)
-    confirmed = matcher.sentence([f for f in grammar.forms if f.item != "template_yes"])
+    confirmed = matcher.sentence()
     if confirmed is not None:  # {} : wholly neutral ("Dank je wel!", "Alles is in orde.")
         return SentenceVerdict(frozenset(confirmed), confirmed, explained=True)
     at = min(matcher.furthest, len(toks) - 1)
