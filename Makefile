@@ -22,6 +22,7 @@ test-deps:
 
 lint: venv
 	$(BIN)/ruff check src tests bench
+	$(BIN)/lint-imports
 
 test: venv test-deps lint
 	$(BIN)/pytest

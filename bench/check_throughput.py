@@ -117,7 +117,7 @@ def make_decision(zone: dict[str, str]) -> Callable[[bytes], object]:
     context = DecisionContext(load_rules(packaged_rules_dir()), lookup, SUPPORT)
 
     def decision(raw: bytes) -> object:
-        result = decide(raw, context)
+        result = decide(raw, context, time.time())
         if result.authentication.dkim.value != "pass" or not result.authentication.aligned:
             raise SystemExit(f"decision: a benchmark message did not pass: {result.reasons}")
         return result

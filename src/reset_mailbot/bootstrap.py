@@ -22,9 +22,11 @@ from reset_mailbot.config import (
 from reset_mailbot.domain.authentication import KeyLookup
 from reset_mailbot.domain.decision import DecisionContext
 from reset_mailbot.domain.models import Decision
+from reset_mailbot.domain.reply_templates import ReplyTemplates
+from reset_mailbot.domain.rules import RuleSet
 from reset_mailbot.domain.wire import WireLimits
 from reset_mailbot.logs import decision_fields, get_logger
-from reset_mailbot.rules_loader import RuleSet, load_rules
+from reset_mailbot.rules_loader import load_reply_templates, load_rules, packaged_rules_dir
 
 if TYPE_CHECKING:
     from reset_mailbot.adapters.db.repository import Store
@@ -37,6 +39,12 @@ if TYPE_CHECKING:
 def build_rules(config: Config) -> RuleSet:
     settings = config.rules
     return load_rules(settings.dir, settings.municipalities)
+
+
+def build_templates(config: Config) -> ReplyTemplates:
+    """The reply templates of the configured rules folder (the packaged ones without one):
+    a reply a person triggers from the CLI reads like the daemon's."""
+    return load_reply_templates(config.rules.dir or packaged_rules_dir())
 
 
 def build_key_lookup(config: Config) -> KeyLookup:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable
 from datetime import datetime
 from functools import wraps
@@ -114,9 +115,10 @@ def _read_bounded(name: str, limit: int) -> bytes:
         return handle.read(limit + 1)
 
 
-def _parse_at(value: str | None) -> float | None:
+def _parse_at(value: str | None) -> float:
+    """`--at` as seconds since the epoch; now when not given (the core reads no clock)."""
     if value is None:
-        return None
+        return time.time()
     try:
         when = datetime.fromisoformat(value)
     except ValueError as exc:

@@ -84,6 +84,7 @@ def approve(request_id: RequestId, by: By, config: ConfigOption = None) -> None:
         outcome = actions.approve(
             store, request_id, by=by, executor=executor, support_address=cfg.mailbox.address,
             max_attempts=cfg.get(ExecutorSettings).max_attempts,
+            templates=bootstrap.build_templates(cfg),
         )
     except ActionRefused as exc:
         raise _error(str(exc), 1) from None
@@ -114,7 +115,8 @@ def deny(
 ) -> None:
     """Deny a request waiting for approval; the municipality receives the reason."""
     _act(config, lambda cfg, store: actions.deny(
-        store, request_id, by=by, reason=reason, support_address=cfg.mailbox.address
+        store, request_id, by=by, reason=reason, support_address=cfg.mailbox.address,
+        templates=bootstrap.build_templates(cfg),
     ))
 
 
@@ -127,7 +129,8 @@ def done(
 ) -> None:
     """Record that you reset 2FA in the Forus back office; the confirmation is queued."""
     _act(config, lambda cfg, store: actions.mark_done(
-        store, request_id, by=by, note=note, support_address=cfg.mailbox.address
+        store, request_id, by=by, note=note, support_address=cfg.mailbox.address,
+        templates=bootstrap.build_templates(cfg),
     ))
 
 
@@ -140,7 +143,8 @@ def failed(
 ) -> None:
     """Record that the manual reset could not be done; the municipality receives the reason."""
     _act(config, lambda cfg, store: actions.mark_failed(
-        store, request_id, by=by, reason=reason, support_address=cfg.mailbox.address
+        store, request_id, by=by, reason=reason, support_address=cfg.mailbox.address,
+        templates=bootstrap.build_templates(cfg),
     ))
 
 

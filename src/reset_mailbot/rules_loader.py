@@ -94,7 +94,6 @@ def _describe(error: Any) -> str:
 # The whole rule set
 
 import functools  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
 
 from reset_mailbot.domain.extraction import ExtractionRules  # noqa: E402
 from reset_mailbot.domain.extraction.grammar import GrammarRules  # noqa: E402
@@ -103,19 +102,10 @@ from reset_mailbot.domain.rules import (  # noqa: E402
     AutomaticRules,
     GroupMailboxRules,
     MunicipalityList,
+    RuleSet,
 )
 
-
-@dataclass(frozen=True)
-class RuleSet:
-    """Everything the decision core consults, loaded and validated together."""
-
-    municipalities: MunicipalityList
-    group_mailboxes: GroupMailboxRules
-    automatic: AutomaticRules
-    extraction: ExtractionRules
-    sources: tuple[str, ...] = ()
-    templates: ReplyTemplates | None = None  # None: render_reply uses the packaged templates
+__all__ = ["RuleSet", "load_rules", "packaged_rules_dir", "packaged_templates"]
 
 
 def packaged_rules_dir() -> Path:
@@ -223,3 +213,9 @@ def load_rules(rules_dir: Path | None = None, municipalities: Path | None = None
         sources=(str(muni_path), str(group_path), str(auto_path)),
         templates=load_reply_templates(rules_dir),
     )
+
+
+@functools.cache
+def packaged_templates() -> ReplyTemplates:
+    """The reply templates shipped with the package, loaded and checked once."""
+    return load_reply_templates(packaged_rules_dir())

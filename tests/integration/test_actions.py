@@ -26,7 +26,7 @@ from reset_mailbot.domain.decision import DecisionContext
 from reset_mailbot.domain.message import parse_message
 from reset_mailbot.domain.models import Decision, Evidence, ResetRequest, SenderInfo
 from reset_mailbot.domain.reasons import Item, Outcome
-from reset_mailbot.rules_loader import load_rules
+from reset_mailbot.rules_loader import load_rules, packaged_templates
 from reset_mailbot.service import actions
 from reset_mailbot.service.actions import ActionRefused
 from reset_mailbot.service.delivery import ExecutionWorker
@@ -35,6 +35,8 @@ from reset_mailbot.service.limits import ResetLimits, staff_domain_of
 from tests.dkim_signing import plain_message
 from tests.harness.forus_http import DEFAULT_TOKEN, FakeForus
 from tests.harness.mariadb import ForusDatabase
+
+TEMPLATES = packaged_templates()
 
 pytestmark = pytest.mark.services
 
@@ -114,7 +116,8 @@ def replies(store: Store, request_id: str) -> list[OutboxItem]:
 
 
 def run_executions(store: Store, executor: Executor) -> int:
-    return ExecutionWorker(store, executor, SUPPORT, clock=lambda: T0).run_due(limit=50)
+    return ExecutionWorker(store, executor, SUPPORT, clock=lambda: T0,
+                           templates=TEMPLATES).run_due(limit=50)
 
 
 # -- limits and staff accounts ------------------------------------------------------------------
@@ -217,7 +220,7 @@ def test_manual_executor_is_held_too_and_goes_to_the_manual_queue_when_approved(
     held, state = submit(proc, "q2", account="p@utrecht.nl")
     assert state == "awaiting_approval"
     outcome = actions.approve(store, held, by="Petra Forus", executor=None,
-                              support_address=SUPPORT, clock=lambda: T0)
+                              support_address=SUPPORT, clock=lambda: T0, templates=TEMPLATES)
     assert outcome.state == "awaiting_manual_reset"
 
 
@@ -234,7 +237,7 @@ def test_approve_runs_the_executor_once_and_confirms_naming_the_approver(
     assert forus.posts() == []
     outcome = actions.approve(store, request_id, by="Petra de Boer",
                               executor=http_executor(forus), support_address=SUPPORT,
-                              clock=lambda: T0)
+                              clock=lambda: T0, templates=TEMPLATES)
     assert outcome.state == "executed"
     assert forus.resets[ACCOUNT] == 1
     [post] = forus.posts()
@@ -249,7 +252,7 @@ def test_approve_runs_the_executor_once_and_confirms_naming_the_approver(
     # approving twice is refused, and nothing runs again
     with pytest.raises(ActionRefused, match="is executed"):
         actions.approve(store, request_id, by="Petra de Boer", executor=http_executor(forus),
-                        support_address=SUPPORT)
+                        support_address=SUPPORT, templates=TEMPLATES)
     assert len(forus.posts()) == 1
 
 
@@ -260,7 +263,7 @@ def test_the_requesting_official_cannot_approve(
     request_id, _ = submit(processor(store, require_approval=True), "g2")
     with pytest.raises(ActionRefused, match="a second person"):
         actions.approve(store, request_id, by=who, executor=http_executor(forus),
-                        support_address=SUPPORT)
+                        support_address=SUPPORT, templates=TEMPLATES)
     assert request_row(store, request_id).state == "awaiting_approval"
     assert forus.posts() == []
 
@@ -269,10 +272,12 @@ def test_approve_refuses_unknown_requests_and_an_empty_name(
     store: Store, forus: FakeForus
 ) -> None:
     with pytest.raises(ActionRefused, match="no request R-NOPE"):
-        actions.approve(store, "R-NOPE", by="Petra", executor=None, support_address=SUPPORT)
+        actions.approve(store, "R-NOPE", by="Petra", executor=None, support_address=SUPPORT,
+                        templates=TEMPLATES)
     request_id, _ = submit(processor(store, require_approval=True), "g3")
     with pytest.raises(ActionRefused, match="--by"):
-        actions.approve(store, request_id, by="  ", executor=None, support_address=SUPPORT)
+        actions.approve(store, request_id, by="  ", executor=None, support_address=SUPPORT,
+                        templates=TEMPLATES)
 
 
 def test_approve_with_a_temporary_failure_leaves_the_retry_to_the_daemon(
@@ -281,11 +286,11 @@ def test_approve_with_a_temporary_failure_leaves_the_retry_to_the_daemon(
     request_id, _ = submit(processor(store, require_approval=True), "g4")
     forus.fail_next(503)
     outcome = actions.approve(store, request_id, by="Petra", executor=http_executor(forus),
-                              support_address=SUPPORT, clock=lambda: T0)
+                              support_address=SUPPORT, clock=lambda: T0, templates=TEMPLATES)
     assert outcome.state == "complete" and "retries" in outcome.summary
     assert replies(store, request_id) == []
     worker = ExecutionWorker(store, http_executor(forus), SUPPORT,
-                             clock=lambda: T0 + timedelta(hours=2))
+                             clock=lambda: T0 + timedelta(hours=2), templates=TEMPLATES)
     assert worker.run_due() == 1
     assert request_row(store, request_id).state == "executed"
     assert forus.resets[ACCOUNT] == 1
@@ -295,7 +300,7 @@ def test_deny_sends_the_reason_and_never_executes(store: Store, forus: FakeForus
     request_id, _ = submit(processor(store, require_approval=True), "d1")
     outcome = actions.deny(store, request_id, by="Petra de Boer",
                            reason="De naam komt niet overeen met ons dossier",
-                           support_address=SUPPORT, clock=lambda: T0)
+                           support_address=SUPPORT, clock=lambda: T0, templates=TEMPLATES)
     assert outcome.state == "denied"
     row = request_row(store, request_id)
     assert (row.state, row.denied_by) == ("denied", "Petra de Boer")
@@ -307,10 +312,10 @@ def test_deny_sends_the_reason_and_never_executes(store: Store, forus: FakeForus
     assert run_executions(store, http_executor(forus)) == 0
     with pytest.raises(ActionRefused, match="is denied"):
         actions.approve(store, request_id, by="Someone Else", executor=http_executor(forus),
-                        support_address=SUPPORT)
+                        support_address=SUPPORT, templates=TEMPLATES)
     with pytest.raises(ActionRefused, match="--reason"):
         actions.deny(store, submit(processor(store, require_approval=True), "d2")[0],
-                     by="Petra", reason=" ", support_address=SUPPORT)
+                     by="Petra", reason=" ", support_address=SUPPORT, templates=TEMPLATES)
     assert forus.posts() == []
 
 
@@ -321,7 +326,7 @@ def test_manual_done_executes_and_confirms(store: Store) -> None:
     request_id, state = submit(processor(store, executor_kind="manual"), "h1")
     assert state == "awaiting_manual_reset"
     outcome = actions.mark_done(store, request_id, by="Kees", note="via back office",
-                                support_address=SUPPORT, clock=lambda: T0)
+                                support_address=SUPPORT, clock=lambda: T0, templates=TEMPLATES)
     assert outcome.state == "executed"
     row = request_row(store, request_id)
     assert (row.state, row.executed_at is not None) == ("executed", True)
@@ -330,14 +335,15 @@ def test_manual_done_executes_and_confirms(store: Store) -> None:
     [reply] = replies(store, request_id)
     assert reply.kind == "confirmation" and ACCOUNT in reply.body
     with pytest.raises(ActionRefused, match="is executed; done needs awaiting_manual_reset"):
-        actions.mark_done(store, request_id, by="Kees", support_address=SUPPORT)
+        actions.mark_done(store, request_id, by="Kees", support_address=SUPPORT,
+                          templates=TEMPLATES)
 
 
 def test_manual_failed_sends_the_reason(store: Store) -> None:
     request_id, _ = submit(processor(store, executor_kind="manual"), "h2")
     outcome = actions.mark_failed(
         store, request_id, by="Kees", reason="Het account is door de inwoner zelf opgeheven",
-        support_address=SUPPORT, clock=lambda: T0,
+        support_address=SUPPORT, clock=lambda: T0, templates=TEMPLATES,
     )
     assert outcome.state == "execution_failed"
     [reply] = replies(store, request_id)
@@ -353,9 +359,11 @@ def test_done_and_failed_refuse_a_request_not_waiting_for_a_person(store: Store)
     request_id, state = submit(processor(store, require_approval=True), "h3")
     assert state == "awaiting_approval"
     with pytest.raises(ActionRefused, match="awaiting_manual_reset"):
-        actions.mark_done(store, request_id, by="Kees", support_address=SUPPORT)
+        actions.mark_done(store, request_id, by="Kees", support_address=SUPPORT,
+                          templates=TEMPLATES)
     with pytest.raises(ActionRefused, match="awaiting_manual_reset"):
-        actions.mark_failed(store, request_id, by="Kees", reason="x", support_address=SUPPORT)
+        actions.mark_failed(store, request_id, by="Kees", reason="x", support_address=SUPPORT,
+                            templates=TEMPLATES)
     assert replies(store, request_id) == []
 
 
@@ -399,7 +407,7 @@ def test_http_retry_then_success_confirms_once(store: Store, forus: FakeForus) -
     assert request_row(store, request_id).state == "complete"
     assert replies(store, request_id) == []
     ExecutionWorker(store, http_executor(forus), SUPPORT,
-                    clock=lambda: T0 + timedelta(hours=1)).run_due()
+                    clock=lambda: T0 + timedelta(hours=1), templates=TEMPLATES).run_due()
     row = request_row(store, request_id)
     assert (row.state, row.result_code) == ("executed", "reset")
     assert [r.kind for r in row.outbox] == ["confirmation"]
@@ -459,7 +467,7 @@ def test_http_dry_run_changes_nothing(store: Store, forus: FakeForus) -> None:
     assert forus.dry_runs == 1
     # the real reset afterwards is not a replay of the dry run
     actions.approve(store, request_id, by="Petra", executor=http_executor(forus),
-                    support_address=SUPPORT, clock=lambda: T0)
+                    support_address=SUPPORT, clock=lambda: T0, templates=TEMPLATES)
     assert request_row(store, request_id).result_code == "reset"
     assert forus.resets[ACCOUNT] == 1
     _, after = actions.dry_run(store, request_id, http_executor(forus))
@@ -503,7 +511,7 @@ def test_forus_db_dry_run_names_the_rows_and_changes_nothing(
     assert request_row(store, request_id).state == "awaiting_approval"
     # after the real reset, the dry run says so
     actions.approve(store, request_id, by="Petra", executor=ForusDbExecutor(forus_db.url),
-                    support_address=SUPPORT, clock=lambda: T0)
+                    support_address=SUPPORT, clock=lambda: T0, templates=TEMPLATES)
     with ForusDbExecutor(forus_db.url) as executor:
         _, after = actions.dry_run(store, request_id, executor)
     assert after.code == "already_reset"

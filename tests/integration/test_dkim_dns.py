@@ -58,7 +58,7 @@ def decide_over_dns(
     server: DnsServer, rules: RuleSet, raw: bytes, timeout: float = 2.0
 ) -> Decision:
     lookup = make_key_lookup([server.host], server.port, timeout)
-    return decide(raw, DecisionContext(rules, lookup, SUPPORT))
+    return decide(raw, DecisionContext(rules, lookup, SUPPORT), time.time())
 
 
 def signed_2048() -> bytes:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -46,7 +47,7 @@ def rules(municipalities: Path) -> RuleSet:
 def test_attack_class_over_dns(clean_dns: DnsServer, rules: RuleSet, case: Case) -> None:
     clean_dns.set_records(dict(case.zone))
     lookup = make_key_lookup([clean_dns.host], clean_dns.port, 2.0)
-    assert_expected(case, decide(case.raw, DecisionContext(rules, lookup, SUPPORT)))
+    assert_expected(case, decide(case.raw, DecisionContext(rules, lookup, SUPPORT), time.time()))
 
 
 def test_check_explains_a_replay_as_duplicate(

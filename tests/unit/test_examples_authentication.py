@@ -7,6 +7,7 @@ lookup answers from the example zone file so the decision core is tested on its 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,7 @@ def context() -> DecisionContext:
 
 @pytest.mark.parametrize("case", EXPECTED["cases"], ids=lambda c: c["id"])
 def test_example_outcome_reasons_and_reply(case: dict, context: DecisionContext) -> None:
-    decision = decide((EXAMPLES / case["file"]).read_bytes(), context)
+    decision = decide((EXAMPLES / case["file"]).read_bytes(), context, time.time())
     expected = case["expected"]
     reasons = {r.value for r in decision.reasons}
     if expected["outcome"] in {"complete", "incomplete"}:

@@ -21,6 +21,9 @@ from reset_mailbot.domain.replies import (
     reply_subject,
     request_ids_in_subject,
 )
+from reset_mailbot.rules_loader import packaged_templates
+
+TEMPLATES = packaged_templates()
 
 OUTLOOK_ID = "<AM9PR09MB1509BB531DBEC6AC9D77CFE54014@AM9PR09MB1509.eurprd09.prod.outlook.com>"
 SUPPORT = "support@forus.io"
@@ -54,6 +57,7 @@ def _build(kind: ReplyKind | str, data: ReplyData | Decision, **kw: object) -> b
         support_address=SUPPORT,
         now=NOW,
         reply_message_id=OWN_ID,
+        templates=TEMPLATES,
         **kw,  # type: ignore[arg-type]
     ).rfc822
 
@@ -159,6 +163,7 @@ def test_header_injection_through_message_id_is_refused() -> None:
             support_address=SUPPORT,
             now=NOW,
             reply_message_id="<x@y>\r\nBcc: evil@example.com",
+            templates=TEMPLATES,
         )
 
 
@@ -328,6 +333,7 @@ def test_naive_now_is_refused() -> None:
             support_address=SUPPORT,
             now=datetime(2026, 11, 26, 8, 15),
             reply_message_id=OWN_ID,
+            templates=TEMPLATES,
         )
 
 
@@ -460,7 +466,7 @@ def test_rendered_subject_and_text_are_what_a_client_reads(kind: ReplyKind, lang
         failure_code="account_not_found", denial_reason="x",
     )
     reply = render_reply(kind, data, support_address=SUPPORT, now=NOW,
-                         reply_message_id=OWN_ID, language=language)
+                         reply_message_id=OWN_ID, language=language, templates=TEMPLATES)
     msg = _parse(reply.rfc822)
     assert reply.subject == msg["Subject"] == "Re: Wachtwoord én 2FA kwijt – Überprüfung"
     assert reply.text == _body(msg).replace("\r\n", "\n")  # stored with plain newlines

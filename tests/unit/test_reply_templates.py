@@ -16,7 +16,10 @@ from reset_mailbot.rules_loader import (
     load_reply_templates,
     load_rules,
     packaged_rules_dir,
+    packaged_templates,
 )
+
+TEMPLATES = packaged_templates()
 
 NOW = datetime(2026, 11, 26, 8, 15, tzinfo=UTC)
 
@@ -177,5 +180,6 @@ def test_an_incomplete_reply_still_needs_missing_items() -> None:
             support_address="support@forus.io",
             now=NOW,
             reply_message_id="<rmb.1@forus.io>",
+            templates=TEMPLATES,
         )
     assert Item.ACCOUNT_EMAIL.value == "account_email"  # the key _phrases.*.j2 use

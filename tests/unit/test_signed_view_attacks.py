@@ -50,7 +50,8 @@ def assert_expected(case: Case, decision: Decision) -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_attack_class(rules: RuleSet, case: Case) -> None:
-    decision = decide(case.raw, DecisionContext(rules, dict_lookup(case.zone), SUPPORT))
+    decision = decide(case.raw, DecisionContext(rules, dict_lookup(case.zone), SUPPORT),
+        time.time())
     assert_expected(case, decision)
 
 
@@ -58,7 +59,8 @@ def test_nothing_counts_in_a_distrusted_message(rules: RuleSet) -> None:
     by_name = {c.name: c for c in CASES}
     for name in ("added_content_type_unsigned", "replayed_old_request"):
         case = by_name[name]
-        decision = decide(case.raw, DecisionContext(rules, dict_lookup(case.zone), SUPPORT))
+        decision = decide(case.raw, DecisionContext(rules, dict_lookup(case.zone), SUPPORT),
+            time.time())
         assert decision.request.account_email is None
         assert not decision.request.identity_verified
         assert not decision.request.reset_instructed
@@ -70,13 +72,13 @@ def test_nothing_counts_in_a_distrusted_message(rules: RuleSet) -> None:
 def test_max_request_age_is_configurable(rules: RuleSet) -> None:
     case = next(c for c in CASES if c.name == "replayed_old_request")
     context = DecisionContext(rules, dict_lookup(case.zone), SUPPORT, max_request_age_days=30)
-    assert decide(case.raw, context).outcome is Outcome.COMPLETE
+    assert decide(case.raw, context, time.time()).outcome is Outcome.COMPLETE
 
 
 def test_unsigned_message_id_does_not_identify_a_replay(rules: RuleSet) -> None:
     first, second, zone = replay_pair()
     context = DecisionContext(rules, dict_lookup(zone), SUPPORT)
-    one, two = decide(first, context), decide(second, context)
+    one, two = decide(first, context, time.time()), decide(second, context, time.time())
     assert one.outcome is two.outcome is Outcome.COMPLETE
     assert one.message_id != two.message_id
     assert one.message_key.startswith("sha256:") and one.message_key != two.message_key
@@ -85,14 +87,15 @@ def test_unsigned_message_id_does_not_identify_a_replay(rules: RuleSet) -> None:
 
 def test_signed_message_id_is_the_key(rules: RuleSet) -> None:
     case = next(c for c in CASES if c.name == "fresh_request_control")
-    decision = decide(case.raw, DecisionContext(rules, dict_lookup(case.zone), SUPPORT))
+    decision = decide(case.raw, DecisionContext(rules, dict_lookup(case.zone), SUPPORT),
+        time.time())
     assert decision.message_key == decision.message_id
 
 
 def test_unsigned_threading_fields_do_not_attach_to_a_request(rules: RuleSet) -> None:
     case = next(c for c in CASES if c.name == "fresh_request_control")
     raw = b"In-Reply-To: <victim-request@utrecht.nl>\r\nReferences: <a@b> <c@d>\r\n" + case.raw
-    decision = decide(raw, DecisionContext(rules, dict_lookup(case.zone), SUPPORT))
+    decision = decide(raw, DecisionContext(rules, dict_lookup(case.zone), SUPPORT), time.time())
     assert decision.in_reply_to is None and decision.references == []
 
 
@@ -111,7 +114,7 @@ def test_rsa_key_over_4096_bits_is_not_verified(rules: RuleSet) -> None:
     txt = "v=DKIM1; k=rsa; p=" + base64.b64encode(spki).decode()
     start = time.process_time()
     decision = decide(signed, DecisionContext(
-        rules, dict_lookup({"selector1._domainkey.utrecht.nl": txt}), SUPPORT))
+        rules, dict_lookup({"selector1._domainkey.utrecht.nl": txt}), SUPPORT), time.time())
     assert time.process_time() - start < 1.0
     assert ReasonCode.DKIM_INVALID in decision.reasons
     assert "8192 bits" in decision.authentication.signatures[0].detail
@@ -126,7 +129,8 @@ def test_bogus_signatures_over_trailing_blanks_are_cheap(rules: RuleSet) -> None
     calls: list[str] = []
     start = time.process_time()
     decision = decide(junk * 10 + raw, DecisionContext(
-        rules, dict_lookup({"selector1._domainkey.utrecht.nl": key.txt()}, calls=calls), SUPPORT))
+        rules, dict_lookup({"selector1._domainkey.utrecht.nl": key.txt()}, calls=calls), SUPPORT),
+        time.time())
     assert time.process_time() - start < 1.0
     assert decision.outcome is Outcome.REJECTED
     assert calls == []  # a body hash that does not match needs no key

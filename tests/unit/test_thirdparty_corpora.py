@@ -9,6 +9,7 @@ exception, exactly one outcome, never `complete` - none of them is a 2FA request
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -63,10 +64,10 @@ def test_never_complete_never_raises(rules: RuleSet, path: Path) -> None:
     raw = path.read_bytes()
     signer = Signer()
     context = DecisionContext(rules, signer.lookup(), SUPPORT)
-    decision = decide(raw, context)
+    decision = decide(raw, context, time.time())
     assert decision.outcome in set(Outcome)
     assert decision.outcome is not Outcome.COMPLETE
     signed = _as_employee(raw, signer)
     if signed is not None:
-        again = decide(signed, DecisionContext(rules, signer.lookup(), SUPPORT))
+        again = decide(signed, DecisionContext(rules, signer.lookup(), SUPPORT), time.time())
         assert again.outcome is not Outcome.COMPLETE, (again.reasons, again.request)

@@ -25,7 +25,6 @@ honoured (they can only suppress a reply).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from datetime import UTC
 from email.utils import parsedate_to_datetime
@@ -50,9 +49,9 @@ from reset_mailbot.domain.models import (
 )
 from reset_mailbot.domain.reasons import Item, MissingDetail, Outcome, ReasonCode
 from reset_mailbot.domain.replies import request_ids_in_subject
+from reset_mailbot.domain.rules import RuleSet
 from reset_mailbot.domain.sender_policy import check_sender
 from reset_mailbot.domain.wire import BODY_STRUCTURE_FIELDS, DEFAULT_LIMITS, WireLimits
-from reset_mailbot.rules_loader import RuleSet
 
 #: Content-Transfer-Encoding values that leave the bytes as they are: an unsigned one reads
 #: exactly like no field at all, so it cannot change what the body says.
@@ -161,11 +160,9 @@ def _recipients(message: ParsedMessage, signed: set[str]) -> tuple[frozenset[str
     return frozenset(trusted), frozenset(doubtful - trusted)
 
 
-def decide_parsed(
-    message: ParsedMessage, context: DecisionContext, now: float | None = None
-) -> Decision:
-    """Decide one already-parsed message at time `now` (seconds since the epoch)."""
-    now = time.time() if now is None else now
+def decide_parsed(message: ParsedMessage, context: DecisionContext, now: float) -> Decision:
+    """Decide one already-parsed message at time `now` (seconds since the epoch; always
+    passed: the core never reads a clock, so a decision can be replayed exactly)."""
     base: dict[str, object] = {
         "message_id": message.message_id,
         "message_key": message.hash_key,
@@ -256,13 +253,12 @@ def decide_parsed(
     )
 
 
-def decide(raw: bytes, context: DecisionContext, now: float | None = None) -> Decision:
-    """Decide one message from its raw bytes at time `now` (default: the current time).
+def decide(raw: bytes, context: DecisionContext, now: float) -> Decision:
+    """Decide one message from its raw bytes at time `now` (seconds since the epoch).
 
     Bad input of any kind gives an outcome with a reason code; an exception escaping from here
     is a bug, which the service catches and turns into a quarantined message.
     """
-    now = time.time() if now is None else now
     return decide_parsed(parse_message(raw, context.limits), context, now)
 
 

@@ -14,17 +14,17 @@ recognisably the same message.
 
 The wording lives in Jinja2 templates under `rules/templates/` (one per kind, language and part,
 text and HTML), so support staff can edit it without touching code; `reply_templates.py`
-compiles them and `rules_loader.load_reply_templates` loads and checks them once. The Dutch
-texts follow the tone of the Forus help article "2FA herstel" (addressing the municipal
-employee as "je"); the fill-in block repeats the items the article asks for. English texts are
-used for requests that were written in English. Every reply is multipart/alternative: text/plain
-first (what the extraction reads when the municipality answers), then a simple text/html part.
+compiles them and `rules_loader.load_reply_templates` (an adapter) loads and checks them
+once. The Dutch texts follow the tone of the Forus help article "2FA herstel" (addressing the
+municipal employee as "je"); the fill-in block repeats the items the article asks for. English
+texts are used for requests that were written in English. Every reply is multipart/alternative:
+text/plain first (what the extraction reads when the municipality answers), then a simple
+text/html part.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import re
 import secrets
@@ -224,13 +224,13 @@ def render_reply(
     language: Language | str = DEFAULT_LANGUAGE,
     from_name: str = "Forus Support",
     timezone: str = "Europe/Amsterdam",
-    templates: ReplyTemplates | None = None,
+    templates: ReplyTemplates,
 ) -> RenderedReply:
     """The complete reply (CRLF bytes) with its subject and text part.
 
-    `templates` are the loaded rule set's (`RuleSet.templates`); without them the packaged
-    templates are used. An unknown `language` falls back to Dutch, the default of the policy.
-    Pure apart from that one lazy load: the same arguments give the same bytes.
+    `templates` are the loaded rule set's (`RuleSet.templates`, loaded by an adapter). An
+    unknown `language` falls back to Dutch, the default of the policy. Pure: the same
+    arguments give the same bytes.
     """
     kind = ReplyKind(kind)
     if isinstance(data, Decision):
@@ -243,7 +243,6 @@ def render_reply(
         raise ReplyError("no usable recipient")
     if kind is ReplyKind.INCOMPLETE and not data.missing:
         raise ReplyError("an incomplete reply must name at least one missing item")
-    templates = templates or packaged_templates()
     if language not in templates.languages:
         language = DEFAULT_LANGUAGE
     context = template_context(kind, data, now.astimezone(ZoneInfo(timezone)), language)
@@ -347,15 +346,6 @@ def _tidy_text(text: str) -> str:
     """Forgive template whitespace: no trailing blanks, at most one empty line in a row."""
     lines = "\n".join(line.rstrip() for line in text.splitlines())
     return _BLANK_RUNS_RE.sub("\n\n", lines).strip("\n") + "\n"
-
-
-@functools.cache
-def packaged_templates() -> ReplyTemplates:
-    """The templates shipped with the package, loaded once on first use (callers that load
-    a rule set pass its templates instead)."""
-    from reset_mailbot.rules_loader import load_reply_templates, packaged_rules_dir
-
-    return load_reply_templates(packaged_rules_dir())
 
 
 _SAMPLE_FAILURES = (

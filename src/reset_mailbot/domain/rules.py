@@ -1,4 +1,5 @@
-"""Typed rule objects the decision core consults. Pure data: loading from YAML is in rules_loader.
+"""Typed rule objects the decision core consults. Pure data: loading from YAML is in
+rules_loader (an adapter), which builds the RuleSet and hands it in.
 
 Each model validates what a support employee could get wrong (a domain that is not a domain, a
 regular expression that does not compile, a duplicate domain across municipalities) at load time.
@@ -7,12 +8,15 @@ regular expression that does not compile, a duplicate domain across municipaliti
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from functools import cached_property
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from reset_mailbot.domain.addresses import InvalidAddress, normalise_address, normalise_domain
+from reset_mailbot.domain.extraction import ExtractionRules
 from reset_mailbot.domain.reasons import ReasonCode
+from reset_mailbot.domain.reply_templates import ReplyTemplates
 
 
 class _Strict(BaseModel):
@@ -145,3 +149,16 @@ class AutomaticRules(_Strict):
     @classmethod
     def _lower(cls, value: list[str]) -> list[str]:
         return [v.strip().lower() for v in value]
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """Everything the decision core consults, loaded and validated together by an adapter
+    (rules_loader.load_rules) and handed in: the core reads no files."""
+
+    municipalities: MunicipalityList
+    group_mailboxes: GroupMailboxRules
+    automatic: AutomaticRules
+    extraction: ExtractionRules
+    templates: ReplyTemplates
+    sources: tuple[str, ...] = ()

@@ -25,6 +25,7 @@ from reset_mailbot.adapters.db.repository import (
 )
 from reset_mailbot.adapters.db.schema import Request, utcnow
 from reset_mailbot.adapters.executors.base import ExecutionJob, ExecutionResult, Executor
+from reset_mailbot.domain.reply_templates import ReplyTemplates
 from reset_mailbot.domain.request_state import RequestState
 from reset_mailbot.logs import get_logger
 from reset_mailbot.service.delivery import (
@@ -96,6 +97,7 @@ def approve(
     by: str,
     executor: Executor | None,
     support_address: str,
+    templates: ReplyTemplates,
     max_attempts: int = 10,
     clock: Callable[[], datetime] = utcnow,
 ) -> ActionOutcome:
@@ -126,8 +128,8 @@ def approve(
             request_pk, RequestState.AWAITING_MANUAL_RESET.value,
             f"approved by {actor}; waiting for the manual reset (requests done/failed)",
         )
-    worker = ExecutionWorker(store, executor, support_address, max_attempts=max_attempts,
-                             clock=clock)
+    worker = ExecutionWorker(store, executor, support_address, templates,
+                             max_attempts=max_attempts, clock=clock)
     ran = worker.run_due(limit=1, request_id=request_pk)
     with store.unit_of_work() as uow:
         request = uow.get_request(request_pk)
@@ -158,6 +160,7 @@ def deny(
     by: str,
     reason: str,
     support_address: str,
+    templates: ReplyTemplates,
     clock: Callable[[], datetime] = utcnow,
 ) -> ActionOutcome:
     """Four-eyes denial: `awaiting_approval → denied`; the municipality gets the reason."""
@@ -168,7 +171,7 @@ def deny(
         request = _locked(uow, request_id)
         _expect(request, RequestState.AWAITING_APPROVAL, action="deny")
         uow.deny(request, by=actor, reason=reason, now=now)
-        queue_outcome_reply(uow, request, support_address, now)
+        queue_outcome_reply(uow, request, support_address, now, templates)
         request_pk = request.id
     log.info("request_denied", request_id=request_pk, denied_by=actor, reason=reason)
     return ActionOutcome(request_pk, RequestState.DENIED.value,
@@ -182,6 +185,7 @@ def mark_done(
     by: str,
     note: str | None = None,
     support_address: str,
+    templates: ReplyTemplates,
     clock: Callable[[], datetime] = utcnow,
 ) -> ActionOutcome:
     """Manual executor: a person reset 2FA in the back office → `executed`, confirmation."""
@@ -194,7 +198,7 @@ def mark_done(
         request.result_detail = f"reset by hand by {actor}" + (f": {note}" if note else "")
         uow.transition(request, RequestState.EXECUTED, actor=actor, now=now,
                        data={"done_by": actor, "note": note})
-        queue_outcome_reply(uow, request, support_address, now)
+        queue_outcome_reply(uow, request, support_address, now, templates)
         request_pk = request.id
     log.info("reset_executed", request_id=request_pk, code=MANUAL_RESET_CODE, done_by=actor,
              note=note)
@@ -209,6 +213,7 @@ def mark_failed(
     by: str,
     reason: str,
     support_address: str,
+    templates: ReplyTemplates,
     clock: Callable[[], datetime] = utcnow,
 ) -> ActionOutcome:
     """Manual executor: the reset could not be done → `execution_failed`, reason replied."""
@@ -222,7 +227,7 @@ def mark_failed(
         request.result_detail = reason
         uow.transition(request, RequestState.EXECUTION_FAILED, actor=actor, now=now,
                        data={"failed_by": actor, "reason": reason})
-        queue_outcome_reply(uow, request, support_address, now)
+        queue_outcome_reply(uow, request, support_address, now, templates)
         request_pk = request.id
     log.warning("execution_failed", request_id=request_pk, code=MANUAL_FAILED_CODE,
                 failed_by=actor, detail=reason)

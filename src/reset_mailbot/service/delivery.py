@@ -87,11 +87,11 @@ class OutboxWorker:
 
 def queue_outcome_reply(
     store_uow: UnitOfWork, request: Request, support_address: str, now: datetime,
-    templates: ReplyTemplates | None = None,
+    templates: ReplyTemplates,
 ) -> None:
     """After a request reached a final state, tell the municipality (nothing otherwise).
 
-    `templates`: the configured rule set's reply templates (None: the packaged ones).
+    `templates`: the configured rule set's reply templates.
     """
     if request.state == RequestState.EXECUTED:
         data = reply_data_for_request(request, executed_at=request.executed_at or now,
@@ -117,9 +117,9 @@ class ExecutionWorker:
     store: Store
     executor: Executor
     support_address: str
+    templates: ReplyTemplates
     max_attempts: int = 10
     clock: Callable[[], datetime] = utcnow
-    templates: ReplyTemplates | None = None
     on_result: Callable[[str, str], None] | None = None  # (status, code): metrics
 
     def run_due(self, limit: int = 5, *, request_id: str | None = None) -> int:

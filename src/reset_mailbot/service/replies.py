@@ -76,12 +76,12 @@ def queue_reply(
     message: Message | None = None,
     max_per_hour: int | None = None,
     language: str | None = None,
-    templates: ReplyTemplates | None = None,
+    templates: ReplyTemplates,
 ) -> bool:
     """Queue a reply; False (and an audit row) when the sender's hourly limit is reached.
 
     Language: `language` if given, else the request's, else Dutch. `templates`: the loaded
-    rule set's (`RuleSet.templates`), else the packaged ones.
+    rule set's (`RuleSet.templates`).
     """
     if max_per_hour is not None:
         sent = uow.count_replies_to(data.recipient, now - timedelta(hours=1))
