@@ -38,16 +38,16 @@ if str(ROOT) not in sys.path:
 
 import dkim  # noqa: E402
 import mailparser  # noqa: E402
-from tests.dkim_signing import (  # noqa: E402
+
+from reset_mailbot.domain.decision import DecisionContext, decide  # noqa: E402
+from reset_mailbot.rules_loader import load_rules, packaged_rules_dir  # noqa: E402
+from reset_mailbot_testing.dkim_signing import (  # noqa: E402
     DUTCH_REQUEST,
     Signer,
     outlook_message,
     plain_message,
     rsa_key,
 )
-
-from reset_mailbot.domain.decision import DecisionContext, decide  # noqa: E402
-from reset_mailbot.rules_loader import load_rules, packaged_rules_dir  # noqa: E402
 
 TARGET_RATIO = 0.70
 SUPPORT = "support@forus.test"

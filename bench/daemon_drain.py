@@ -49,9 +49,6 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.dkim_signing import outlook_message, plain_message  # noqa: E402
-from tests.harness.dovecot import Dovecot  # noqa: E402
-
 import reset_mailbot  # noqa: E402
 from reset_mailbot.demo_loop import (  # noqa: E402
     COMPLETE_BODY,
@@ -63,6 +60,8 @@ from reset_mailbot.demo_loop import (  # noqa: E402
     crlf,
     demo_dir,
 )
+from reset_mailbot_testing.dkim_signing import outlook_message, plain_message  # noqa: E402
+from reset_mailbot_testing.dovecot import Dovecot  # noqa: E402
 
 SUPPORT = "support@forus.test"
 PASSWORD = "bench-secret"
@@ -172,7 +171,7 @@ class Bench:
         self.dovecot.start()
         self.dovecot.add_user(SUPPORT, PASSWORD)
         py = sys.executable
-        dns = self._spawn("dns", [py, "-m", "tests.harness.dns_server", "--zone",
+        dns = self._spawn("dns", [py, "-m", "reset_mailbot_testing.dns_server", "--zone",
                                   str(self.state / "zone.json"), "--faults",
                                   str(self.state / "faults.json"), "--port", "0",
                                   "--address", "127.0.0.1", "--exit-on-stdin-eof"])

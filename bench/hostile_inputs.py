@@ -75,11 +75,11 @@ FIELD_NAMES = {"from_": "From", "to": "To", "subject": "Subject", "content_type"
 KB = 1024
 MB = 1024 * 1024
 
-# the same realistic request and disclaimer the tests sign (tests/dkim_signing.py)
+# the same realistic request and disclaimer the tests sign (reset_mailbot_testing/dkim_signing.py)
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-from tests.dkim_signing import DISCLAIMER  # noqa: E402
-from tests.dkim_signing import DUTCH_REQUEST as REQUEST  # noqa: E402
+from reset_mailbot_testing.dkim_signing import DISCLAIMER  # noqa: E402
+from reset_mailbot_testing.dkim_signing import DUTCH_REQUEST as REQUEST  # noqa: E402
 
 # ------------------------------------------------------------------------------------ keys
 
@@ -120,7 +120,7 @@ def signing_key() -> tuple[bytes, str]:
     """
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    from tests.dkim_signing import generate_rsa_key
+    from reset_mailbot_testing.dkim_signing import generate_rsa_key
 
     key = generate_rsa_key(2048)
     return key.private_pem, key.txt()

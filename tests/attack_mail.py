@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from reset_mailbot.domain.reasons import Outcome, ReasonCode
-from tests.dkim_signing import (
+from reset_mailbot_testing.dkim_signing import (
     CRLF,
     Signer,
     _assemble,

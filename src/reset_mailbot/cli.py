@@ -254,7 +254,7 @@ def demo(
         typer.Option("--executor", help="[executor] kind for the demo: http, manual, forus-db"),
     ] = "http",
 ) -> None:
-    """The whole loop against throwaway Dovecot, SMTP, DNS and executor (from a checkout)."""
+    """The whole loop against throwaway Dovecot, SMTP, DNS and executor (needs the dev extras)."""
     configure_logging("warning")
     if check_only:
         from reset_mailbot.demo import run_demo

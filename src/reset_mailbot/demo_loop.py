@@ -7,12 +7,12 @@ deliver realistic signed messages over LMTP; run `reset-mailbot run --once` as a
 of message -> outcome -> reasons -> executor call -> reply; stop everything it started, also on
 Ctrl-C, SIGTERM or an error.
 
-Why the services come from `tests/harness/` (and `tests/dkim_signing.py`): they are the
-project's own dev tooling, already exercised by the test suite, and the demo should show the
-daemon against exactly what the tests use rather than a second copy that drifts. The price is
-that the loop demo needs a source checkout (`make demo`): from an installed wheel it stops with
-a clear message, and `reset-mailbot demo --check-only` (the decision table over the shipped
-samples, no services) still works there.
+Why the services come from `reset_mailbot_testing` (like `structlog.testing`): they are the
+project's own stand-ins, already exercised by the test suite, and the demo should show the
+daemon against exactly what the tests use rather than a second copy that drifts. They need the
+dev extras (aiosmtpd, dnslib); without them the demo stops with a clear message, and
+`reset-mailbot demo --check-only` (the decision table over the shipped samples, no services)
+still works.
 
 The DKIM key is `demo_data/DEMO-ONLY-dkim-key.pem`: generated once and shipped so the demo
 does not spend seconds finding 2048-bit primes in pure Python. It is public, hence worthless;
@@ -58,7 +58,7 @@ RUN_TIMEOUT = 120.0
 
 
 class DemoUnavailable(RuntimeError):
-    """The loop demo cannot run here (no checkout, no Dovecot, not root)."""
+    """The loop demo cannot run here (no dev extras, no Dovecot, not root)."""
 
 
 # ----------------------------------------------------------------------------- locating
@@ -68,27 +68,13 @@ def demo_dir() -> Path:
     return Path(str(resources.files("reset_mailbot") / "demo_data"))
 
 
-def find_checkout() -> Path:
-    """The source checkout this package runs from (src layout), or DemoUnavailable."""
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        if (parent / "tests" / "harness" / "dovecot.py").is_file() and (
-            parent / "pyproject.toml"
-        ).is_file():
-            return parent
-    raise DemoUnavailable(
-        "the full demo runs from a source checkout (it starts the test harness services in "
-        "tests/harness/): clone the repository and run `make demo`. "
-        "`reset-mailbot demo --check-only` works from an installed package."
-    )
-
-
-def _import_harness(repo: Path) -> None:
-    if str(repo) not in sys.path:
-        sys.path.insert(0, str(repo))
+def _require_testing_package() -> None:
+    """The demo's services come from reset_mailbot_testing and its dev extras."""
     try:
         import aiosmtpd  # noqa: F401
         import dnslib  # noqa: F401
+
+        import reset_mailbot_testing  # noqa: F401
     except ImportError as exc:
         raise DemoUnavailable(
             f"{exc.name} is missing: the demo needs the dev extras (`make venv` installs them)"
@@ -101,14 +87,13 @@ def _import_harness(repo: Path) -> None:
 class ServiceProcess:
     """A child service that prints `READY ...` when listening and exits when stdin closes."""
 
-    def __init__(self, name: str, argv: list[str], repo: Path, log_path: Path) -> None:
+    def __init__(self, name: str, argv: list[str], cwd: Path, log_path: Path) -> None:
         self.name = name
         self.log_path = log_path
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(repo), str(repo / "src")]))
         self.log = log_path.open("w", encoding="utf-8")
         # own session: a terminal ^C reaches only us, and we stop the services in order
         self.proc = subprocess.Popen(
-            argv, cwd=repo, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            argv, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=self.log, text=True, start_new_session=True,
         )
         self.ready_line = self._wait_ready()
@@ -162,7 +147,7 @@ def _wait_for_stdin_eof_or_signal() -> None:
 
 def serve_smtp(directory: Path) -> None:
     """Child process: the harness SMTP sink writing .eml + .json into `directory`."""
-    from tests.harness.mail_fixtures import SmtpSink
+    from reset_mailbot_testing.smtp_sink import SmtpSink
 
     sink = SmtpSink(directory)
     sink.start()
@@ -175,7 +160,7 @@ def serve_smtp(directory: Path) -> None:
 
 def serve_executor(accounts: list[str], token: str) -> None:
     """Child process: the fake Forus endpoint; prints every POST it got as JSON when stopping."""
-    from tests.harness.forus_http import FakeForus
+    from reset_mailbot_testing.forus_http import FakeForus
 
     with FakeForus(accounts=dict.fromkeys(accounts, True), token=token) as fake:
         print(f"READY {fake.url}", flush=True)
@@ -258,15 +243,15 @@ class DemoSigner:
 
 
 def crlf(raw: bytes) -> bytes:
-    """tests.dkim_signing.outlook_message's quoted-printable parts end lines in CR CR LF;
-    an MTA (Dovecot LMTP here) normalises that, which breaks the body hash. Real Outlook
-    sends plain CRLF, so normalise before signing."""
+    """reset_mailbot_testing.dkim_signing.outlook_message's quoted-printable parts end lines
+    in CR CR LF; an MTA (Dovecot LMTP here) normalises that, which breaks the body hash. Real
+    Outlook sends plain CRLF, so normalise before signing."""
     return raw.replace(b"\r\r\n", b"\r\n")
 
 
 def first_round(signer: DemoSigner) -> list[DemoMessage]:
     """The messages that arrive before the first run."""
-    from tests.dkim_signing import outlook_message, plain_message
+    from reset_mailbot_testing.dkim_signing import outlook_message, plain_message
 
     return [
         DemoMessage("complete request (Outlook)", signer.sign(crlf(outlook_message(
@@ -297,7 +282,7 @@ def first_round(signer: DemoSigner) -> list[DemoMessage]:
 def follow_up(signer: DemoSigner, original: DemoMessage, our_reply: email.message.Message
               ) -> DemoMessage:
     """Sanne answers our 'incomplete' reply: same thread (In-Reply-To our reply), same sender."""
-    from tests.dkim_signing import plain_message
+    from reset_mailbot_testing.dkim_signing import plain_message
 
     reply_id = str(our_reply["Message-ID"])
     references = f"{original.message_id} {reply_id}"
@@ -317,7 +302,6 @@ class DemoEnvironment:
     """The started services and the files the daemon is pointed at."""
 
     state: Path
-    repo: Path
     dovecot: Any = None
     services: dict[str, ServiceProcess] = field(default_factory=dict)
     smtp_port: int = 0
@@ -370,7 +354,7 @@ class DemoEnvironment:
 
     def _start_forus_database(self) -> None:
         """A throwaway MariaDB with the Forus tables; each demo account has an active 2FA."""
-        from tests.harness.mariadb import MariaDbServer
+        from reset_mailbot_testing.mariadb import MariaDbServer
 
         self.mariadb = MariaDbServer(self.state / "mariadb")
         self.mariadb.start()
@@ -381,7 +365,7 @@ class DemoEnvironment:
             self.forus_db.add_2fa(identity)
 
     def start(self, zone: dict[str, str]) -> None:
-        from tests.harness.dovecot import Dovecot
+        from reset_mailbot_testing.dovecot import Dovecot
 
         self.sink_dir.mkdir()
         (self.state / "zone.json").write_text(json.dumps(zone, indent=1))
@@ -395,7 +379,8 @@ class DemoEnvironment:
         self.pids["dovecot"] = self.dovecot.master_pid() or 0
         python = sys.executable
         dns = self._spawn("dns", [
-            python, "-m", "tests.harness.dns_server", "--zone", str(self.state / "zone.json"),
+            python, "-m", "reset_mailbot_testing.dns_server",
+            "--zone", str(self.state / "zone.json"),
             "--faults", str(self.state / "faults.json"), "--port", "0",
             "--address", "127.0.0.1", "--exit-on-stdin-eof",
         ])
@@ -414,7 +399,7 @@ class DemoEnvironment:
         self.write_config()
 
     def _spawn(self, name: str, argv: list[str]) -> ServiceProcess:
-        service = ServiceProcess(name, argv, self.repo, self.state / f"{name}.log")
+        service = ServiceProcess(name, argv, self.state, self.state / f"{name}.log")
         self.services[name] = service
         self.pids[name] = service.pid
         return service
@@ -564,9 +549,8 @@ def run_loop_demo(
         console = Console()
         if not console.is_terminal:
             console = Console(width=200)  # piped (tests, CI logs): do not fold to 80 columns
-    repo = find_checkout()
-    _import_harness(repo)
-    from tests.harness.dovecot import DovecotError
+    _require_testing_package()
+    from reset_mailbot_testing.dovecot import DovecotError
 
     started = time.monotonic()
     state = Path(f"/tmp/reset-mailbot-demo-{os.getpid()}")
@@ -574,7 +558,7 @@ def run_loop_demo(
     state.mkdir(mode=0o755)
     os.chmod(state, 0o755)  # Dovecot's uid-5000 mail processes must enter it
     console.print(f"state: {state}")
-    env = DemoEnvironment(state, repo, executor_kind=executor)
+    env = DemoEnvironment(state, executor_kind=executor)
     ok = False
     try:
         with _terminate_as_interrupt():

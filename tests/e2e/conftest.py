@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
+from reset_mailbot_testing.forus_http import FakeForus
+from reset_mailbot_testing.smtp_sink import SmtpSink
 from tests.e2e.daemon_env import DaemonEnv
-from tests.harness.forus_http import FakeForus
-from tests.harness.mail_fixtures import Mailbox, SmtpSink
+from tests.harness.mail_fixtures import Mailbox
 
 
 @pytest.fixture

@@ -18,9 +18,10 @@ from typing import Any
 
 from sqlalchemy import create_engine, text
 
-from tests.dkim_signing import DEFAULT_SIGNED_HEADERS, plain_message, rsa_key, sign
-from tests.harness.forus_http import DEFAULT_TOKEN, FakeForus
-from tests.harness.mail_fixtures import Mailbox, SmtpSink
+from reset_mailbot_testing.dkim_signing import DEFAULT_SIGNED_HEADERS, plain_message, rsa_key, sign
+from reset_mailbot_testing.forus_http import DEFAULT_TOKEN, FakeForus
+from reset_mailbot_testing.smtp_sink import SmtpSink
+from tests.harness.mail_fixtures import Mailbox
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "fixtures" / "examples"
 SUPPORT = "support@forus.test"

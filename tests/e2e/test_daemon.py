@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.dkim_signing import DEFAULT_SIGNED_HEADERS, message_id, plain_message
+from reset_mailbot_testing.dkim_signing import DEFAULT_SIGNED_HEADERS, message_id, plain_message
 from tests.e2e.daemon_env import CLI, DaemonEnv
 
 INCOMPLETE_BODY = (

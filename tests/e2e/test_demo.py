@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.dovecot import process_running
+from reset_mailbot_testing.dovecot import process_running
 
 CLI = str(Path(sys.executable).with_name("reset-mailbot"))
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("RESET_MAILBOT_")}

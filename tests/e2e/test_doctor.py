@@ -9,8 +9,8 @@ from __future__ import annotations
 import socket
 import subprocess
 
+from reset_mailbot_testing.forus_http import DEFAULT_TOKEN
 from tests.e2e.daemon_env import CLI, DaemonEnv
-from tests.harness.forus_http import DEFAULT_TOKEN
 
 CHECKS = ["config", "rules", "imap login", "imap folders", "smtp", "dns", "database", "executor"]
 

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from reset_mailbot_testing.mariadb import ForusDatabase
 from tests.e2e.daemon_env import CLI, DaemonEnv
-from tests.harness.mariadb import ForusDatabase
 
 pytestmark = pytest.mark.services
 

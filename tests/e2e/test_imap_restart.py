@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from reset_mailbot_testing.dovecot import Dovecot, wait_for_port
 from tests.e2e.daemon_env import CLI, DaemonEnv
 from tests.e2e.test_daemon import INCOMPLETE_BODY, kinds
-from tests.harness.dovecot import Dovecot, wait_for_port
 from tests.harness.mail_fixtures import Mailbox
 
 

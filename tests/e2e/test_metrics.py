@@ -19,7 +19,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.dkim_signing import plain_message
+from reset_mailbot_testing.dkim_signing import plain_message
 from tests.e2e.daemon_env import CLI, DaemonEnv
 
 INCOMPLETE_BODY = (

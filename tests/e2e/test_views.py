@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.dkim_signing import plain_message
+from reset_mailbot_testing.dkim_signing import plain_message
 from tests.e2e.daemon_env import EXAMPLES, DaemonEnv
 from tests.e2e.test_daemon import COMPLETE_BODY, INCOMPLETE_BODY
 

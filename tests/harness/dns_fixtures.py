@@ -1,4 +1,4 @@
-"""Pytest fixtures for the real DNS server (tests/harness/dns_server.py).
+"""Pytest fixtures for the real DNS server (src/reset_mailbot_testing/dns_server.py).
 
 The server runs as a separate process on loopback (UDP + TCP on one port) so the code
 under test resolves through a real network path. Records and faults are changed by
@@ -108,7 +108,7 @@ class DnsServer:
         log = (self.workdir / "server.log").open("w", encoding="utf-8")
         self._proc = subprocess.Popen(
             [
-                sys.executable, "-m", "tests.harness.dns_server",
+                sys.executable, "-m", "reset_mailbot_testing.dns_server",
                 "--zone", str(self.zone_path), "--faults", str(self.faults_path),
                 "--port", "0", "--address", self.host, "--exit-on-stdin-eof",
             ],

@@ -1,4 +1,4 @@
-"""Pytest fixtures for the private MariaDB server (tests/harness/mariadb.py).
+"""Pytest fixtures for the private MariaDB server (src/reset_mailbot_testing/mariadb.py).
 
 - `mariadb_server` (session): one mariadbd for the whole run, stopped at the end. If it cannot
   start, every test using it errors with the reason: a missing service is a broken test
@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.harness.mariadb import ForusDatabase, MariaDbError, MariaDbServer
+from reset_mailbot_testing.mariadb import ForusDatabase, MariaDbError, MariaDbServer
 
 _timings: dict[str, float] = {}
 

@@ -32,9 +32,9 @@ from reset_mailbot.service.actions import ActionRefused
 from reset_mailbot.service.delivery import ExecutionWorker
 from reset_mailbot.service.inbox import InboxPolicy, InboxProcessor
 from reset_mailbot.service.limits import ResetLimits, staff_domain_of
-from tests.dkim_signing import plain_message
-from tests.harness.forus_http import DEFAULT_TOKEN, FakeForus
-from tests.harness.mariadb import ForusDatabase
+from reset_mailbot_testing.dkim_signing import plain_message
+from reset_mailbot_testing.forus_http import DEFAULT_TOKEN, FakeForus
+from reset_mailbot_testing.mariadb import ForusDatabase
 
 TEMPLATES = packaged_templates()
 

@@ -1,4 +1,4 @@
-"""DKIM key lookups over a real DNS server process (tests/harness/dns_server.py) on loopback.
+"""DKIM key lookups over a real DNS server process (reset_mailbot_testing.dns_server), loopback.
 
 The key lookup is the production one (`make_key_lookup` on dnspython, honouring nameservers,
 port and timeout), so UDP, truncation with TCP fallback, SERVFAIL, silence (timeout), NXDOMAIN
@@ -29,7 +29,7 @@ from reset_mailbot.domain.decision import DecisionContext, decide
 from reset_mailbot.domain.models import Decision, DkimStatus
 from reset_mailbot.domain.reasons import Outcome, ReasonCode
 from reset_mailbot.rules_loader import RuleSet, load_rules, packaged_rules_dir
-from tests.dkim_signing import REVOKED_TXT, key_name, plain_message, rsa_key, sign
+from reset_mailbot_testing.dkim_signing import REVOKED_TXT, key_name, plain_message, rsa_key, sign
 from tests.harness.dns_fixtures import DnsServer
 
 pytestmark = pytest.mark.services

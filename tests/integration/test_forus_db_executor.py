@@ -1,4 +1,4 @@
-"""ForusDbExecutor against a real MariaDB with the Forus tables (tests/harness/mariadb.py).
+"""ForusDbExecutor against a real MariaDB with the Forus tables (reset_mailbot_testing/mariadb.py).
 
 Every test runs the executor as the least-privilege user the fixture creates with exactly the
 documented GRANTs; root is only used to seed, inspect and to play "another connection".
@@ -35,8 +35,8 @@ from reset_mailbot.adapters.executors.forus_db import (
     grant_statements,
     marker,
 )
-from tests.harness import mariadb
-from tests.harness.mariadb import HOST, ForusDatabase, Identity, free_port
+from reset_mailbot_testing import mariadb
+from reset_mailbot_testing.mariadb import HOST, ForusDatabase, Identity, free_port
 
 pytestmark = pytest.mark.services
 

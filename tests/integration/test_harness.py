@@ -21,9 +21,10 @@ import sqlalchemy
 from imapclient import IMAPClient
 from imapclient.exceptions import LoginError
 
+from reset_mailbot_testing.dovecot import Dovecot, DovecotError
+from reset_mailbot_testing.smtp_sink import SmtpSink
 from tests.harness.dns_fixtures import DnsServer
-from tests.harness.dovecot import Dovecot, DovecotError
-from tests.harness.mail_fixtures import Mailbox, SmtpSink
+from tests.harness.mail_fixtures import Mailbox
 
 pytestmark = pytest.mark.services
 

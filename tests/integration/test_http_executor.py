@@ -1,4 +1,4 @@
-"""HttpExecutor against a real HTTP server on loopback (tests/harness/forus_http.py)."""
+"""HttpExecutor against a real HTTP server on loopback (src/reset_mailbot_testing/forus_http.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from reset_mailbot.adapters.executors.base import ExecutionJob, ExecutionStatus, Executor
 from reset_mailbot.adapters.executors.http import HttpExecutor, HttpExecutorError, classify
-from tests.harness.forus_http import DEFAULT_TOKEN, FakeForus
+from reset_mailbot_testing.forus_http import DEFAULT_TOKEN, FakeForus
 
 pytestmark = pytest.mark.services
 

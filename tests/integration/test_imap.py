@@ -20,8 +20,8 @@ from reset_mailbot.adapters.imap import (
     MailboxConnectionError,
     MailboxError,
 )
-from tests.harness import dovecot as dovecot_harness
-from tests.harness.dovecot import Dovecot, free_port
+from reset_mailbot_testing import dovecot as dovecot_harness
+from reset_mailbot_testing.dovecot import Dovecot, free_port
 from tests.harness.mail_fixtures import Mailbox as MailUser
 from tests.harness.mail_fixtures import state_root
 

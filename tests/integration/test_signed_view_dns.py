@@ -1,8 +1,8 @@
 """Issue #11's attack classes over the real DNS test server, and `check` explaining replays.
 
 The same cases as tests/unit/test_signed_view_attacks.py, with the production key lookup
-(dnspython over UDP/TCP to tests/harness/dns_server.py), then through `reset-mailbot check` as a
-subprocess: a replay of the same signed message under a new Message-ID is `ignored
+(dnspython over UDP/TCP to reset_mailbot_testing.dns_server), then through `reset-mailbot check`
+as a subprocess: a replay of the same signed message under a new Message-ID is `ignored
 [duplicate]` in check's explanation too.
 """
 

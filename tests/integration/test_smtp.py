@@ -22,7 +22,7 @@ from reset_mailbot.adapters.smtp import (
     SmtpSender,
     SmtpTemporaryError,
 )
-from tests.harness.mail_fixtures import SmtpSink
+from reset_mailbot_testing.smtp_sink import SmtpSink
 
 pytestmark = pytest.mark.services
 

@@ -1,7 +1,7 @@
 """Every reason code of the authentication half, and the attacks a sceptical reviewer tries first.
 
-Pure unit tests: messages are signed in the test session (tests/dkim_signing.py) and their keys
-answered from an in-memory key lookup. The same lookups over a real DNS server are exercised in
+Pure unit tests: messages are signed in the test session (reset_mailbot_testing.dkim_signing); keys
+are answered from an in-memory key lookup. The same lookups over a real DNS server are exercised in
 tests/integration/test_dkim_dns.py.
 """
 
@@ -19,7 +19,7 @@ from reset_mailbot.domain.decision import DecisionContext, decide
 from reset_mailbot.domain.models import Decision, DkimStatus, SignatureVerdict
 from reset_mailbot.domain.reasons import Outcome, ReasonCode
 from reset_mailbot.rules_loader import RuleSet, load_rules, packaged_rules_dir
-from tests.dkim_signing import (
+from reset_mailbot_testing.dkim_signing import (
     CRLF,
     REVOKED_TXT,
     Signer,

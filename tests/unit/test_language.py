@@ -9,7 +9,7 @@ import pytest
 from reset_mailbot.domain.language import guess_language, message_language
 from reset_mailbot.domain.message import parse_message
 from reset_mailbot.rules_loader import load_extraction_rules, packaged_rules_dir
-from tests.dkim_signing import plain_message
+from reset_mailbot_testing.dkim_signing import plain_message
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
 

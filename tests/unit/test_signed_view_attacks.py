@@ -15,8 +15,8 @@ from reset_mailbot.domain.decision import DecisionContext, decide
 from reset_mailbot.domain.models import Decision
 from reset_mailbot.domain.reasons import Outcome, ReasonCode
 from reset_mailbot.rules_loader import RuleSet, load_rules, packaged_rules_dir
+from reset_mailbot_testing.dkim_signing import dict_lookup, rsa_key, signature_header
 from tests.attack_mail import Case, cases, replay_pair
-from tests.dkim_signing import dict_lookup, rsa_key, signature_header
 
 SUPPORT = "support@forus.test"
 CASES = cases()
@@ -100,8 +100,8 @@ def test_unsigned_threading_fields_do_not_attach_to_a_request(rules: RuleSet) ->
 
 
 def test_rsa_key_over_4096_bits_is_not_verified(rules: RuleSet) -> None:
+    from reset_mailbot_testing.dkim_signing import _der, _der_int, _der_seq
     from tests.attack_mail import COMPLETE, _message
-    from tests.dkim_signing import _der, _der_int, _der_seq
 
     raw = _message(COMPLETE)
     key = rsa_key(2048)

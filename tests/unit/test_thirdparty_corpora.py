@@ -18,7 +18,7 @@ from reset_mailbot.domain.decision import DecisionContext, decide
 from reset_mailbot.domain.reasons import Outcome
 from reset_mailbot.domain.wire import WireError, read_wire
 from reset_mailbot.rules_loader import RuleSet, load_rules, packaged_rules_dir
-from tests.dkim_signing import Signer, rsa_key
+from reset_mailbot_testing.dkim_signing import Signer, rsa_key
 
 ROOT = Path(__file__).resolve().parents[1] / "fixtures" / "thirdparty"
 FILES = sorted(p for p in ROOT.rglob("*") if p.is_file() and p.name != "PROVENANCE.md")

@@ -259,7 +259,7 @@ def test_single_part_payload_is_what_the_parser_would_give(ctype: str | None, te
 def test_long_base64_runs_are_shortened_without_touching_structure_or_text() -> None:
     import random
 
-    from tests.dkim_signing import outlook_message
+    from reset_mailbot_testing.dkim_signing import outlook_message
 
     raw = outlook_message(attachment=random.Random(7).randbytes(3 * 1024 * 1024))
     parsed = parse_message(raw)

@@ -29,12 +29,9 @@ import contextlib
 import json
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-
-import pytest
 
 DEFAULT_TOKEN = "forus-test-token"
 
@@ -297,17 +294,11 @@ def _handler_for(fake: FakeForus) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-@pytest.fixture
-def forus_http() -> Iterator[FakeForus]:
-    """A started fake Forus endpoint with one account (fam.ozturk@outlook.com, 2FA on)."""
-    with FakeForus() as fake:
-        yield fake
-
-
 def main(argv: list[str] | None = None) -> None:
     """Run the fake endpoint in the foreground (for `make demo`): prints its URL, stops on ^C.
 
-    python -m tests.harness.forus_http --port 18080 --account a@example.nl --no-2fa b@example.nl
+    python -m reset_mailbot_testing.forus_http --port 18080 --account a@example.nl \
+        --no-2fa b@example.nl
     """
     import argparse
     import signal

@@ -59,7 +59,7 @@ def process_running(pid: int) -> bool:
 
 
 CONFIG_TEMPLATE = """\
-# Private Dovecot for the reset-mailbot integration tests (written by tests/harness/dovecot.py)
+# Private Dovecot for the reset-mailbot tests and demo (written by reset_mailbot_testing.dovecot)
 instance_name = {instance}
 base_dir = {state}/run
 state_dir = {state}/state

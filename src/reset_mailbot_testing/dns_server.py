@@ -3,7 +3,7 @@
 It runs as its own process so that the code under test talks to a real resolver
 path (UDP, then TCP on truncation), exactly like against a production DNS server:
 
-    python -m tests.harness.dns_server --zone ZONE.json --faults FAULTS.json --port N
+    python -m reset_mailbot_testing.dns_server --zone ZONE.json --faults FAULTS.json --port N
 
 Zone file: ``{"name": "txt string"}`` or ``{"name": {"TXT": "..." | [...], "A": "..." | [...]}}``.
 A list gives several records of that type. TXT values longer than 255 bytes are split
