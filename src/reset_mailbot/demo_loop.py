@@ -41,12 +41,13 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+
+from reset_mailbot.demo import demo_dir
 
 SUPPORT = "support@forus.test"
 SUPPORT_PASSWORD = "demo-secret"
@@ -59,13 +60,6 @@ RUN_TIMEOUT = 120.0
 
 class DemoUnavailable(RuntimeError):
     """The loop demo cannot run here (no dev extras, no Dovecot, not root)."""
-
-
-# ----------------------------------------------------------------------------- locating
-
-
-def demo_dir() -> Path:
-    return Path(str(resources.files("reset_mailbot") / "demo_data"))
 
 
 def _require_testing_package() -> None:

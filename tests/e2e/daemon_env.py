@@ -21,9 +21,9 @@ from sqlalchemy import create_engine, text
 from reset_mailbot_testing.dkim_signing import DEFAULT_SIGNED_HEADERS, plain_message, rsa_key, sign
 from reset_mailbot_testing.forus_http import DEFAULT_TOKEN, FakeForus
 from reset_mailbot_testing.smtp_sink import SmtpSink
+from tests.examples import EXAMPLES
 from tests.harness.mail_fixtures import Mailbox
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "fixtures" / "examples"
 SUPPORT = "support@forus.test"
 SELECTOR = "e2e"
 CLI = [sys.executable, "-m", "reset_mailbot.cli"]

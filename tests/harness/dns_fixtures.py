@@ -86,7 +86,7 @@ class DnsServer:
         self.set_faults()
 
     def load_zone_file(self, path: str | os.PathLike[str]) -> None:
-        """Merge a zone JSON file (e.g. tests/fixtures/examples/zone.json) into the zone."""
+        """Merge a zone JSON file (e.g. reset_mailbot/demo_data/zone.json) into the zone."""
         self.set_records(json.loads(Path(path).read_text(encoding="utf-8")))
 
     def _write(self, path: Path, data: Any) -> None:

@@ -12,7 +12,6 @@ import inspect
 import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -35,6 +34,7 @@ from reset_mailbot.service.limits import ResetLimits, staff_domain_of
 from reset_mailbot_testing.dkim_signing import plain_message
 from reset_mailbot_testing.forus_http import DEFAULT_TOKEN, FakeForus
 from reset_mailbot_testing.mariadb import ForusDatabase
+from tests.examples import EXAMPLES
 
 TEMPLATES = packaged_templates()
 
@@ -44,7 +44,6 @@ T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 SUPPORT = "support@forus.test"
 SENDER = "j.jansen@utrecht.nl"
 ACCOUNT = "fam.ozturk@outlook.com"
-EXAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "examples"
 
 
 

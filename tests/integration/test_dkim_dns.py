@@ -30,12 +30,11 @@ from reset_mailbot.domain.models import Decision, DkimStatus
 from reset_mailbot.domain.reasons import Outcome, ReasonCode
 from reset_mailbot.rules_loader import RuleSet, load_rules, packaged_rules_dir
 from reset_mailbot_testing.dkim_signing import REVOKED_TXT, key_name, plain_message, rsa_key, sign
+from tests.examples import EXAMPLES, EXPECTED
 from tests.harness.dns_fixtures import DnsServer
 
 pytestmark = pytest.mark.services
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "fixtures" / "examples"
-EXPECTED = json.loads((EXAMPLES / "expected.json").read_text(encoding="utf-8"))
 SUPPORT = EXPECTED["support_address"]
 SELECTOR = "selector1"
 NAME = key_name(SELECTOR, "utrecht.nl")

@@ -148,7 +148,7 @@ def test_dns_record_change_visible_immediately(clean_dns: DnsServer) -> None:
 
 
 def test_dns_serves_the_example_zone(clean_dns: DnsServer) -> None:
-    examples = Path(__file__).resolve().parents[1] / "fixtures" / "examples"
+    from tests.examples import EXAMPLES as examples
     clean_dns.load_zone_file(examples / "zone.json")
     answer = clean_dns.resolver().resolve("selector1._domainkey.utrecht.nl", "TXT")
     assert txt_value(answer).startswith("v=DKIM1; k=rsa; p=MIIBIjAN")

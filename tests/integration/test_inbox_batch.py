@@ -9,7 +9,6 @@ the decision); the repository, the savepoints and the database are real.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -31,12 +30,12 @@ from reset_mailbot.service.inbox import (
     InboxProcessor,
     PollStats,
 )
+from tests.examples import EXAMPLES
 
 pytestmark = pytest.mark.services
 
 T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 SUPPORT = "support@forus.test"
-EXAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "examples"
 
 
 def raw(n: int) -> bytes:

@@ -7,7 +7,6 @@ now say X"); everything after it is the real repository and inbox code.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -20,11 +19,11 @@ from reset_mailbot.domain.reasons import Item, MissingDetail, Outcome, ReasonCod
 from reset_mailbot.rules_loader import load_rules
 from reset_mailbot.service import reprocess
 from reset_mailbot.service.inbox import InboxPolicy, InboxProcessor
+from tests.examples import EXAMPLES
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 SENDER = "j.devries@utrecht.nl"
 ACCOUNT = "piet.jansen@hotmail.com"
-EXAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "examples"
 KEY = "<first@utrecht.nl>"
 RAW = f"Message-ID: {KEY}\r\nFrom: {SENDER}\r\nSubject: 2FA\r\n\r\nbody\r\n".encode()
 

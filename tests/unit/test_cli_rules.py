@@ -78,7 +78,7 @@ def test_broken_rules_name_file_line_and_problem(
 
 
 def test_check_json_shape(tmp_path: Path) -> None:
-    examples = Path(__file__).resolve().parent.parent / "fixtures" / "examples"
+    from tests.examples import EXAMPLES as examples
     config = tmp_path / "c.toml"
     config.write_text(
         '[mailbox]\naddress = "support@forus.test"\n'

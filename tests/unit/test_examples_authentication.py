@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import pytest
 
 from reset_mailbot.demo import zone_lookup
 from reset_mailbot.domain.decision import DecisionContext, decide
 from reset_mailbot.rules_loader import load_rules, packaged_rules_dir
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "fixtures" / "examples"
-EXPECTED = json.loads((EXAMPLES / "expected.json").read_text())
+from tests.examples import EXAMPLES, EXPECTED
 
 
 @pytest.fixture(scope="module")

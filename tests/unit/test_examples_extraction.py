@@ -6,7 +6,6 @@ the decision does.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -14,9 +13,8 @@ import pytest
 from reset_mailbot.domain.extraction import extract_request
 from reset_mailbot.domain.message import parse_message
 from reset_mailbot.rules_loader import load_extraction_rules, packaged_rules_dir
+from tests.examples import EXAMPLES, EXPECTED
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "fixtures" / "examples"
-EXPECTED = json.loads((EXAMPLES / "expected.json").read_text())
 CASES = [c for c in EXPECTED["cases"] if c["expected"]["outcome"] in {"complete", "incomplete"}]
 RULES = load_extraction_rules(packaged_rules_dir())
 

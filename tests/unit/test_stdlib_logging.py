@@ -201,7 +201,7 @@ def test_threads_never_interleave_lines() -> None:
 
 def test_check_command_writes_only_json_to_stderr(tmp_path: Path) -> None:
     """The CLI path (`check` configures logging from the config's [log] level)."""
-    examples = Path(__file__).resolve().parent.parent / "fixtures" / "examples"
+    from tests.examples import EXAMPLES as examples
     config = tmp_path / "c.toml"
     config.write_text(
         '[mailbox]\naddress = "support@forus.test"\n'
