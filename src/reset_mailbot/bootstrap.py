@@ -20,6 +20,7 @@ from reset_mailbot.config import (
     SmtpSettings,
 )
 from reset_mailbot.domain.authentication import KeyLookup
+from reset_mailbot.domain.backoff import Backoff
 from reset_mailbot.domain.decision import DecisionContext
 from reset_mailbot.domain.models import Decision
 from reset_mailbot.domain.reply_templates import ReplyTemplates
@@ -71,7 +72,7 @@ def log_decision(decision: Decision, **extra: object) -> None:
 
 
 def build_store(config: Config) -> Store:
-    from reset_mailbot.adapters.db.repository import Backoff, Store
+    from reset_mailbot.adapters.db.repository import Store
 
     database = config.get(DatabaseSettings)
     url = database.resolved_url()

@@ -19,6 +19,8 @@ from typing import Any, ClassVar, Literal, TypeVar
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from reset_mailbot.domain.addresses import is_loopback
+
 ENV_PREFIX = "RESET_MAILBOT_"
 CONFIG_ENV = "RESET_MAILBOT_CONFIG"
 DEFAULT_CONFIG = Path("reset-mailbot.toml")
@@ -63,15 +65,6 @@ def _read_secret(path: Path | None, key: str) -> str | None:
         raise ValueError(f"cannot read {key} {path}: {exc.strerror or exc}") from exc
 
 
-def _is_loopback(host: str) -> bool:
-    if host in {"localhost", "localhost.localdomain"}:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 Security = Literal["ssl", "starttls", "none"]
 
 
@@ -98,7 +91,7 @@ class MailboxSettings(_Section):
     def _checks(self) -> MailboxSettings:
         if self.password is None and self.password_file is not None:
             self.password = _read_secret(self.password_file, "password_file")
-        if self.security == "none" and not _is_loopback(self.host):
+        if self.security == "none" and not is_loopback(self.host):
             raise ValueError("security = \"none\" is only allowed for a loopback host")
         return self
 
@@ -147,7 +140,7 @@ class SmtpSettings(_Section):
     def _checks(self) -> SmtpSettings:
         if self.password is None and self.password_file is not None:
             self.password = _read_secret(self.password_file, "password_file")
-        if self.security == "none" and not _is_loopback(self.host):
+        if self.security == "none" and not is_loopback(self.host):
             raise ValueError("security = \"none\" is only allowed for a loopback host")
         return self
 

@@ -22,7 +22,6 @@ from reset_mailbot.adapters.db import migrate
 from reset_mailbot.adapters.db.engine import create_db_engine
 from reset_mailbot.adapters.db.repository import (
     AuditLogIsAppendOnly,
-    Backoff,
     DuplicateMessage,
     ExecutionState,
     OutboxState,
@@ -514,13 +513,6 @@ def test_outbox_permanent_failure(store: Store) -> None:
     with store.unit_of_work() as uow:
         assert uow.mark_outbox_failed(claim.id, "550 no such user",
                                       permanent=True).state == OutboxState.FAILED
-
-
-def test_backoff_delays() -> None:
-    backoff = Backoff(timedelta(seconds=30), timedelta(hours=1))
-    assert [backoff.delay(n).total_seconds() for n in range(0, 10)] == [
-        0, 30, 60, 120, 240, 480, 960, 1920, 3600, 3600]
-    assert backoff.delay(10_000) == timedelta(hours=1)
 
 
 def _race(claim: object, workers: int = 4) -> list[list[int]]:

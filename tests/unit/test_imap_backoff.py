@@ -1,32 +1,37 @@
-"""The reconnect backoff of the mailbox adapter (pure)."""
+"""Capped exponential backoff (domain/backoff.py), the one rule for every retry, and the mailbox
+adapter's refusal of plain text to anything but loopback."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
-from reset_mailbot.adapters.imap import Mailbox, backoff_delay
+from reset_mailbot.adapters.imap import Mailbox
+from reset_mailbot.domain.backoff import Backoff
+
+RECONNECT = Backoff(timedelta(seconds=1), timedelta(seconds=60))
 
 
 def test_doubles_from_base_until_the_cap() -> None:
-    delays = [backoff_delay(n, base=1.0, cap=60.0, jitter=0.0) for n in range(9)]
-    assert delays == [1, 2, 4, 8, 16, 32, 60, 60, 60]
+    assert [RECONNECT.seconds(n) for n in range(10)] == [0, 1, 2, 4, 8, 16, 32, 60, 60, 60]
 
 
 def test_huge_attempt_numbers_stay_capped() -> None:
-    assert backoff_delay(10_000, base=0.5, cap=300.0, jitter=0.0) == 300.0
+    assert Backoff(timedelta(seconds=0.5), timedelta(seconds=300)).seconds(10_000) == 300.0
+    assert Backoff(timedelta(seconds=30), timedelta(hours=1)).delay(10_000) == timedelta(hours=1)
 
 
 def test_jitter_adds_at_most_the_fraction_and_never_exceeds_the_cap() -> None:
-    assert backoff_delay(2, base=1.0, cap=100.0, jitter=0.5, rand=lambda: 0.0) == 4.0
-    assert backoff_delay(2, base=1.0, cap=100.0, jitter=0.5, rand=lambda: 0.999) == pytest.approx(
-        5.998
-    )
-    assert backoff_delay(20, base=1.0, cap=100.0, jitter=0.5, rand=lambda: 0.999) == 100.0
+    jittery = Backoff(timedelta(seconds=1), timedelta(seconds=100), jitter=0.5)
+    assert jittery.seconds(3, rand=lambda: 0.0) == 4.0
+    assert jittery.seconds(3, rand=lambda: 0.999) == pytest.approx(5.998)
+    assert jittery.seconds(21, rand=lambda: 0.999) == 100.0
 
 
-def test_negative_attempt_is_a_bug() -> None:
-    with pytest.raises(ValueError):
-        backoff_delay(-1)
+def test_no_failure_yet_means_no_wait() -> None:
+    assert RECONNECT.delay(0) == timedelta(0)
+    assert RECONNECT.delay(-3) == timedelta(0)
 
 
 def test_plain_text_only_to_loopback() -> None:

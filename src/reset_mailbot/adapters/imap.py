@@ -15,24 +15,25 @@ duplicate mail got wrong (notes/pitfalls.md):
   minutes (servers drop idle clients after ~30); Dovecot batches notifications for ~0.5 s. Without
   IDLE it sleeps and asks with NOOP. The daemon's poll stays the safety net either way.
 
-Errors: `MailboxConnectionError` (dropped, refused, timed out: reconnect with `backoff_delay`
-and try again) and `MailboxAuthError` (login refused, no STARTTLS, certificate not trusted:
-configuration, retrying will not help) are both `MailboxError`, as is any NO/BAD answer.
+Errors: `MailboxConnectionError` (dropped, refused, timed out: reconnect after a
+`domain.backoff.Backoff` delay and try again) and `MailboxAuthError` (login refused, no
+STARTTLS, certificate not trusted: configuration, retrying will not help) are both
+`MailboxError`, as is any NO/BAD answer.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ipaddress
-import random
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Literal
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
+
+from reset_mailbot.domain.addresses import is_loopback
 
 Security = Literal["ssl", "starttls", "none"]
 MOVED_KEYWORD = "$ResetMailbotMoved"
@@ -50,34 +51,6 @@ class MailboxConnectionError(MailboxError):
 
 class MailboxAuthError(MailboxError):
     """Login refused or not possible safely (no STARTTLS, untrusted certificate): configuration."""
-
-
-def backoff_delay(
-    attempt: int,
-    *,
-    base: float = 1.0,
-    cap: float = 300.0,
-    jitter: float = 0.1,
-    rand: Callable[[], float] = random.random,
-) -> float:
-    """Seconds to wait before reconnect attempt `attempt` (0 for the first retry).
-
-    Capped exponential backoff: base * 2**attempt, never more than `cap`, with up to `jitter`
-    (a fraction) added at random so that several daemons do not reconnect in lock-step.
-    """
-    if attempt < 0:
-        raise ValueError("attempt must be >= 0")
-    delay = cap if attempt >= 64 else min(cap, base * (2**attempt))
-    return min(cap, delay * (1 + jitter * rand()))
-
-
-def _is_loopback(host: str) -> bool:
-    if host in {"localhost", "localhost.localdomain"}:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _batches(items: Sequence[int], size: int) -> Iterator[list[int]]:
@@ -105,7 +78,7 @@ class Mailbox:
     ) -> None:
         if security not in {"ssl", "starttls", "none"}:
             raise ValueError(f"security must be ssl, starttls or none, not {security!r}")
-        if security == "none" and not _is_loopback(host):
+        if security == "none" and not is_loopback(host):
             raise ValueError('security = "none" is only allowed for a loopback host')
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
@@ -424,5 +397,4 @@ __all__ = [
     "MailboxAuthError",
     "MailboxConnectionError",
     "MailboxError",
-    "backoff_delay",
 ]

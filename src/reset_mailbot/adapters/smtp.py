@@ -21,11 +21,12 @@ allowed for a loopback host (tests and a local relay).
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import smtplib
 import ssl
 from types import TracebackType
 from typing import Literal
+
+from reset_mailbot.domain.addresses import is_loopback
 
 Security = Literal["ssl", "starttls", "none"]
 
@@ -48,15 +49,6 @@ class SmtpConfigurationError(SmtpTemporaryError):
 
 class SmtpPermanentError(SmtpError):
     """The server refused this message for good (5yz reply): retrying will not help."""
-
-
-def _is_loopback(host: str) -> bool:
-    if host in {"localhost", "localhost.localdomain"}:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 # RFC 4954: authentication required (530), mechanism too weak (534), credentials invalid (535),
@@ -98,7 +90,7 @@ class SmtpSender:
     ) -> None:
         if security not in {"ssl", "starttls", "none"}:
             raise ValueError(f"security must be ssl, starttls or none, not {security!r}")
-        if security == "none" and not _is_loopback(host):
+        if security == "none" and not is_loopback(host):
             raise ValueError('security = "none" is only allowed for a loopback host')
         if (username is None) != (password is None):
             raise ValueError("give both username and password, or neither")

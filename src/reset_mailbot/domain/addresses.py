@@ -7,6 +7,8 @@ A-label form compare equal, and a lookalike never does.
 
 from __future__ import annotations
 
+import ipaddress
+
 import idna
 
 _MASK_KEEP = 1
@@ -77,3 +79,14 @@ def mask_address(address: str | None) -> str | None:
     if not sep:
         return "***"
     return f"{local[:_MASK_KEEP]}***@{domain}"
+
+
+def is_loopback(host: str) -> bool:
+    """Is `host` this machine (localhost, 127.0.0.0/8, ::1)? The only place plain-text IMAP,
+    SMTP or HTTP is allowed: credentials never cross a network unencrypted."""
+    if host in {"localhost", "localhost.localdomain"}:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -25,7 +25,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from reset_mailbot import bootstrap
 from reset_mailbot.adapters.db.migrate import ensure_schema
-from reset_mailbot.adapters.imap import Mailbox, MailboxAuthError, MailboxError, backoff_delay
+from reset_mailbot.adapters.imap import Mailbox, MailboxAuthError, MailboxError
 from reset_mailbot.config import (
     Config,
     DatabaseSettings,
@@ -34,6 +34,7 @@ from reset_mailbot.config import (
     RetentionSettings,
     SlaSettings,
 )
+from reset_mailbot.domain.backoff import Backoff
 from reset_mailbot.logs import get_logger
 from reset_mailbot.service.delivery import ExecutionWorker, OutboxWorker
 from reset_mailbot.service.inbox import InboxProcessor, PollStats
@@ -43,6 +44,8 @@ from reset_mailbot.service.sla import SlaReport, check_sla
 log = get_logger("reset_mailbot.daemon")
 
 DELIVERY_INTERVAL_SECONDS = 15.0
+# mailbox reconnects: 2 s, 4 s, ... 5 min, with 10 % jitter so that two daemons drift apart
+RECONNECT_BACKOFF = Backoff(timedelta(seconds=2), timedelta(seconds=300), jitter=0.1)
 SLA_INTERVAL_SECONDS = 300.0
 METRICS_INTERVAL_SECONDS = 15.0
 RETENTION_INTERVAL_SECONDS = 24 * 3600.0
@@ -118,7 +121,7 @@ class Daemon:
             self.health.consecutive_failures += 1
             self.metrics.observe_poll(False)
             self.mailbox.close()
-            delay = backoff_delay(self.health.consecutive_failures - 1, base=2.0, cap=300.0)
+            delay = RECONNECT_BACKOFF.seconds(self.health.consecutive_failures)
             log.warning(
                 "imap_reconnect", error=str(exc)[:300], attempt=self.health.consecutive_failures,
                 retry_in_seconds=round(delay, 1), auth=isinstance(exc, MailboxAuthError),
@@ -295,7 +298,7 @@ class Daemon:
             except MailboxError as exc:
                 failures += 1
                 watcher.close()
-                delay = backoff_delay(failures - 1, base=2.0, cap=300.0)
+                delay = RECONNECT_BACKOFF.seconds(failures)
                 log.warning("imap_reconnect", connection="idle", error=str(exc)[:300],
                             attempt=failures, retry_in_seconds=round(delay, 1))
                 self.stop.wait(delay)

@@ -26,13 +26,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from reset_mailbot.adapters.db.repository import (
-    Backoff,
     DuplicateMessage,
     Store,
     UnitOfWork,
 )
 from reset_mailbot.adapters.db.schema import Message, Request, utcnow
 from reset_mailbot.adapters.imap import Mailbox
+from reset_mailbot.domain.backoff import Backoff
 from reset_mailbot.domain.decision import DecisionContext, decide_parsed
 from reset_mailbot.domain.language import message_language
 from reset_mailbot.domain.message import ParsedMessage, parse_message

@@ -64,6 +64,7 @@ from reset_mailbot.adapters.db.schema import (
     utcnow,
 )
 from reset_mailbot.adapters.executors.base import ExecutionJob, ExecutionResult, ExecutionStatus
+from reset_mailbot.domain.backoff import Backoff
 from reset_mailbot.domain.models import Decision, ResetRequest
 from reset_mailbot.domain.reasons import Outcome
 from reset_mailbot.domain.request_state import (
@@ -129,20 +130,8 @@ class AuditLogIsAppendOnly(RuntimeError):
     """Something tried to change or delete an audit row through the ORM."""
 
 
-@dataclass(frozen=True)
-class Backoff:
-    """Capped exponential backoff: base, 2*base, 4*base, ... never more than cap."""
-
-    base: timedelta
-    cap: timedelta
-
-    def delay(self, attempts: int) -> timedelta:
-        """The wait after the `attempts`-th failed attempt (1 = the first)."""
-        if attempts < 1:
-            return timedelta(0)
-        # Cap the exponent before multiplying: 2**attempts grows without bound.
-        factor = 2 ** min(attempts - 1, 40)
-        return min(self.base * factor, self.cap)
+# replies and executions: 30 s, 1 min, 2 min, ... 1 h
+RETRY_BACKOFF = Backoff(timedelta(seconds=30), timedelta(hours=1))
 
 
 @dataclass(frozen=True)
@@ -1178,8 +1167,8 @@ class Store:
         engine: Engine,
         *,
         lease: timedelta = timedelta(minutes=10),
-        outbox_backoff: Backoff = Backoff(timedelta(seconds=30), timedelta(hours=1)),
-        execution_backoff: Backoff = Backoff(timedelta(seconds=30), timedelta(hours=1)),
+        outbox_backoff: Backoff = RETRY_BACKOFF,
+        execution_backoff: Backoff = RETRY_BACKOFF,
         max_outbox_attempts: int = 20,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:

@@ -24,7 +24,6 @@ Redirects are never followed: a redirect would carry the bearer token somewhere 
 from __future__ import annotations
 
 import http.client
-import ipaddress
 import json
 import re
 import ssl
@@ -39,6 +38,7 @@ from reset_mailbot.adapters.executors.base import (
     ExecutionResult,
     ExecutionStatus,
 )
+from reset_mailbot.domain.addresses import is_loopback
 
 _MAX_BODY = 64 * 1024
 _USER_AGENT = "reset-mailbot/0.1"
@@ -52,15 +52,6 @@ class HttpExecutorError(RuntimeError):
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args: Any, **kwargs: Any) -> None:
         return None  # urllib then raises HTTPError with the 3xx status
-
-
-def _is_loopback(host: str) -> bool:
-    if host in {"localhost", "localhost.localdomain"}:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class HttpExecutor:
@@ -79,7 +70,7 @@ class HttpExecutor:
         parsed = urllib.parse.urlsplit(url)
         if parsed.scheme not in {"http", "https"} or not parsed.hostname:
             raise ValueError(f"executor url must be http(s)://host/...: {url!r}")
-        if parsed.scheme == "http" and not _is_loopback(parsed.hostname):
+        if parsed.scheme == "http" and not is_loopback(parsed.hostname):
             raise ValueError("executor url must use https unless the host is loopback")
         if not token:
             raise ValueError("executor token is empty")
