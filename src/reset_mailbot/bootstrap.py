@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from reset_mailbot.adapters.dns import make_key_lookup
 from reset_mailbot.config import (
     Config,
+    ConfigError,
     DatabaseSettings,
     ExecutorSettings,
     RepliesSettings,
@@ -85,6 +86,19 @@ def build_store(config: Config) -> Store:
         outbox_backoff=Backoff(timedelta(seconds=30), timedelta(hours=1)),
         execution_backoff=Backoff(timedelta(seconds=30), timedelta(hours=1)),
     )
+
+
+def build_read_only_store(database: str) -> Store:
+    """The daemon's database for `check --db`: a SQLite file path or a database URL, opened so
+    that it refuses every write (and never makes a running daemon wait for a lock)."""
+    from reset_mailbot.adapters.db.repository import Store
+
+    if "://" not in database:
+        path = Path(database)
+        if not path.is_file():
+            raise ConfigError(f"--db {database}: no such database file")
+        database = f"sqlite:///{path.resolve()}"
+    return Store.from_url(database, read_only=True)
 
 
 def build_mailbox(config: Config) -> Mailbox:

@@ -6,6 +6,7 @@ code 2, never a traceback.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import time
@@ -21,7 +22,8 @@ from reset_mailbot import bootstrap
 from reset_mailbot.adapters.db.migrate import SchemaOutdated
 from reset_mailbot.cli_groups import messages_app, requests_app
 from reset_mailbot.config import Config, ConfigError, LogSettings, load_config
-from reset_mailbot.domain.decision import as_duplicate, decide
+from reset_mailbot.domain.context import as_duplicate, decide_in_context
+from reset_mailbot.domain.decision import decide
 from reset_mailbot.domain.models import Decision
 from reset_mailbot.logs import configure_logging
 from reset_mailbot.rules_loader import RulesError
@@ -137,15 +139,21 @@ def check(
     at: Annotated[str | None, typer.Option(
         "--at", help="Decide as of this time (ISO 8601 with zone), e.g. for a saved old message;"
         " default: now")] = None,
+    db: Annotated[str | None, typer.Option(
+        "--db", help="Explain in the light of this database (a SQLite file or a database URL),"
+        " opened read-only: what the daemon did or would do (duplicate, follow-up on a closed"
+        " request)")] = None,
 ) -> None:
-    """Decide messages without side effects: no database, no mail, no reset.
+    """Decide messages without side effects: no mail, no reset, no database write.
 
     Messages given together are checked as one mailbox would see them: a second message with a
-    Message-ID or DKIM signature seen before in the same call is `ignored [duplicate]`.
+    Message-ID or DKIM signature seen before in the same call is `ignored [duplicate]`. With
+    --db, what the daemon recorded counts too (domain/context.py, the daemon's own rules).
     """
     cfg = _load(config)
     context = bootstrap.build_decision_context(cfg)
     now = _parse_at(at)
+    store = bootstrap.build_read_only_store(db) if db is not None else None
     seen: dict[str, str] = {}
     status = 0
     for name in files:
@@ -162,6 +170,11 @@ def check(
             decision = as_duplicate(decision, earlier)
         else:
             seen.update((key, name) for key in keys)
+            if store is not None:
+                with store.unit_of_work() as uow:
+                    facts = uow.facts_for(decision)
+                decision = decide_in_context(
+                    decision, facts, hashlib.sha256(raw).hexdigest()).decision
         bootstrap.log_decision(decision, file=name)
         if as_json:
             typer.echo(json.dumps(decision.check_json(), ensure_ascii=False))

@@ -260,12 +260,3 @@ def decide(raw: bytes, context: DecisionContext, now: float) -> Decision:
     is a bug, which the service catches and turns into a quarantined message.
     """
     return decide_parsed(parse_message(raw, context.limits), context, now)
-
-
-def as_duplicate(decision: Decision, earlier_key: str) -> Decision:
-    """The decision for a message whose key or signature was decided before: ignored
-    [duplicate] (the daemon's record and `check` over several files both use this)."""
-    return decision.model_copy(update={
-        "outcome": Outcome.IGNORED, "reasons": [ReasonCode.DUPLICATE], "missing": [],
-        "reply": False, "detail": f"already decided as {earlier_key}",
-    })

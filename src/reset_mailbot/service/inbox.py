@@ -33,11 +33,12 @@ from reset_mailbot.adapters.db.repository import (
 from reset_mailbot.adapters.db.schema import Message, Request, utcnow
 from reset_mailbot.adapters.imap import Mailbox
 from reset_mailbot.domain.backoff import Backoff
+from reset_mailbot.domain.context import Facts, Standing, decide_in_context
 from reset_mailbot.domain.decision import DecisionContext, decide_parsed
 from reset_mailbot.domain.language import message_language
 from reset_mailbot.domain.message import ParsedMessage, parse_message
 from reset_mailbot.domain.models import Decision
-from reset_mailbot.domain.reasons import MissingDetail, Outcome, ReasonCode
+from reset_mailbot.domain.reasons import Outcome, ReasonCode
 from reset_mailbot.domain.replies import ReplyData, ReplyKind
 from reset_mailbot.domain.request_state import RequestState
 from reset_mailbot.domain.working_days import deadline
@@ -104,18 +105,6 @@ def _reply_kind_for_rejection(decision: Decision) -> ReplyKind | None:
     if ReasonCode.SENDER_NOT_REGISTERED in decision.reasons:
         return ReplyKind.SENDER_NOT_REGISTERED
     return None
-
-
-def _names_anything(decision: Decision) -> bool:
-    """Whether the sender's new text holds any item, found or explicitly refused."""
-    request = decision.request
-    return (
-        request.account_email is not None
-        or request.identity_verified
-        or request.reset_instructed
-        or any(detail is not MissingDetail.NOT_FOUND
-               for detail in request.missing_details.values())
-    )
 
 
 class InboxProcessor:
@@ -321,15 +310,25 @@ class InboxProcessor:
         mailbox: str | None, uidvalidity: int | None,
     ) -> _Recorded:
         now = item.received_at
-        decision, closed = self._followup_on_closed_request(uow, decision)
+        placed = decide_in_context(decision, uow.facts_for(decision), parsed.sha256)
+        if placed.earlier is not None:  # resumed or a replay: nothing new to record
+            existing = uow.get_message_by_key(placed.earlier.key)
+            assert existing is not None
+            return self._duplicate(uow, parsed, existing, placed.standing, uid=item.uid, now=now)
+        decision = placed.decision
+        closed = (uow.get_request(placed.closed_request.id)
+                  if placed.closed_request is not None else None)
         try:
             message = uow.record_message(
                 decision, raw=item.raw, sha256=parsed.sha256, size=len(item.raw),
                 mailbox=mailbox, uidvalidity=uidvalidity, uid=item.uid, received_at=now,
                 now=now,
             )
-        except DuplicateMessage as dup:  # decided before, or a concurrent worker was faster
-            return self._duplicate(uow, parsed, dup.existing, uid=item.uid, now=now)
+        except DuplicateMessage as dup:  # a concurrent worker recorded it first
+            raced = decide_in_context(
+                decision, Facts(same_key=uow.earlier_message(dup.existing)), parsed.sha256)
+            return self._duplicate(uow, parsed, dup.existing, raced.standing, uid=item.uid,
+                                   now=now)
         if closed is not None:
             self._record_followup(uow, closed, message, now)
             request: Request | None = closed
@@ -360,11 +359,12 @@ class InboxProcessor:
                          announce)
 
     def _duplicate(
-        self, uow: UnitOfWork, parsed: ParsedMessage, existing: Message, *, uid: int | None,
-        now: datetime,
+        self, uow: UnitOfWork, parsed: ParsedMessage, existing: Message, standing: Standing,
+        *, uid: int | None, now: datetime,
     ) -> _Recorded:
-        """The same key again: the same bytes are a resumed message; other bytes a replay."""
-        if existing.sha256 == parsed.sha256:
+        """Decided before (domain/context.py): the same bytes are a resumed message, filed as
+        it was; other bytes under a decided key or DKIM signature are a replay."""
+        if standing is Standing.RESUMED:
             reply = bool((existing.decision or {}).get("reply"))
             return _Recorded(folder_for(existing.outcome, reply, existing.error), existing.id)
         uow.audit(
@@ -380,34 +380,6 @@ class InboxProcessor:
             )
 
         return _Recorded(PROCESSED, None, announce)
-
-    @staticmethod
-    def _followup_on_closed_request(
-        uow: UnitOfWork, decision: Decision
-    ) -> tuple[Decision, Request | None]:
-        """A "thanks" or "any news?" in the thread of the sender's own closed request.
-
-        The core calls it incomplete (it names nothing); answering with "incomplete" and opening
-        a new request would confuse the municipality and could start a mail loop. It becomes
-        ignored [closed_request_followup] and is recorded on that request. A reply that names
-        anything itself (an account, a confirmation, even a refusal) stays a request of its own.
-        """
-        if decision.outcome is not Outcome.INCOMPLETE or _names_anything(decision):
-            return decision, None
-        sender = decision.sender.address or ""
-        thread = [decision.in_reply_to, *decision.references]
-        tags = decision.subject_request_ids
-        if uow.find_request_for_thread(sender, thread, request_ids=tags) is not None:
-            return decision, None  # open: merged as usual
-        closed = uow.find_request_for_thread(sender, thread, request_ids=tags, states=None)
-        if closed is None:
-            return decision, None
-        followup = decision.model_copy(update={
-            "outcome": Outcome.IGNORED, "reasons": [ReasonCode.CLOSED_REQUEST_FOLLOWUP],
-            "missing": [], "reply": False,
-            "detail": f"follow-up on request {closed.id} ({closed.state})",
-        })
-        return followup, closed
 
     @staticmethod
     def _record_followup(

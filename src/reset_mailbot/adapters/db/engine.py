@@ -32,10 +32,37 @@ def normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def create_db_engine(url: str, *, echo: bool = False, **kwargs: Any) -> Engine:
-    """An engine for `url` with the per-backend settings described in the module docstring."""
+def create_db_engine(
+    url: str, *, echo: bool = False, read_only: bool = False, **kwargs: Any
+) -> Engine:
+    """An engine for `url` with the per-backend settings described in the module docstring.
+
+    `read_only` (for `check --db`, which explains a message in the light of the daemon's
+    database): the database refuses every write (SQLite `query_only`, PostgreSQL read-only
+    transactions) and SQLite transactions take no write lock, so a running daemon never waits.
+    """
     url = normalise_url(url)
     parsed = make_url(url)
+    if read_only and parsed.get_backend_name() == "sqlite":
+        engine = create_engine(url, echo=echo, **kwargs)
+
+        @event.listens_for(engine, "connect")
+        def _read_only(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+                cursor.execute("PRAGMA query_only = ON")
+            finally:
+                cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _deferred(connection: Any) -> None:
+            connection.exec_driver_sql("BEGIN")
+
+        return engine
+    if read_only:
+        kwargs.setdefault("connect_args", {"options": "-c default_transaction_read_only=on"})
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
         in_memory = database in ("", ":memory:") or database.startswith("file::memory:")

@@ -65,6 +65,7 @@ from reset_mailbot.adapters.db.schema import (
 )
 from reset_mailbot.adapters.executors.base import ExecutionJob, ExecutionResult, ExecutionStatus
 from reset_mailbot.domain.backoff import Backoff
+from reset_mailbot.domain.context import EarlierMessage, Facts, ThreadRequest
 from reset_mailbot.domain.models import Decision, ResetRequest
 from reset_mailbot.domain.reasons import Outcome
 from reset_mailbot.domain.request_state import (
@@ -281,6 +282,41 @@ class UnitOfWork:
             yield
 
     # ----------------------------------------------------------------- messages
+
+    def facts_for(self, decision: Decision) -> Facts:
+        """What the store knows about a decided message (domain/context.py reads it): an
+        earlier message under its key or one of its DKIM signatures, and - for an incomplete
+        message, the only one that can be a follow-up - the sender's request in its thread."""
+        same_key = self.get_message_by_key(decision.message_key)
+        same_signature = self._message_with_signature(decision.replay_keys)
+        open_request = closed_request = None
+        if decision.outcome is Outcome.INCOMPLETE:
+            sender = decision.sender.address or ""
+            thread = [decision.in_reply_to, *decision.references]
+            tags = decision.subject_request_ids
+            found = self.find_request_for_thread(sender, thread, request_ids=tags)
+            if found is not None:
+                open_request = ThreadRequest(found.id, found.state)
+            else:
+                found = self.find_request_for_thread(sender, thread, request_ids=tags,
+                                                     states=None)
+                if found is not None:
+                    closed_request = ThreadRequest(found.id, found.state)
+        return Facts(
+            same_key=self.earlier_message(same_key),
+            same_signature=self.earlier_message(same_signature),
+            open_request=open_request, closed_request=closed_request,
+        )
+
+    def earlier_message(self, message: Message | None) -> EarlierMessage | None:
+        """A stored message as the pure context rules see it."""
+        if message is None:
+            return None
+        return EarlierMessage(
+            key=message.message_key, sha256=message.sha256, outcome=message.outcome,
+            reply=bool((message.decision or {}).get("reply")),
+            decidable_again=self.may_decide_again(message),
+        )
 
     def get_message_by_key(self, message_key: str) -> Message | None:
         return self.session.scalars(
@@ -1183,8 +1219,8 @@ class Store:
         event.listen(self._sessions, "before_flush", _guard_audit_log)
 
     @classmethod
-    def from_url(cls, url: str, **kwargs: Any) -> Store:
-        return cls(create_db_engine(url), **kwargs)
+    def from_url(cls, url: str, *, read_only: bool = False, **kwargs: Any) -> Store:
+        return cls(create_db_engine(url, read_only=read_only), **kwargs)
 
     @property
     def _skip_locked(self) -> bool:
