@@ -99,10 +99,19 @@ def test_check_db_shows_the_recorded_message_as_decided_and_writes_nothing(
     store.engine.dispose()
 
 
-def test_a_read_only_store_refuses_writes(setup: tuple[Path, Path]) -> None:
-    _, database = setup
-    store = bootstrap.build_read_only_store(str(database))
+T0 = datetime(2026, 11, 26, 11, 0, tzinfo=UTC)  # the `store` fixture's clock
+
+
+def test_a_read_only_store_refuses_writes_on_both_databases(
+    store: Store, database_url: str
+) -> None:
+    """`check --db` may read what a daemon recorded, never change it (SQLite and PostgreSQL)."""
+    with store.unit_of_work() as uow:
+        uow.audit("recorded", now=T0)
+    reader = bootstrap.build_read_only_store(database_url)
+    with reader.unit_of_work() as uow:  # reading works
+        assert uow.session.scalar(select(func.count()).select_from(Message)) == 0
     with pytest.raises(Exception, match=r"readonly|read-only|attempt to write"), \
-            store.unit_of_work() as uow:
-        uow.audit("tampered", now=datetime.now(UTC))
-    store.engine.dispose()
+            reader.unit_of_work() as uow:
+        uow.audit("tampered", now=T0)
+    reader.engine.dispose()

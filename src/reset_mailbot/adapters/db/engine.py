@@ -43,26 +43,6 @@ def create_db_engine(
     """
     url = normalise_url(url)
     parsed = make_url(url)
-    if read_only and parsed.get_backend_name() == "sqlite":
-        engine = create_engine(url, echo=echo, **kwargs)
-
-        @event.listens_for(engine, "connect")
-        def _read_only(dbapi_connection: Any, _record: Any) -> None:
-            dbapi_connection.isolation_level = None
-            cursor = dbapi_connection.cursor()
-            try:
-                cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-                cursor.execute("PRAGMA query_only = ON")
-            finally:
-                cursor.close()
-
-        @event.listens_for(engine, "begin")
-        def _deferred(connection: Any) -> None:
-            connection.exec_driver_sql("BEGIN")
-
-        return engine
-    if read_only:
-        kwargs.setdefault("connect_args", {"options": "-c default_transaction_read_only=on"})
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
         in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
@@ -70,16 +50,18 @@ def create_db_engine(
             # One shared connection, or every checkout would see its own empty database.
             kwargs.setdefault("poolclass", StaticPool)
             kwargs.setdefault("connect_args", {"check_same_thread": False})
-        else:
+        elif not read_only:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, echo=echo, **kwargs)
-        _configure_sqlite(engine, wal=not in_memory)
+        _configure_sqlite(engine, wal=not in_memory, read_only=read_only)
         return engine
+    if read_only:
+        kwargs.setdefault("connect_args", {"options": "-c default_transaction_read_only=on"})
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, echo=echo, **kwargs)
 
 
-def _configure_sqlite(engine: Engine, *, wal: bool) -> None:
+def _configure_sqlite(engine: Engine, *, wal: bool, read_only: bool = False) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Hand transaction control to SQLAlchemy (the documented pysqlite recipe), so that
@@ -88,6 +70,9 @@ def _configure_sqlite(engine: Engine, *, wal: bool) -> None:
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            if read_only:  # every write refused; the file's own settings are left as they are
+                cursor.execute("PRAGMA query_only = ON")
+                return
             cursor.execute("PRAGMA foreign_keys = ON")
             if wal:
                 cursor.execute("PRAGMA journal_mode = WAL")
@@ -97,4 +82,5 @@ def _configure_sqlite(engine: Engine, *, wal: bool) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # a reader takes no write lock: a running daemon never waits for it
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
