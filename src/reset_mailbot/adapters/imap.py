@@ -164,17 +164,6 @@ class Mailbox:
             client.login(self.username, self._password)
             self.capabilities = frozenset(c.decode().upper() for c in client.capabilities())
 
-    def reconnect(self) -> int:
-        """Drop the connection, connect again, make sure the folders exist, select the inbox.
-
-        Returns the inbox UIDVALIDITY: compare it with the stored one (a change means UIDs were
-        renumbered; the service relies on Message-ID dedup then). The retry loop with
-        `backoff_delay` lives in the service.
-        """
-        self.connect()
-        self.ensure_folders()
-        return self.select_inbox()
-
     def close(self) -> None:
         """Log out (leaving IDLE first if needed); never raises."""
         client, self._client = self._client, None
@@ -291,12 +280,6 @@ class Mailbox:
         if batch:
             yield sorted(self.fetch(batch).items())
 
-    def flags(self, uid: int) -> tuple[bytes, ...]:
-        """The flags of one message (used by tests and `doctor`)."""
-        with self._errors("fetch flags"):
-            response = self.client.get_flags([uid])
-        return tuple(response.get(uid, ()))
-
     # -- moving ---------------------------------------------------------------------------------
 
     def move(self, uid: int, folder: str) -> None:
@@ -321,12 +304,6 @@ class Mailbox:
                 else:
                     self.client.copy(batch, folder)
                     self.client.add_flags(batch, [MOVED_KEYWORD])
-
-    def move_to_processed(self, uid: int) -> None:
-        self.move(uid, self.processed_folder)
-
-    def move_to_quarantine(self, uid: int) -> None:
-        self.move(uid, self.quarantine_folder)
 
     # -- waiting --------------------------------------------------------------------------------
 
