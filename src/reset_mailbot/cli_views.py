@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import getpass
 import json
-import statistics
 import sys
-from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from functools import wraps
@@ -37,9 +35,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from sqlalchemy.exc import OperationalError
 
 from reset_mailbot import bootstrap
+from reset_mailbot.adapters.db.engine import DatabaseError
 from reset_mailbot.adapters.db.migrate import SchemaOutdated, ensure_schema
 from reset_mailbot.cli_groups import messages_app, requests_app
 from reset_mailbot.config import (
@@ -111,7 +109,7 @@ def _operator_errors(func: F) -> F:
             _fail(str(exc), exc.code)
         except (ConfigError, RulesError, SchemaOutdated) as exc:
             _fail(str(exc))
-        except OperationalError as exc:
+        except DatabaseError as exc:
             _fail(f"database: {str(exc.orig or exc).strip().splitlines()[0]}")
 
     return wrapper  # type: ignore[return-value]
@@ -638,56 +636,10 @@ def messages_reprocess(
 
 def compute_stats(store: Store, since: datetime | None) -> dict[str, Any]:
     """`stats --json`: counts by outcome, reason, state and municipality; time to reset."""
-    from sqlalchemy import select
-
-    from reset_mailbot.adapters.db.schema import Message, Request
+    from reset_mailbot.adapters.db import queries
 
     with store.unit_of_work() as uow:
-        session = uow.session
-        mq = select(Message.outcome, Message.reasons, Message.error)
-        rq = select(Request.municipality, Request.state, Request.created_at,
-                    Request.executed_at)
-        if since is not None:
-            mq = mq.where(Message.received_at >= since)
-            rq = rq.where(Request.created_at >= since)
-        by_outcome: Counter[str] = Counter()
-        by_reason: Counter[str] = Counter()
-        errors = 0
-        total = 0
-        for outcome, reasons, error in session.execute(mq):
-            total += 1
-            by_outcome[outcome or "error"] += 1
-            errors += error is not None and outcome is None
-            by_reason.update(str(r) for r in reasons or [])
-        by_state: Counter[str] = Counter()
-        by_municipality: dict[str, dict[str, int]] = {}
-        durations: list[float] = []
-        requests = 0
-        for municipality, state, created_at, executed_at in session.execute(rq):
-            requests += 1
-            by_state[state] += 1
-            counts = by_municipality.setdefault(municipality or "(unknown)",
-                                                {"requests": 0, "executed": 0})
-            counts["requests"] += 1
-            if executed_at is not None:
-                counts["executed"] += 1
-                durations.append((executed_at - created_at).total_seconds())
-    return {
-        "since": _iso(since),
-        "messages": {
-            "total": total,
-            "errors": errors,
-            "by_outcome": dict(sorted(by_outcome.items())),
-            "by_reason": dict(sorted(by_reason.items())),
-        },
-        "requests": {
-            "total": requests,
-            "executed": len(durations),
-            "by_state": dict(sorted(by_state.items())),
-            "by_municipality": dict(sorted(by_municipality.items())),
-            "median_seconds_to_reset": statistics.median(durations) if durations else None,
-        },
-    }
+        return queries.stats(uow, since)
 
 
 @top_level.command("stats")

@@ -61,9 +61,9 @@ def _actor(by: str) -> str:
 
 
 def _locked(uow: UnitOfWork, request_id: str) -> Request:
-    """The request row, locked for this transaction (PostgreSQL: FOR UPDATE; SQLite: the
-    write lock BEGIN IMMEDIATE took), so two people acting at once cannot both succeed."""
-    request = uow.session.get(Request, request_id.strip(), with_for_update=True)
+    """The request row, locked for this transaction: two people acting at once cannot both
+    succeed."""
+    request = uow.lock_request(request_id)
     if request is None:
         raise ActionRefused(f"no request {request_id}")
     return request

@@ -30,12 +30,12 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
-from sqlalchemy import func, select
 
-from reset_mailbot.adapters.db.repository import OutboxState, Store
-from reset_mailbot.adapters.db.schema import OutboxItem, Request, utcnow
+from reset_mailbot.adapters.db import queries
+from reset_mailbot.adapters.db.repository import Store
+from reset_mailbot.adapters.db.schema import utcnow
 from reset_mailbot.domain.models import Decision
-from reset_mailbot.domain.request_state import FINAL_STATES, RequestState
+from reset_mailbot.domain.request_state import RequestState
 
 PREFIX = "reset_mailbot_"
 HEALTHY_POLL_INTERVALS = 3
@@ -130,20 +130,12 @@ class Metrics:
         """Requests by state, overdue requests and outbox length, read in one transaction."""
         now = now or self._clock()
         with store.unit_of_work() as uow:
-            by_state = dict(uow.session.execute(
-                select(Request.state, func.count(Request.id)).group_by(Request.state)
-            ).all())
-            overdue = uow.session.scalar(select(func.count(Request.id)).where(
-                Request.deadline_at.is_not(None), Request.deadline_at < now,
-                Request.state.not_in([s.value for s in FINAL_STATES]),
-            ))
-            outbox = uow.session.scalar(select(func.count(OutboxItem.id)).where(
-                OutboxItem.state.in_([OutboxState.QUEUED, OutboxState.SENDING])
-            ))
+            read = queries.gauges(uow, now)
+        by_state = read.requests_by_state
         for state in {*(s.value for s in RequestState), *by_state}:
             self.requests.labels(state=state).set(by_state.get(state, 0))
-        self.overdue.set(overdue or 0)
-        self.outbox_length.set(outbox or 0)
+        self.overdue.set(read.overdue)
+        self.outbox_length.set(read.outbox_length)
 
     # ----------------------------------------------------------------- health
 

@@ -40,8 +40,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
-
+from reset_mailbot.adapters.db import queries
 from reset_mailbot.adapters.db.repository import Store, UnitOfWork
 from reset_mailbot.adapters.db.schema import Message, Request
 from reset_mailbot.domain.decision import decide_parsed
@@ -134,17 +133,11 @@ def _items_of(request: Request) -> ResetRequest:
 
 def _handled_elsewhere(uow: UnitOfWork, message: Message, decision: Decision) -> Request | None:
     """Rule 5: a request for the same account, created since the message, past incomplete."""
-    account = (decision.request.account_email or "").strip().lower()
-    if not account:
+    account = (decision.request.account_email or "").strip()
+    if not account or message.received_at is None:
         return None
-    query = select(Request).where(
-        func.lower(Request.account_email) == account,
-        Request.created_at >= message.received_at,
-        Request.state != RequestState.INCOMPLETE.value,
-    )
-    if message.request_id is not None:
-        query = query.where(Request.id != message.request_id)
-    return uow.session.scalars(query.order_by(Request.created_at).limit(1)).first()
+    return queries.later_request_for_account(uow, account, message.received_at,
+                                             other_than=message.request_id)
 
 
 def reprocess_message(
@@ -173,15 +166,13 @@ def reprocess_message(
     decision = decide_parsed(parsed, processor.context, received.timestamp())
 
     with store.unit_of_work() as uow:
-        session = uow.session
-        row = session.get(Message, message_pk, with_for_update=True, populate_existing=True)
+        row = uow.lock_message(message_pk)
         assert row is not None
         if (row.attempts, row.decided_at, row.outcome, row.error) != stamp:
             raise ReprocessRefused(f"message {message_pk} was decided again meanwhile; retry")
         request = None
         if row.request_id is not None:
-            request = session.get(Request, row.request_id, with_for_update=True,
-                                  populate_existing=True)
+            request = uow.lock_request(row.request_id)
         reason = refusal(row)
         if reason:
             raise ReprocessRefused(reason)

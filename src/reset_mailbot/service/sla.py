@@ -19,12 +19,10 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
-
-from reset_mailbot.adapters.db.repository import ReplyKind, Store, UnitOfWork
+from reset_mailbot.adapters.db import queries
+from reset_mailbot.adapters.db.repository import ReplyKind, Store
 from reset_mailbot.adapters.db.schema import Request
 from reset_mailbot.config import SlaSettings
-from reset_mailbot.domain.request_state import FINAL_STATES
 from reset_mailbot.logs import get_logger
 
 log = get_logger("reset_mailbot.sla")
@@ -41,34 +39,6 @@ class SlaReport:
     warned: list[str] = field(default_factory=list)
     breached: list[str] = field(default_factory=list)
     notices: int = 0
-
-
-def _open_near_deadline(uow: UnitOfWork, horizon: datetime) -> list[tuple[str, datetime]]:
-    query = (
-        select(Request.id, Request.deadline_at)
-        .where(
-            Request.deadline_at.is_not(None),
-            Request.deadline_at <= horizon,
-            Request.sla_breached_at.is_(None),
-            Request.state.not_in([s.value for s in FINAL_STATES]),
-        )
-        .order_by(Request.deadline_at, Request.id)
-    )
-    return [(rid, deadline) for rid, deadline in uow.session.execute(query) if deadline]
-
-
-def _claim(uow: UnitOfWork, request_id: str, kind: str, now: datetime) -> bool:
-    """Set the marker column if nobody did; True when this transaction set it."""
-    column = Request.sla_breached_at if kind == BREACH else Request.sla_warned_at
-    result = uow.session.execute(
-        update(Request)
-        .where(Request.id == request_id, column.is_(None),
-               Request.state.not_in([s.value for s in FINAL_STATES]))
-        # keep updated_at: thread matching orders by it, and nothing about the request changed
-        .values({column: now, Request.updated_at: Request.updated_at})
-        .execution_options(synchronize_session=False)
-    )
-    return bool(getattr(result, "rowcount", 0) == 1)
 
 
 def notice_message(
@@ -110,7 +80,7 @@ def _flag(
 ) -> bool:
     """Mark, audit, log and notify for one request in one transaction; False if already done."""
     with store.unit_of_work() as uow:
-        if not _claim(uow, request_id, kind, now):
+        if not uow.claim_sla_marker(request_id, breach=kind == BREACH, now=now):
             return False
         request = uow.get_request(request_id)
         assert request is not None
@@ -150,7 +120,7 @@ def check_sla(
     report = SlaReport()
     horizon = now + timedelta(hours=settings.warn_hours)
     with store.unit_of_work() as uow:
-        candidates = _open_near_deadline(uow, horizon)
+        candidates = queries.open_near_deadline(uow, horizon)
     sender = from_address or settings.notify_address or "reset-mailbot@localhost"
     for request_id, deadline in candidates:
         report.checked += 1

@@ -19,9 +19,13 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import StaticPool
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+#: what a command catches when the database itself is the problem (gone, locked, full)
+DatabaseError = OperationalError
 
 
 def normalise_url(url: str) -> str:

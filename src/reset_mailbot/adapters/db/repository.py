@@ -318,6 +318,32 @@ class UnitOfWork:
             decidable_again=self.may_decide_again(message),
         )
 
+    def lock_request(self, request_id: str) -> Request | None:
+        """The request row, locked for this transaction (PostgreSQL: FOR UPDATE; SQLite: the
+        write lock BEGIN IMMEDIATE took), so two people acting at once cannot both succeed;
+        read afresh from the database."""
+        return self.session.get(Request, request_id.strip(), with_for_update=True,
+                                populate_existing=True)
+
+    def lock_message(self, message_pk: int) -> Message | None:
+        """The message row, locked and read afresh (see `lock_request`)."""
+        return self.session.get(Message, message_pk, with_for_update=True,
+                                populate_existing=True)
+
+    def claim_sla_marker(self, request_id: str, *, breach: bool, now: datetime) -> bool:
+        """Set the request's SLA warning (or breach) marker if nobody did and it is still open;
+        True when this transaction set it (a conditional UPDATE: two daemons warn once)."""
+        column = Request.sla_breached_at if breach else Request.sla_warned_at
+        result = self.session.execute(
+            update(Request)
+            .where(Request.id == request_id, column.is_(None),
+                   Request.state.not_in([s.value for s in FINAL_STATES]))
+            # keep updated_at: thread matching orders by it, and nothing about the request changed
+            .values({column: now, Request.updated_at: Request.updated_at})
+            .execution_options(synchronize_session=False)
+        )
+        return bool(getattr(result, "rowcount", 0) == 1)
+
     def get_message_by_key(self, message_key: str) -> Message | None:
         return self.session.scalars(
             select(Message).where(Message.message_key == message_key)

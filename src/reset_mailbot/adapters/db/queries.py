@@ -1,0 +1,121 @@
+"""Read models: the questions the service and the views ask the database, answered here so that
+no SQL lives outside adapters/db (issue #13). Each takes an open unit of work and returns plain
+values; the repository (repository.py) keeps the writes and the claim queues.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+
+from reset_mailbot.adapters.db.repository import OutboxState, UnitOfWork
+from reset_mailbot.adapters.db.schema import Message, OutboxItem, Request
+from reset_mailbot.domain.request_state import FINAL_STATES, RequestState
+
+
+@dataclass(frozen=True)
+class Gauges:
+    """What the metrics endpoint shows of the database, read in one transaction."""
+
+    requests_by_state: dict[str, int]
+    overdue: int
+    outbox_length: int
+
+
+def gauges(uow: UnitOfWork, now: datetime) -> Gauges:
+    session = uow.session
+    by_state = dict(session.execute(
+        select(Request.state, func.count(Request.id)).group_by(Request.state)
+    ).all())
+    overdue = session.scalar(select(func.count(Request.id)).where(
+        Request.deadline_at.is_not(None), Request.deadline_at < now,
+        Request.state.not_in([s.value for s in FINAL_STATES]),
+    ))
+    outbox = session.scalar(select(func.count(OutboxItem.id)).where(
+        OutboxItem.state.in_([OutboxState.QUEUED, OutboxState.SENDING])
+    ))
+    return Gauges({str(k): int(v) for k, v in by_state.items()}, int(overdue or 0),
+                  int(outbox or 0))
+
+
+def open_near_deadline(uow: UnitOfWork, horizon: datetime) -> list[tuple[str, datetime]]:
+    """(request id, deadline) of open requests due by `horizon` and not flagged as breached."""
+    query = (
+        select(Request.id, Request.deadline_at)
+        .where(
+            Request.deadline_at.is_not(None),
+            Request.deadline_at <= horizon,
+            Request.sla_breached_at.is_(None),
+            Request.state.not_in([s.value for s in FINAL_STATES]),
+        )
+        .order_by(Request.deadline_at, Request.id)
+    )
+    return [(rid, deadline) for rid, deadline in uow.session.execute(query) if deadline]
+
+
+def later_request_for_account(
+    uow: UnitOfWork, account: str, since: datetime, *, other_than: str | None
+) -> Request | None:
+    """The first request for `account` created since `since` that got past incomplete (and is
+    not `other_than`): the request that handled what an old message asked (reprocess)."""
+    query = select(Request).where(
+        func.lower(Request.account_email) == account.strip().lower(),
+        Request.created_at >= since,
+        Request.state != RequestState.INCOMPLETE.value,
+    )
+    if other_than is not None:
+        query = query.where(Request.id != other_than)
+    return uow.session.scalars(query.order_by(Request.created_at).limit(1)).first()
+
+
+def stats(uow: UnitOfWork, since: datetime | None) -> dict[str, Any]:
+    """`stats --json`: counts by outcome, reason, state and municipality; time to reset."""
+    session = uow.session
+    mq = select(Message.outcome, Message.reasons, Message.error)
+    rq = select(Request.municipality, Request.state, Request.created_at, Request.executed_at)
+    if since is not None:
+        mq = mq.where(Message.received_at >= since)
+        rq = rq.where(Request.created_at >= since)
+    by_outcome: Counter[str] = Counter()
+    by_reason: Counter[str] = Counter()
+    errors = 0
+    total = 0
+    for outcome, reasons, error in session.execute(mq):
+        total += 1
+        by_outcome[outcome or "error"] += 1
+        errors += error is not None and outcome is None
+        by_reason.update(str(r) for r in reasons or [])
+    by_state: Counter[str] = Counter()
+    by_municipality: dict[str, dict[str, int]] = {}
+    durations: list[float] = []
+    requests = 0
+    for municipality, state, created_at, executed_at in session.execute(rq):
+        requests += 1
+        by_state[state] += 1
+        counts = by_municipality.setdefault(municipality or "(unknown)",
+                                            {"requests": 0, "executed": 0})
+        counts["requests"] += 1
+        if executed_at is not None:
+            counts["executed"] += 1
+            durations.append((executed_at - created_at).total_seconds())
+    return {
+        "since": since.isoformat() if since is not None else None,
+        "messages": {
+            "total": total,
+            "errors": errors,
+            "by_outcome": dict(sorted(by_outcome.items())),
+            "by_reason": dict(sorted(by_reason.items())),
+        },
+        "requests": {
+            "total": requests,
+            "executed": len(durations),
+            "by_state": dict(sorted(by_state.items())),
+            "by_municipality": dict(sorted(by_municipality.items())),
+            "median_seconds_to_reset": statistics.median(durations) if durations else None,
+        },
+    }
