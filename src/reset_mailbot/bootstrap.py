@@ -6,7 +6,6 @@ other module reads configuration.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,12 +15,13 @@ from reset_mailbot.config import (
     ConfigError,
     DatabaseSettings,
     ExecutorSettings,
+    MetricsSettings,
     RepliesSettings,
+    RetentionSettings,
     SlaSettings,
     SmtpSettings,
 )
 from reset_mailbot.domain.authentication import KeyLookup
-from reset_mailbot.domain.backoff import Backoff
 from reset_mailbot.domain.decision import DecisionContext
 from reset_mailbot.domain.models import Decision
 from reset_mailbot.domain.reply_templates import ReplyTemplates
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from reset_mailbot.adapters.executors.base import Executor
     from reset_mailbot.adapters.imap import Mailbox
     from reset_mailbot.adapters.smtp import SmtpSender
+    from reset_mailbot.service.daemon import Daemon
     from reset_mailbot.service.inbox import InboxPolicy
 
 
@@ -83,8 +84,6 @@ def build_store(config: Config) -> Store:
     return Store.from_url(
         url,
         max_outbox_attempts=smtp.max_attempts,
-        outbox_backoff=Backoff(timedelta(seconds=30), timedelta(hours=1)),
-        execution_backoff=Backoff(timedelta(seconds=30), timedelta(hours=1)),
     )
 
 
@@ -158,3 +157,29 @@ def build_inbox_policy(config: Config) -> InboxPolicy:
             staff_domains=frozenset(executor.staff_domains),
         ),
     )
+
+
+def build_daemon(config: Config) -> Daemon:
+    """The daemon with every part wired from `config`; the schema is checked (or upgraded with
+    `[database] auto_upgrade`) before anything runs."""
+    from reset_mailbot.adapters.db.migrate import ensure_schema
+    from reset_mailbot.service.daemon import Daemon, DaemonParts
+
+    store = build_store(config)
+    ensure_schema(store.engine, auto_upgrade=config.get(DatabaseSettings).auto_upgrade)
+    executor = config.get(ExecutorSettings)
+    return Daemon(DaemonParts(
+        store=store,
+        context=build_decision_context(config),
+        policy=build_inbox_policy(config),
+        open_mailbox=lambda: build_mailbox(config),
+        smtp=build_smtp(config),
+        executor=build_executor(config),
+        executor_kind=executor.kind,
+        max_attempts=executor.max_attempts,
+        poll_interval_seconds=config.mailbox.poll_interval_seconds,
+        idle=config.mailbox.idle,
+        sla=config.get(SlaSettings),
+        retention=config.get(RetentionSettings),
+        metrics_listen=config.get(MetricsSettings).listen,
+    ))

@@ -201,7 +201,7 @@ def rules_check(config: ConfigOption = None) -> None:
     typer.echo(f"automatic mail: {len(rules.automatic.headers)} header rules")
     for line in rules.extraction.summary() if hasattr(rules.extraction, "summary") else []:
         typer.echo(line)
-    for line in rules.templates.summary() if rules.templates is not None else []:
+    for line in rules.templates.summary():
         typer.echo(line)
     for source in rules.sources:
         typer.echo(f"ok: {source}")
@@ -218,10 +218,9 @@ def run(
 ) -> None:
     """Run the daemon: poll the support mailbox, decide, execute, reply."""
     from reset_mailbot.adapters.imap import MailboxError
-    from reset_mailbot.service.daemon import Daemon
 
     cfg = _load(config)
-    daemon = Daemon(cfg)
+    daemon = bootstrap.build_daemon(cfg)
     if not once:
         daemon.run_forever()
         return

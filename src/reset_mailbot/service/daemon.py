@@ -18,26 +18,22 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from reset_mailbot import bootstrap
-from reset_mailbot.adapters.db.migrate import ensure_schema
+from reset_mailbot.adapters.db.repository import Store
+from reset_mailbot.adapters.executors.base import Executor
 from reset_mailbot.adapters.imap import Mailbox, MailboxAuthError, MailboxError
-from reset_mailbot.config import (
-    Config,
-    DatabaseSettings,
-    ExecutorSettings,
-    MetricsSettings,
-    RetentionSettings,
-    SlaSettings,
-)
+from reset_mailbot.adapters.smtp import SmtpSender
+from reset_mailbot.config import RetentionSettings, SlaSettings
 from reset_mailbot.domain.backoff import Backoff
+from reset_mailbot.domain.decision import DecisionContext
 from reset_mailbot.logs import get_logger
 from reset_mailbot.service.delivery import ExecutionWorker, OutboxWorker
-from reset_mailbot.service.inbox import InboxProcessor, PollStats
+from reset_mailbot.service.inbox import InboxPolicy, InboxProcessor, PollStats
 from reset_mailbot.service.metrics import Metrics, MetricsServer, parse_listen
 from reset_mailbot.service.sla import SlaReport, check_sla
 
@@ -68,35 +64,51 @@ class OnceReport:
     sla: SlaReport | None = None
 
 
-class Daemon:
-    """Everything `reset-mailbot run` needs, wired from configuration."""
+@dataclass
+class DaemonParts:
+    """The finished parts a daemon runs with, wired from configuration by
+    `bootstrap.build_daemon` (the composition root): the service never reads the configuration
+    file nor builds an adapter itself."""
 
-    def __init__(self, config: Config) -> None:
-        self.config = config
-        database = config.get(DatabaseSettings)
-        self.store = bootstrap.build_store(config)
-        ensure_schema(self.store.engine, auto_upgrade=database.auto_upgrade)
+    store: Store  # schema already checked (or upgraded) by the bootstrap
+    context: DecisionContext
+    policy: InboxPolicy
+    open_mailbox: Callable[[], Mailbox]  # one connection polls, another waits in IDLE
+    smtp: SmtpSender
+    executor: Executor | None  # None: the manual executor (a person resets)
+    executor_kind: str
+    max_attempts: int
+    poll_interval_seconds: float
+    idle: bool
+    sla: SlaSettings
+    retention: RetentionSettings
+    metrics_listen: str | None
+
+
+class Daemon:
+    """Everything `reset-mailbot run` needs, from finished parts (see `DaemonParts`)."""
+
+    def __init__(self, parts: DaemonParts) -> None:
+        self.parts = parts
+        self.store = parts.store
         self.health = Health()
         self.metrics = Metrics(
-            poll_interval_seconds=config.mailbox.poll_interval_seconds,
+            poll_interval_seconds=parts.poll_interval_seconds,
             last_successful_poll=lambda: self.health.last_successful_poll,
         )
         self.metrics_server: MetricsServer | None = None
         self.processor = InboxProcessor(
-            self.store, bootstrap.build_decision_context(config),
-            bootstrap.build_inbox_policy(config), on_decision=self.metrics.observe_decision,
+            self.store, parts.context, parts.policy, on_decision=self.metrics.observe_decision,
         )
-        self.mailbox = bootstrap.build_mailbox(config)
-        self.outbox = OutboxWorker(self.store, bootstrap.build_smtp(config), config.mailbox.address)
+        self.mailbox = parts.open_mailbox()
+        self.outbox = OutboxWorker(self.store, parts.smtp, parts.policy.support_address)
         self.outbox.on_result = self.metrics.observe_reply
-        executor = bootstrap.build_executor(config)
         self.executions = (
             ExecutionWorker(
-                self.store, executor, config.mailbox.address,
-                max_attempts=config.get(ExecutorSettings).max_attempts,
-                templates=self.processor.context.rules.templates,
+                self.store, parts.executor, parts.policy.support_address,
+                parts.context.rules.templates, max_attempts=parts.max_attempts,
             )
-            if executor is not None
+            if parts.executor is not None
             else None
         )
         if self.executions is not None:
@@ -170,8 +182,8 @@ class Daemon:
     def check_sla(self) -> SlaReport | None:
         """Flag requests near or past their deadline (once each); wake the outbox for notices."""
         try:
-            report = check_sla(self.store, self.config.get(SlaSettings), datetime.now(UTC),
-                               from_address=self.config.mailbox.address)
+            report = check_sla(self.store, self.parts.sla, datetime.now(UTC),
+                               from_address=self.parts.policy.support_address)
         except Exception as exc:  # the database went away: the next run tries again
             log.error("job_failed", job="sla", error=f"{type(exc).__name__}: {exc}"[:300])
             return None
@@ -191,13 +203,13 @@ class Daemon:
         from reset_mailbot.service import retention
 
         try:
-            retention.purge(self.store, self.config.get(RetentionSettings), datetime.now(UTC))
+            retention.purge(self.store, self.parts.retention, datetime.now(UTC))
         except Exception as exc:
             log.error("job_failed", job="retention", error=f"{type(exc).__name__}: {exc}"[:300])
 
     def _start_metrics_server(self) -> None:
         """Serve /metrics and /healthz; a busy port is logged, never fatal to the daemon."""
-        value = self.config.get(MetricsSettings).listen
+        value = self.parts.metrics_listen
         try:
             listen = parse_listen(value)
             if listen is None:
@@ -231,7 +243,7 @@ class Daemon:
                 return report
 
     def run_forever(self) -> None:
-        poll_every = self.config.mailbox.poll_interval_seconds
+        poll_every = self.parts.poll_interval_seconds
         scheduler = BackgroundScheduler(timezone=UTC)
         now = datetime.now(UTC)
         common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
@@ -249,11 +261,11 @@ class Daemon:
                           id="retention", next_run_time=now + timedelta(minutes=1), **common)
         self.scheduler = scheduler
         watcher = None
-        if self.config.mailbox.idle:
+        if self.parts.idle:
             watcher = threading.Thread(target=self._watch_idle, name="imap-idle", daemon=True)
         self._install_signal_handlers()
         log.info("daemon_started", poll_interval_seconds=poll_every, idle=bool(watcher),
-                 executor=self.config.get(ExecutorSettings).kind)
+                 executor=self.parts.executor_kind)
         self._start_metrics_server()
         scheduler.start()
         if watcher is not None:
@@ -283,14 +295,14 @@ class Daemon:
     def _watch_idle(self) -> None:
         """Wake the poll job when IDLE reports new mail; reconnect with capped backoff."""
         failures = 0
-        watcher: Mailbox = bootstrap.build_mailbox(self.config)
+        watcher: Mailbox = self.parts.open_mailbox()
         while not self.stop.is_set():
             try:
                 if not watcher.connected:
                     watcher.connect()
                     watcher.select_inbox()
                 changed = watcher.wait_for_change(
-                    self.config.mailbox.poll_interval_seconds, stop=self.stop
+                    self.parts.poll_interval_seconds, stop=self.stop
                 )
                 failures = 0
                 if changed and self.scheduler is not None and not self.stop.is_set():
