@@ -21,7 +21,7 @@ DOC_ROW_RE = re.compile(r"^\|\s*`(\w+)`\s*\|")
 PLANNED_HEADING = "## Planned"
 # Event names computed at run time, by the expression logged: the inbox logs why a complete
 # request is held for a person under the hold's reason code (service/limits.hold_reason).
-DYNAMIC: dict[str, set[str]] = {"hold.reason.value": {"rate_limited", "staff_account"}}
+DYNAMIC: dict[str, set[str]] = {"hold.reason": {"rate_limited", "staff_account"}}
 
 
 Names = dict[str, list[ast.expr]]

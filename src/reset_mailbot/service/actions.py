@@ -25,6 +25,7 @@ from reset_mailbot.adapters.db.repository import (
 )
 from reset_mailbot.adapters.db.schema import Request, utcnow
 from reset_mailbot.adapters.executors.base import ExecutionJob, ExecutionResult, Executor
+from reset_mailbot.domain.lifecycle import Next, route_approved
 from reset_mailbot.domain.reply_templates import ReplyTemplates
 from reset_mailbot.domain.request_state import RequestState
 from reset_mailbot.logs import get_logger
@@ -117,7 +118,7 @@ def approve(
             )
         held_for = request.result_code  # rate_limited / staff_account, or None
         uow.approve(request, by=actor, now=now)
-        if executor is None:
+        if route_approved(has_executor=executor is not None) is Next.AWAIT_MANUAL_RESET:
             uow.transition(request, RequestState.AWAITING_MANUAL_RESET, actor=actor, now=now)
         else:
             uow.create_execution(request, now=now)

@@ -36,6 +36,7 @@ from reset_mailbot.domain.backoff import Backoff
 from reset_mailbot.domain.context import Facts, Standing, decide_in_context
 from reset_mailbot.domain.decision import DecisionContext, decide_parsed
 from reset_mailbot.domain.language import message_language
+from reset_mailbot.domain.lifecycle import Next, route_complete
 from reset_mailbot.domain.message import ParsedMessage, parse_message
 from reset_mailbot.domain.models import Decision
 from reset_mailbot.domain.reasons import Outcome, ReasonCode
@@ -437,17 +438,22 @@ class InboxProcessor:
         # complete: the two-working-day clock starts, then the gate or the executor
         if request.deadline_at is None:
             request.deadline_at = self._deadline(request.completed_at or now)
-        hold = hold_reason(uow, request, self.limits, now)
-        if hold is not None:  # never automatic: a person approves, even with the gate off
-            request.result_code, request.result_detail = hold.reason.value, hold.detail
+        route = route_complete(
+            hold=hold_reason(uow, request, self.limits, now),
+            require_approval=self.policy.require_approval,
+            executor_kind=self.policy.executor_kind,
+        )
+        hold = route.hold
+        if hold is not None:
+            request.result_code, request.result_detail = hold.reason, hold.detail
             uow.transition(request, RequestState.AWAITING_APPROVAL, now=now,
-                           data={"reason": hold.reason.value, "detail": hold.detail, **hold.data})
-            log.warning(hold.reason.value, request_id=request.id, detail=hold.detail,
+                           data={"reason": hold.reason, "detail": hold.detail, **hold.data})
+            log.warning(hold.reason, request_id=request.id, detail=hold.detail,
                         municipality=request.municipality, account_email=request.account_email,
                         **hold.data)
-        elif self.policy.require_approval:
+        elif route.next is Next.AWAIT_APPROVAL:
             uow.transition(request, RequestState.AWAITING_APPROVAL, now=now)
-        elif self.policy.executor_kind == "manual":
+        elif route.next is Next.AWAIT_MANUAL_RESET:
             uow.transition(request, RequestState.AWAITING_MANUAL_RESET, now=now)
         else:
             uow.create_execution(request, now=now)

@@ -20,10 +20,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from reset_mailbot.adapters.db.repository import UnitOfWork
 from reset_mailbot.adapters.db.schema import Request
+from reset_mailbot.domain.lifecycle import Hold
 from reset_mailbot.domain.reasons import ReasonCode
 
 DAY = timedelta(days=1)
@@ -46,15 +46,6 @@ class ResetLimits:
         )
 
 
-@dataclass(frozen=True)
-class Hold:
-    """Why a complete request waits for approval instead of being executed."""
-
-    reason: ReasonCode
-    detail: str
-    data: dict[str, Any]
-
-
 def staff_domain_of(account_email: str | None, domains: frozenset[str]) -> str | None:
     """The staff domain the account is on (the domain itself or a subdomain), else None."""
     if not account_email or "@" not in account_email:
@@ -69,11 +60,12 @@ def staff_domain_of(account_email: str | None, domains: frozenset[str]) -> str |
 def hold_reason(
     uow: UnitOfWork, request: Request, limits: ResetLimits, now: datetime
 ) -> Hold | None:
-    """The first brake that applies to `request` (staff account before the counts), or None."""
+    """The first brake that applies to `request` (staff account before the counts), or None;
+    domain/lifecycle.route_complete sends a held request to a person."""
     staff = staff_domain_of(request.account_email, limits.staff_domains)
     if staff is not None:
         return Hold(
-            ReasonCode.STAFF_ACCOUNT,
+            ReasonCode.STAFF_ACCOUNT.value,
             f"account {request.account_email} is on staff domain {staff}: never reset "
             "automatically",
             {"staff_domain": staff},
@@ -85,7 +77,7 @@ def hold_reason(
         )
         if count >= limits.per_municipality_per_day:
             return Hold(
-                ReasonCode.RATE_LIMITED,
+                ReasonCode.RATE_LIMITED.value,
                 f"{count} resets for {request.municipality} in the last 24 hours "
                 f"(max_resets_per_municipality_per_day = {limits.per_municipality_per_day})",
                 {"limit": "max_resets_per_municipality_per_day", "count": count,
@@ -98,7 +90,7 @@ def hold_reason(
         )
         if count >= limits.per_account_per_30_days:
             return Hold(
-                ReasonCode.RATE_LIMITED,
+                ReasonCode.RATE_LIMITED.value,
                 f"{count} resets of {request.account_email} in the last 30 days "
                 f"(max_resets_per_account_per_30_days = {limits.per_account_per_30_days})",
                 {"limit": "max_resets_per_account_per_30_days", "count": count,

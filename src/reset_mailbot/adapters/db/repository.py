@@ -63,9 +63,10 @@ from reset_mailbot.adapters.db.schema import (
     ThreadId,
     utcnow,
 )
-from reset_mailbot.adapters.executors.base import ExecutionJob, ExecutionResult, ExecutionStatus
+from reset_mailbot.adapters.executors.base import ExecutionJob, ExecutionResult
 from reset_mailbot.domain.backoff import Backoff
 from reset_mailbot.domain.context import EarlierMessage, Facts, ThreadRequest
+from reset_mailbot.domain.lifecycle import after_execution
 from reset_mailbot.domain.models import Decision, ResetRequest
 from reset_mailbot.domain.reasons import Outcome
 from reset_mailbot.domain.request_state import (
@@ -1099,30 +1100,21 @@ class UnitOfWork:
         execution.claimed_at = None
         request.result_code = result.code
         request.result_detail = result.detail
-        if result.status == ExecutionStatus.RETRY:
-            execution.state = ExecutionState.RETRY
+        step = after_execution(result.status)  # domain/lifecycle.py decides, we apply
+        execution.state = step.execution_state
+        if step.retry:
             execution.next_attempt_at = now + self._store.execution_backoff.delay(
                 execution.attempts
             )
-            self.audit("execution_retry", request=request, now=now,
+            self.audit(step.event, request=request, now=now,
                        data={**data, "next_attempt_at": _iso(execution.next_attempt_at)})
-            self.transition(request, RequestState.COMPLETE, now=now,
+            self.transition(request, step.request_state, now=now,
                             data={"retry_at": _iso(execution.next_attempt_at)})
             return execution
         execution.next_attempt_at = None
         execution.finished_at = now
-        if result.status == ExecutionStatus.SUCCEEDED:
-            execution.state = ExecutionState.SUCCEEDED
-            self.audit("execution_succeeded", request=request, now=now, data=data)
-            self.transition(request, RequestState.EXECUTED, now=now)
-        elif result.status == ExecutionStatus.PENDING_HUMAN:
-            execution.state = ExecutionState.PENDING_HUMAN
-            self.audit("execution_pending_human", request=request, now=now, data=data)
-            self.transition(request, RequestState.AWAITING_MANUAL_RESET, now=now)
-        else:
-            execution.state = ExecutionState.FAILED
-            self.audit("execution_failed", request=request, now=now, data=data)
-            self.transition(request, RequestState.EXECUTION_FAILED, now=now)
+        self.audit(step.event, request=request, now=now, data=data)
+        self.transition(request, step.request_state, now=now)
         return execution
 
     # ------------------------------------------------------------------ mailbox

@@ -9,10 +9,13 @@ so support can see what an approval would do before giving it.
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
+
+from reset_mailbot.domain.lifecycle import ExecutionStatus
+
+__all__ = ["ExecutionJob", "ExecutionResult", "ExecutionStatus", "Executor"]
 
 
 class ExecutionJob(BaseModel):
@@ -32,13 +35,6 @@ class ExecutionJob(BaseModel):
     # source.received_at); optional so executors that do not need them are unaffected.
     requested_by_name: str | None = None
     received_at: datetime | None = None  # of the request's latest message
-
-
-class ExecutionStatus(StrEnum):
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"  # permanent: retrying will not help (account not found, ...)
-    RETRY = "retry"  # temporary: connection error, timeout, 5xx, lock timeout
-    PENDING_HUMAN = "pending_human"  # manual executor: a person must act
 
 
 class ExecutionResult(BaseModel):
