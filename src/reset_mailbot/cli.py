@@ -20,7 +20,7 @@ import typer
 
 from reset_mailbot import bootstrap
 from reset_mailbot.adapters.db.migrate import SchemaOutdated
-from reset_mailbot.cli_groups import messages_app, requests_app
+from reset_mailbot.cli_groups import ConfigOption, messages_app, requests_app
 from reset_mailbot.config import Config, ConfigError, LogSettings, load_config
 from reset_mailbot.domain.context import as_duplicate, decide_in_context
 from reset_mailbot.domain.decision import decide
@@ -42,12 +42,6 @@ app.add_typer(db_app, name="db")
 app.add_typer(requests_app, name="requests")
 app.add_typer(messages_app, name="messages")
 
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config", "-c", help="TOML file (default: $RESET_MAILBOT_CONFIG, ./reset-mailbot.toml)"
-    ),
-]
 
 F = TypeVar("F", bound=Callable[..., Any])
 

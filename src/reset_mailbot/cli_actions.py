@@ -19,7 +19,7 @@ from reset_mailbot import bootstrap
 from reset_mailbot.adapters.db.migrate import SchemaOutdated, ensure_schema
 from reset_mailbot.adapters.db.repository import Store
 from reset_mailbot.adapters.executors.base import ExecutionStatus, Executor
-from reset_mailbot.cli_groups import requests_app
+from reset_mailbot.cli_groups import ConfigOption, requests_app
 from reset_mailbot.config import (
     Config,
     ConfigError,
@@ -32,12 +32,6 @@ from reset_mailbot.logs import configure_logging
 from reset_mailbot.service import actions
 from reset_mailbot.service.actions import ActionOutcome, ActionRefused
 
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config", "-c", help="TOML file (default: $RESET_MAILBOT_CONFIG, ./reset-mailbot.toml)"
-    ),
-]
 RequestId = Annotated[str, typer.Argument(help="Request id, e.g. R-7KQ2M4XA")]
 By = Annotated[str, typer.Option("--by", help="Your name: recorded in the audit log")]
 

@@ -22,6 +22,7 @@ from typing import Annotated
 import typer
 
 from reset_mailbot import bootstrap
+from reset_mailbot.cli_groups import ConfigOption
 from reset_mailbot.config import (
     SECTIONS,
     Config,
@@ -37,12 +38,6 @@ from reset_mailbot.logs import configure_logging
 #: Top-level commands of this module (`doctor`); cli.py adds them to the main app.
 top_level = typer.Typer()
 
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config", "-c", help="TOML file (default: $RESET_MAILBOT_CONFIG, ./reset-mailbot.toml)"
-    ),
-]
 DKIM_SELECTORS = ("selector1", "selector2")  # Microsoft 365's, the most common at municipalities
 
 

@@ -39,7 +39,7 @@ from rich.table import Table
 from reset_mailbot import bootstrap
 from reset_mailbot.adapters.db.engine import DatabaseError
 from reset_mailbot.adapters.db.migrate import SchemaOutdated, ensure_schema
-from reset_mailbot.cli_groups import messages_app, requests_app
+from reset_mailbot.cli_groups import ConfigOption, messages_app, requests_app
 from reset_mailbot.config import (
     Config,
     ConfigError,
@@ -67,12 +67,6 @@ if TYPE_CHECKING:
 #: Top-level commands of this module (`stats`, `purge`); cli.py adds them to the main app.
 top_level = typer.Typer()
 
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config", "-c", help="TOML file (default: $RESET_MAILBOT_CONFIG, ./reset-mailbot.toml)"
-    ),
-]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON (stable keys)")]
 SinceOption = Annotated[
     str | None,

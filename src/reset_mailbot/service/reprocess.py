@@ -41,11 +41,11 @@ from datetime import datetime
 from typing import Any
 
 from reset_mailbot.adapters.db import queries
-from reset_mailbot.adapters.db.repository import Store, UnitOfWork
+from reset_mailbot.adapters.db.repository import Store, UnitOfWork, request_items
 from reset_mailbot.adapters.db.schema import Message, Request
 from reset_mailbot.domain.decision import decide_parsed
 from reset_mailbot.domain.message import ParsedMessage, parse_message
-from reset_mailbot.domain.models import Decision, ResetRequest
+from reset_mailbot.domain.models import Decision
 from reset_mailbot.domain.reasons import Outcome
 from reset_mailbot.domain.request_state import RequestState, merge_items
 from reset_mailbot.logs import get_logger
@@ -118,17 +118,6 @@ def refusal(message: Message) -> str | None:
                     f"{message.raw_purged_at:%Y-%m-%d}; it cannot be decided again")
         return f"message {message.id}: its raw bytes were never stored (e.g. oversize)"
     return None
-
-
-def _items_of(request: Request) -> ResetRequest:
-    return ResetRequest.model_validate({
-        "account_email": request.account_email,
-        "identity_verified": request.identity_verified,
-        "reset_instructed": request.reset_instructed,
-        "case_reference": request.case_reference,
-        "evidence": request.evidence or [],
-        "missing_details": request.missing_details or {},
-    })
 
 
 def _handled_elsewhere(uow: UnitOfWork, message: Message, decision: Decision) -> Request | None:
@@ -245,7 +234,7 @@ def _merge_into_own_request(
     sender = (decision.sender.address or "").strip().lower()
     if sender != request.sender:
         return False
-    if merge_items(_items_of(request), decision.request).missing:
+    if merge_items(request_items(request), decision.request).missing:
         uow.merge_into_request(request, decision, message, now=now)  # no second reply
         return False
     if not message.message_id:

@@ -222,7 +222,8 @@ def default_idempotency_key(request_id: str) -> str:
     return f"reset-mailbot:{request_id}"
 
 
-def _request_items(request: Request) -> ResetRequest:
+def request_items(request: Request) -> ResetRequest:
+    """The items a stored request holds, as the domain's ResetRequest (for merging)."""
     return ResetRequest.model_validate(
         {
             "account_email": request.account_email,
@@ -790,7 +791,7 @@ class UnitOfWork:
         if RequestState(request.state) not in MERGEABLE_STATES:
             raise InvalidTransition(request.state, "(merge)")
         before = _items_snapshot(request)
-        merged = merge_items(_request_items(request), decision.request)
+        merged = merge_items(request_items(request), decision.request)
         _apply_items(request, merged)
         request.updated_at = now
         message.request = request
