@@ -230,6 +230,7 @@ class SlaSettings(_Section):
     timezone: str = "Europe/Amsterdam"
     warn_hours: float = Field(8.0, ge=0)
     notify_address: str | None = None
+    notice_language: Literal["nl", "en"] = "en"  # of the internal notice to notify_address
 
 
 class MetricsSettings(_Section):

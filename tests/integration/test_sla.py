@@ -9,6 +9,7 @@ once after the deadline, and queue exactly one notice per event to the notify ad
 from __future__ import annotations
 
 import email
+import functools
 import threading
 import zlib
 from datetime import UTC, datetime
@@ -24,14 +25,17 @@ from reset_mailbot.domain.models import Decision, Evidence, ResetRequest, Sender
 from reset_mailbot.domain.reasons import Item, Outcome
 from reset_mailbot.domain.request_state import RequestState
 from reset_mailbot.domain.working_days import deadline
+from reset_mailbot.rules_loader import packaged_templates
 from reset_mailbot.service.delivery import OutboxWorker
-from reset_mailbot.service.sla import check_sla
+from reset_mailbot.service.sla import check_sla as service_check_sla
 
 COMPLETED = T0 = datetime(2026, 4, 24, 8, 0, tzinfo=UTC)  # Friday 10:00 in Amsterdam
 DUE = datetime(2026, 4, 29, 22, 0, tzinfo=UTC)  # end of Wednesday 29 April, Amsterdam time
 NOTIFY = "sla-alerts@forus.test"
 SUPPORT = "support@forus.test"
 SETTINGS = SlaSettings(notify_address=NOTIFY, warn_hours=8)
+TEMPLATES = packaged_templates()
+check_sla = functools.partial(service_check_sla, templates=TEMPLATES)
 
 
 
@@ -169,11 +173,27 @@ def test_the_notice_goes_out_through_the_outbox(store: Store, smtp_sink: Any) ->
     assert mail["Subject"] == f"[reset-mailbot] SLA breach: {rid} ('s-Hertogenbosch)"
     assert mail["X-Reset-Mailbot"] == "sla_notice"
     assert mail["Auto-Submitted"] == "auto-generated"
-    body = mail.get_payload(decode=True).decode()
+    text, html = (part.get_payload(decode=True).decode() for part in mail.get_payload())
+    assert f"<td>{rid}</td>" in html  # the HTML part says the same (sla_notice.en.html.j2)
+    body = text
     assert f"Request:      {rid}" in body
     assert "Municipality: 's-Hertogenbosch" in body
     assert "Deadline:     2026-04-30 00:00 CEST (2026-04-29 22:00 UTC)" in body
     assert "State:        complete" in body
     assert "8.0 hours overdue" in body
     assert "resident@example.org" not in body  # no personal data in an internal notice
+    assert "resident@example.org" not in html
     assert worker.run_due() == 0
+
+
+def test_the_notice_speaks_the_configured_language(store: Store, smtp_sink: Any) -> None:
+    """The wording is data (rules/templates/sla_notice.*.j2), in `[sla] notice_language`."""
+    rid = add_request(store, "<mail@utrecht.nl>")
+    dutch = SlaSettings(notify_address=NOTIFY, warn_hours=8, notice_language="nl")
+    check_sla(store, dutch, datetime(2026, 4, 30, 6, 0, tzinfo=UTC), from_address=SUPPORT)
+    sender = SmtpSender("127.0.0.1", smtp_sink.port, "none", from_address=SUPPORT)
+    assert OutboxWorker(store, sender, SUPPORT, clock=lambda: datetime.now(UTC)).run_due() == 1
+    [(_meta, raw)] = smtp_sink.messages()
+    text = email.message_from_bytes(raw).get_payload()[0].get_payload(decode=True).decode()
+    assert f"Resetverzoek {rid} is over de termijn" in text
+    assert "8.0 uur over de termijn" in text

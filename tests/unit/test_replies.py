@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import email
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.policy import default
 
@@ -13,6 +13,7 @@ import pytest
 from reset_mailbot.domain.models import Decision, ResetRequest, SenderInfo
 from reset_mailbot.domain.reasons import Item, MissingDetail, Outcome, ReasonCode
 from reset_mailbot.domain.replies import (
+    REPLY_KINDS,
     ReplyData,
     ReplyError,
     ReplyKind,
@@ -90,7 +91,7 @@ def _raw_header_lines(raw: bytes, name: str) -> str:
     return match.group(1)
 
 
-@pytest.mark.parametrize("kind", list(ReplyKind))
+@pytest.mark.parametrize("kind", REPLY_KINDS)
 def test_every_kind_has_the_auto_reply_headers_and_threading(kind: ReplyKind) -> None:
     data = _data(
         missing=(Item.IDENTITY_VERIFIED,), failure_code="account_not_found", denial_reason="x"
@@ -387,7 +388,7 @@ def _facts(kind: ReplyKind, language: str) -> list[str]:
 
 
 @pytest.mark.parametrize("language", ["nl", "en"])
-@pytest.mark.parametrize("kind", list(ReplyKind))
+@pytest.mark.parametrize("kind", REPLY_KINDS)
 def test_every_kind_in_both_languages_has_both_parts_with_the_facts(
     kind: ReplyKind, language: str
 ) -> None:
@@ -457,7 +458,7 @@ def test_the_fill_in_block_of_a_reply_is_read_back_by_the_extraction() -> None:
     assert not request.missing
 
 
-@pytest.mark.parametrize("kind", list(ReplyKind))
+@pytest.mark.parametrize("kind", REPLY_KINDS)
 @pytest.mark.parametrize("language", ["nl", "en"])
 def test_rendered_subject_and_text_are_what_a_client_reads(kind: ReplyKind, language: str) -> None:
     """The outbox stores subject and text from render_reply instead of parsing the bytes."""
@@ -519,3 +520,21 @@ def test_incomplete_reply_names_the_word_that_stopped_a_confirmation(
     body = _body(_parse(_build("incomplete", data, language=language)))
     line = next(line for line in _missing_block(body) if phrase in line)
     assert '"hopelijk"' in line
+
+
+def test_an_sla_notice_is_a_new_internal_message_not_a_reply() -> None:
+    """Worded by sla_notice.*.j2; no thread headers, auto-generated, never via render_reply."""
+    from reset_mailbot.domain.replies import SlaFacts, render_notice
+
+    data = ReplyData(recipient="alerts@forus.io", municipality="Utrecht", request_id="R-ABCD2345",
+                     sla=SlaFacts("R-ABCD2345", True, NOW - timedelta(hours=8), "complete", 2))
+    notice = render_notice(data, from_address=SUPPORT, now=NOW, message_id=OWN_ID,
+                           language="en", templates=TEMPLATES)
+    mail = email.message_from_bytes(notice.rfc822, policy=default)
+    assert mail["Subject"] == "[reset-mailbot] SLA breach: R-ABCD2345 (Utrecht)"
+    assert mail["Auto-Submitted"] == "auto-generated"
+    assert mail["In-Reply-To"] is None and mail["References"] is None
+    assert "8.0 hours overdue" in notice.text
+    with pytest.raises(ReplyError, match="not a reply"):
+        render_reply(ReplyKind.SLA_NOTICE, data, support_address=SUPPORT, now=NOW,
+                     reply_message_id=OWN_ID, templates=TEMPLATES)

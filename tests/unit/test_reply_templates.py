@@ -56,7 +56,7 @@ def test_packaged_templates_cover_every_kind_language_and_part() -> None:
         for language in ("nl", "en"):
             for part in ("txt", "html"):
                 assert f"{kind.value}.{language}.{part}.j2" in templates.names
-    assert templates.summary()[0].startswith("reply templates: 6 kinds x 2 languages")
+    assert templates.summary()[0].startswith("reply templates: 7 kinds x 2 languages")
     rules = load_rules()
     assert rules.templates is not None and rules.templates.names == templates.names
 

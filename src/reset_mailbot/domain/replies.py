@@ -30,7 +30,7 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.charset import QP, Charset
 from email.generator import BytesGenerator
 from email.header import Header
@@ -77,10 +77,25 @@ class ReplyKind(StrEnum):
     SENDER_NOT_REGISTERED = "sender_not_registered"
     FAILED = "failed"
     DENIED = "denied"
+    SLA_NOTICE = "sla_notice"  # internal, to Forus support: not a reply (see render_notice)
 
+
+#: the kinds that answer a municipality (render_reply); SLA_NOTICE is internal (render_notice)
+REPLY_KINDS = tuple(k for k in ReplyKind if k is not ReplyKind.SLA_NOTICE)
 
 #: Reasons that void a whole message; the incomplete reply explains each in a paragraph.
 NOTICE_REASONS = frozenset({ReasonCode.BODY_NOT_SIGNED, ReasonCode.REQUEST_TOO_OLD})
+
+
+@dataclass(frozen=True)
+class SlaFacts:
+    """What an SLA notice says about one request (kind "sla_notice")."""
+
+    request_id: str
+    breach: bool  # past the deadline (else: close to it)
+    deadline: datetime
+    state: str
+    working_days: int
 
 
 class ReplyError(ValueError):
@@ -114,6 +129,7 @@ class ReplyData:
     # Microsoft 365 signs, so a reply to our reply finds its request even where In-Reply-To
     # and References are not signed (and therefore not trusted; issue #11)
     request_id: str | None = None
+    sla: SlaFacts | None = None  # for kind "sla_notice"
 
     @classmethod
     def from_decision(cls, decision: Decision, **overrides: object) -> ReplyData:
@@ -214,6 +230,17 @@ class RenderedReply:
     text: str
 
 
+def _check_envelope(now: datetime, message_id: str, recipient: str) -> None:
+    """What every message we build needs: an aware time, our own Message-ID, one recipient
+    (no header injection through any of them)."""
+    if now.tzinfo is None:
+        raise ReplyError("now must be timezone-aware")
+    if not _MSGID_RE.match(message_id):
+        raise ReplyError(f"not a usable Message-ID: {message_id!r}")
+    if not recipient or any(c in recipient for c in "\r\n"):
+        raise ReplyError("no usable recipient")
+
+
 def render_reply(
     kind: ReplyKind | str,
     data: ReplyData | Decision,
@@ -235,14 +262,11 @@ def render_reply(
     kind = ReplyKind(kind)
     if isinstance(data, Decision):
         data = ReplyData.from_decision(data)
-    if now.tzinfo is None:
-        raise ReplyError("now must be timezone-aware")
-    if not _MSGID_RE.match(reply_message_id):
-        raise ReplyError(f"not a usable Message-ID: {reply_message_id!r}")
-    if not data.recipient or any(c in data.recipient for c in "\r\n"):
-        raise ReplyError("no usable recipient")
+    _check_envelope(now, reply_message_id, data.recipient)
     if kind is ReplyKind.INCOMPLETE and not data.missing:
         raise ReplyError("an incomplete reply must name at least one missing item")
+    if kind is ReplyKind.SLA_NOTICE:
+        raise ReplyError("an SLA notice is not a reply: use render_notice")
     if language not in templates.languages:
         language = DEFAULT_LANGUAGE
     context = template_context(kind, data, now.astimezone(ZoneInfo(timezone)), language)
@@ -339,7 +363,64 @@ def template_context(
         "denied_by": data.denied_by,
         "executed_on": f"{when.day} {months[when.month - 1]} {when.year}",
         "executed_time": f"{when:%H:%M}",
+        "sla": _sla_context(data.sla, now) if data.sla is not None else None,
     }
+
+
+def _sla_context(sla: SlaFacts, now: datetime) -> dict[str, Any]:
+    hours = (now - sla.deadline).total_seconds() / 3600
+    local = sla.deadline.astimezone(now.tzinfo)
+    return {
+        "request_id": sla.request_id,
+        "breach": sla.breach,
+        "deadline_local": f"{local:%Y-%m-%d %H:%M %Z}",
+        "deadline_utc": f"{sla.deadline.astimezone(UTC):%Y-%m-%d %H:%M}",
+        "state": sla.state,
+        "working_days": sla.working_days,
+        "overdue": hours >= 0,
+        "hours": f"{abs(hours):.1f}",
+    }
+
+
+def render_notice(
+    data: ReplyData,
+    *,
+    from_address: str,
+    now: datetime,
+    message_id: str,
+    language: Language | str = "en",
+    timezone: str = "Europe/Amsterdam",
+    templates: ReplyTemplates,
+) -> RenderedReply:
+    """The internal SLA notice to Forus support (`data.recipient` is `[sla] notify_address`):
+    a new message, not a reply, so no thread headers and Auto-Submitted: auto-generated. The
+    wording is rules/templates/sla_notice.*.j2, like every reply's."""
+    sla = data.sla
+    if sla is None:
+        raise ReplyError("an SLA notice needs its SlaFacts")
+    _check_envelope(now, message_id, data.recipient)
+    if language not in templates.languages:
+        language = DEFAULT_LANGUAGE
+    kind = ReplyKind.SLA_NOTICE
+    context = template_context(kind, data, now.astimezone(ZoneInfo(timezone)), language)
+    text = _tidy_text(templates.render(kind.value, language, "txt", context))
+    html = templates.render(kind.value, language, "html", context).strip() + "\n"
+    label = "SLA breach" if sla.breach else "SLA warning"
+    subject = f"[reset-mailbot] {label}: {sla.request_id} ({data.municipality or '-'})"
+    generated = _mime(
+        text, html,
+        headers=[
+            ("From", from_address),
+            ("To", data.recipient),
+            ("Subject", _header_value(subject)),
+            ("Date", format_datetime(now)),
+            ("Auto-Submitted", "auto-generated"),
+            ("X-Reset-Mailbot", kind.value),
+        ],
+        boundary="=_rmb_" + hashlib.sha256(message_id.encode("ascii")).hexdigest()[:32],
+    )
+    head = f"Message-ID: {message_id}\r\n".encode("ascii")
+    return RenderedReply(rfc822=head + generated, subject=subject, text=text)
 
 
 def _tidy_text(text: str) -> str:
@@ -390,10 +471,16 @@ def check_templates(templates: ReplyTemplates) -> None:
         *(
             (kind, _replace(base, account_email=None, case_reference=None, municipality=None,
                             failure_reason=None, approved_by=None, denied_by=None))
-            for kind in ReplyKind
+            for kind in REPLY_KINDS
             if kind is not ReplyKind.INCOMPLETE
         ),
-        *((kind, base) for kind in ReplyKind if kind is not ReplyKind.INCOMPLETE),
+        *((kind, base) for kind in REPLY_KINDS if kind is not ReplyKind.INCOMPLETE),
+        *(
+            (ReplyKind.SLA_NOTICE, _replace(base, municipality=municipality, sla=SlaFacts(
+                "R-ABCD2345", breach, now + timedelta(hours=hours), "complete", 2)))
+            for breach, hours in ((True, -8), (False, 6))
+            for municipality in ("Utrecht", None)
+        ),
     ]
     for language in templates.languages:
         for kind, data in samples:

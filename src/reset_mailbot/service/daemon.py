@@ -183,6 +183,7 @@ class Daemon:
         """Flag requests near or past their deadline (once each); wake the outbox for notices."""
         try:
             report = check_sla(self.store, self.parts.sla, datetime.now(UTC),
+                               templates=self.parts.context.rules.templates,
                                from_address=self.parts.policy.support_address)
         except Exception as exc:  # the database went away: the next run tries again
             log.error("job_failed", job="sla", error=f"{type(exc).__name__}: {exc}"[:300])

@@ -3,8 +3,9 @@
 Deadlines are set when a request becomes complete (`service.inbox`, `domain.working_days`). This
 job finds open requests whose deadline is near (within `[sla] warn_hours`) or past, and for each
 one, exactly once per kind: sets `sla_warned_at` / `sla_breached_at`, writes an audit row, logs
-`sla_warning` / `sla_breach`, and queues a short plain-text notice to `[sla] notify_address`
-(Forus support, never the municipality) through the outbox, so it is retried like any reply.
+`sla_warning` / `sla_breach`, and queues a short notice to `[sla] notify_address` (Forus
+support, never the municipality; worded by rules/templates/sla_notice.*.j2 in
+`[sla] notice_language`) through the outbox, so it is retried like any reply.
 
 "Once" holds with several daemons too: the marker column is set by a conditional UPDATE
 (`... WHERE sla_breached_at IS NULL`) and only the transaction that changed the row goes on.
@@ -13,16 +14,22 @@ A request first seen already past its deadline (the daemon was down) gets only t
 
 from __future__ import annotations
 
-import email.utils
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
-from zoneinfo import ZoneInfo
+from datetime import datetime, timedelta
 
 from reset_mailbot.adapters.db import queries
-from reset_mailbot.adapters.db.repository import ReplyKind, Store
+from reset_mailbot.adapters.db.repository import Store
 from reset_mailbot.adapters.db.schema import Request
 from reset_mailbot.config import SlaSettings
+from reset_mailbot.domain.replies import (
+    RenderedReply,
+    ReplyData,
+    ReplyKind,
+    SlaFacts,
+    make_message_id,
+    render_notice,
+)
+from reset_mailbot.domain.reply_templates import ReplyTemplates
 from reset_mailbot.logs import get_logger
 
 log = get_logger("reset_mailbot.sla")
@@ -43,40 +50,25 @@ class SlaReport:
 
 def notice_message(
     request: Request, kind: str, *, from_address: str, to_address: str, now: datetime,
-    timezone: str,
-) -> EmailMessage:
-    """The internal notice for Forus support: plain text, no personal data beyond the id."""
-    deadline = request.deadline_at or now
-    local = deadline.astimezone(ZoneInfo(timezone))
-    what = "past its deadline" if kind == BREACH else "close to its deadline"
-    label = "SLA breach" if kind == BREACH else "SLA warning"
-    hours = (now - deadline).total_seconds() / 3600
-    timing = f"{hours:.1f} hours overdue" if hours >= 0 else f"due in {-hours:.1f} hours"
-    body = (
-        f"Reset request {request.id} is {what} (two working days promise).\n\n"
-        f"Request:      {request.id}\n"
-        f"Municipality: {request.municipality or '-'}\n"
-        f"Deadline:     {local:%Y-%m-%d %H:%M %Z} ({deadline:%Y-%m-%d %H:%M} UTC)\n"
-        f"State:        {request.state}\n"
-        f"Status:       {timing}\n\n"
-        f"See the whole story with: reset-mailbot requests show {request.id}\n"
+    message_id: str, settings: SlaSettings, templates: ReplyTemplates,
+) -> RenderedReply:
+    """The internal notice for Forus support, worded by rules/templates/sla_notice.*.j2 in
+    `[sla] notice_language`: no personal data beyond the request id."""
+    data = ReplyData(
+        recipient=to_address, municipality=request.municipality, request_id=request.id,
+        sla=SlaFacts(request_id=request.id, breach=kind == BREACH,
+                     deadline=request.deadline_at or now, state=request.state,
+                     working_days=settings.working_days),
     )
-    message = EmailMessage()
-    message["From"] = from_address
-    message["To"] = to_address
-    message["Subject"] = f"[reset-mailbot] {label}: {request.id} ({request.municipality or '-'})"
-    message["Date"] = email.utils.format_datetime(now.astimezone(UTC))
-    domain = from_address.rpartition("@")[2] or "localhost"
-    message["Message-ID"] = email.utils.make_msgid("rmb-sla", domain=domain)
-    message["Auto-Submitted"] = "auto-generated"
-    message["X-Reset-Mailbot"] = ReplyKind.SLA_NOTICE
-    message.set_content(body)
-    return message
+    return render_notice(
+        data, from_address=from_address, now=now, message_id=message_id,
+        language=settings.notice_language, timezone=settings.timezone, templates=templates,
+    )
 
 
 def _flag(
     store: Store, request_id: str, kind: str, settings: SlaSettings, now: datetime,
-    from_address: str,
+    from_address: str, templates: ReplyTemplates,
 ) -> bool:
     """Mark, audit, log and notify for one request in one transaction; False if already done."""
     with store.unit_of_work() as uow:
@@ -89,15 +81,15 @@ def _flag(
                 "municipality": request.municipality, "working_days": settings.working_days}
         outbox_id: int | None = None
         if settings.notify_address:
-            message = notice_message(
+            message_id = make_message_id(from_address.rpartition("@")[2] or "localhost")
+            notice = notice_message(
                 request, kind, from_address=from_address, to_address=settings.notify_address,
-                now=now, timezone=settings.timezone,
+                now=now, message_id=message_id, settings=settings, templates=templates,
             )
             item = uow.queue_reply(
                 kind=ReplyKind.SLA_NOTICE, to_address=settings.notify_address,
-                subject=str(message["Subject"]), body=message.get_content(),
-                rfc822=message.as_bytes(), reply_message_id=str(message["Message-ID"]),
-                request=request, now=now,
+                subject=notice.subject, body=notice.text, rfc822=notice.rfc822,
+                reply_message_id=message_id, request=request, now=now,
             )
             outbox_id = item.id
         uow.audit(kind, request=request, now=now, data={**data, "notice_outbox_id": outbox_id})
@@ -110,7 +102,8 @@ def _flag(
 
 
 def check_sla(
-    store: Store, settings: SlaSettings, now: datetime, *, from_address: str | None = None
+    store: Store, settings: SlaSettings, now: datetime, *, templates: ReplyTemplates,
+    from_address: str | None = None,
 ) -> SlaReport:
     """Warn about and flag breaches of open requests' deadlines; each at most once per request.
 
@@ -125,10 +118,11 @@ def check_sla(
     for request_id, deadline in candidates:
         report.checked += 1
         if deadline <= now:
-            if _flag(store, request_id, BREACH, settings, now, sender):
+            if _flag(store, request_id, BREACH, settings, now, sender, templates):
                 report.breached.append(request_id)
                 report.notices += bool(settings.notify_address)
-        elif settings.warn_hours > 0 and _flag(store, request_id, WARNING, settings, now, sender):
+        elif settings.warn_hours > 0 and _flag(store, request_id, WARNING, settings, now, sender,
+                                                   templates):
             report.warned.append(request_id)
             report.notices += bool(settings.notify_address)
     return report

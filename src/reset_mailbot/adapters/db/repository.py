@@ -98,15 +98,6 @@ class ExecutionState:
     PENDING_HUMAN = "pending_human"  # handed to a person (manual executor)
 
 
-class ReplyKind:
-    CONFIRMATION = "confirmation"
-    INCOMPLETE = "incomplete"
-    REJECTED_GROUP = "rejected_group"
-    FAILED = "failed"
-    DENIED = "denied"
-    SLA_NOTICE = "sla_notice"
-
-
 class DuplicateMessage(Exception):
     """The message key was already decided: the policy's [duplicate].
 
