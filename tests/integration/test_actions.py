@@ -1,7 +1,7 @@
 """Issue #5 in the service layer, on real databases: the limits and staff-account brakes, the
 four-eyes gate (approve/deny), the manual executor (done/failed) and dry runs.
 
-Requests are made complete by the inbox processor's own `_act_on` (the decision is built here,
+Requests are made complete by the inbox processor's own `act_on` (the decision is built here,
 so no DKIM or DNS is needed); executors are real: the fake Forus HTTP endpoint and MariaDB.
 The whole daemon path is in tests/e2e/test_executors.py.
 """
@@ -89,16 +89,16 @@ def submit(
     )
     raw = plain_message(from_=f"Official <{sender}>", msgid=f"<{key}@utrecht.nl>",
                         body=f"E-mailadres account: {account}\r\n")
-    # the parsed message too where _act_on takes it (the reply language comes from it)
+    # the parsed message too where act_on takes it (the reply language comes from it)
     extra = (
-        [parse_message(raw)] if "parsed" in inspect.signature(proc._act_on).parameters else []
+        [parse_message(raw)] if "parsed" in inspect.signature(proc.act_on).parameters else []
     )
     with proc.store.unit_of_work() as uow:
         message = uow.record_message(
             decision, raw=raw, sha256="ab" * 32, mailbox="INBOX",
             uidvalidity=7, uid=zlib.crc32(key.encode()), now=T0,
         )
-        request = proc._act_on(uow, decision, message, T0, *extra)
+        request = proc.act_on(uow, decision, message, T0, *extra)
         assert request is not None
         return request.id, request.state
 

@@ -106,7 +106,7 @@ def test_a_batch_commits_every_message_with_its_request_and_reply(
 def test_work_after_the_decision_that_breaks_is_rolled_back_alone(
     processor: InboxProcessor, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    act_on = InboxProcessor._act_on
+    act_on = InboxProcessor.act_on
 
     def breaks_for_the_second(self: InboxProcessor, uow, decision, message, now, parsed):  # type: ignore[no-untyped-def]
         result = act_on(self, uow, decision, message, now, parsed)  # request row written...
@@ -114,7 +114,7 @@ def test_work_after_the_decision_that_breaks_is_rolled_back_alone(
             raise RuntimeError("the database said no")  # ...then this message breaks
         return result
 
-    monkeypatch.setattr(InboxProcessor, "_act_on", breaks_for_the_second)
+    monkeypatch.setattr(InboxProcessor, "act_on", breaks_for_the_second)
     filed, stats = commit(processor, [raw(1), raw(2), raw(3)])
     assert [folder for folder, _ in filed] == [PROCESSED, QUARANTINE, PROCESSED]
     assert stats.decided == 2 and stats.errors == 1

@@ -334,7 +334,7 @@ class InboxProcessor:
             self._record_followup(uow, closed, message, now)
             request: Request | None = closed
         else:
-            request = self._act_on(uow, decision, message, now, parsed)
+            request = self.act_on(uow, decision, message, now, parsed)
         request_id = request.id if request is not None else None
         request_state = request.state if request is not None else None
 
@@ -393,11 +393,13 @@ class InboxProcessor:
         log.info("followup_received", request_id=request.id, request_state=request.state,
                  message_id=message.message_id, sender=message.sender)
 
-    def _act_on(
+    def act_on(
         self, uow: UnitOfWork, decision: Decision, message: Message, now: datetime,
         parsed: ParsedMessage,
     ) -> Request | None:
-        """Everything a decision leads to, inside the decision's transaction."""
+        """Everything a recorded decision leads to, inside the decision's transaction: the
+        request (created or merged, then routed by domain/lifecycle.py) and the reply. Public:
+        `reprocess` applies a corrected decision through the very same path."""
         if decision.outcome in (Outcome.COMPLETE, Outcome.INCOMPLETE):
             return self._act_on_request(uow, decision, message, now, parsed)
         kind = _reply_kind_for_rejection(decision)

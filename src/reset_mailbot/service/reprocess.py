@@ -197,7 +197,7 @@ def reprocess_message(
                 acted = _merge_into_own_request(uow, processor, request, decision, message, now,
                                                 parsed)
         else:
-            request = processor._act_on(uow, decision, message, now, parsed)
+            request = processor.act_on(uow, decision, message, now, parsed)
             acted = True
         uow.audit(
             "message_reprocessed", message=message, request=request, actor=actor, now=now,
@@ -246,7 +246,7 @@ def _merge_into_own_request(
     threaded = decision.model_copy(
         update={"references": [*decision.references, message.message_id]}
     )
-    merged = processor._act_on(uow, threaded, message, now, parsed)
+    merged = processor.act_on(uow, threaded, message, now, parsed)
     if merged is None or merged.id != request.id:
         raise ReprocessRefused(f"message {message.id}: could not merge into {request.id}")
     return True
