@@ -120,8 +120,11 @@ def _judge_item(
         return template
     near = next((i for i, u in enumerate(units) if mentions(grammar, key, u.text)), None)
     if near is not None and verdicts[near].stopped_at:
+        # the word the reply quotes: how far the full grammar got (verdicts skip forms that
+        # cannot match, which changes no verdict but can stop a failed parse earlier)
+        word = judge_sentence(grammar, units[near].text, full=True).stopped_at
         return Finding(False, units[near].text, detail=MissingDetail.UNEXPLAINED,
-                       stopped_at=verdicts[near].stopped_at)
+                       stopped_at=word)
     return Finding(False)
 
 

@@ -210,6 +210,43 @@ class Grammar:
         by_first, anyhow = index
         return by_first.get(word, ()) + anyhow
 
+    def possible(self, form: Form, words: frozenset[str]) -> bool:
+        """Can `form` match a sentence made of these words at all? Each required slot needs
+        one of its class's words (`_needs`); a sentence without any of them cannot hold that
+        clause, so the matcher skips the form. Only ever rules out, never lets in."""
+        needs = self.__dict__.setdefault("_form_needs", {})
+        key = (form.item, form.name)
+        if key not in needs:
+            needs[key] = tuple(n for n in (self._needs(slot.name) for slot in form.slots
+                                           if slot.low) if n is not None)
+        return all(not need.isdisjoint(words) for need in needs[key])
+
+    def _needs(self, name: str) -> frozenset[str] | None:
+        """Words of which every match of class `name` holds at least one (None: no such set,
+        e.g. a phrase made of builtins only)."""
+        cache = self.__dict__.setdefault("_needs_cache", {})
+        if name in cache:
+            return cache[name]
+        if name in BUILTINS or name not in self.classes:
+            return None
+        cache[name] = None  # a cycle: assume nothing (never wrongly rules out)
+        words: set[str] = set()
+        for phrase in self.classes[name]:
+            need: frozenset[str] | None = None
+            for part in phrase:
+                if not part.startswith("<"):
+                    need = frozenset({part})
+                    break
+                inner = self._needs(part[1:-1])
+                if inner is not None:
+                    need = inner
+                    break
+            if need is None:
+                return None  # cache stays None: this phrase needs no particular word
+            words |= need
+        cache[name] = frozenset(words)
+        return cache[name]
+
     def _form_first(self, form: Form) -> frozenset[str] | None:
         """The words `form` can start with (None: any): its first slots up to the first
         required one decide; a form whose every slot is optional can start anywhere."""
@@ -277,6 +314,7 @@ class _Matcher:
     def __init__(self, grammar: Grammar, toks: Sequence[Token]) -> None:
         self.grammar = grammar
         self.toks = toks
+        self.words = frozenset(t.norm for t in toks)
         self.memo: dict[tuple[str, int], frozenset[int]] = {}
         self.furthest = 0
 
@@ -426,7 +464,7 @@ class _Matcher:
         """Whether `form` consumes the whole clause."""
         return len(self.toks) in self.form_ends(form, 0)
 
-    def sentence(self) -> dict[str, str] | None:
+    def sentence(self, prune: bool = True) -> dict[str, str] | None:
         """item -> name of the form that confirms it, when the whole sentence is one or more
         complete forms joined by connectors ("De identiteit is gecontroleerd en wij geven
         opdracht ..."), else None. Every clause must be a form (of any item but template
@@ -446,6 +484,8 @@ class _Matcher:
                 if start >= size:
                     continue
                 for form in self.grammar.sentence_forms_at(self.toks[start].norm):
+                    if prune and not self.grammar.possible(form, self.words):
+                        continue
                     for end in self.form_ends(form, start):
                         if end <= start:
                             continue
@@ -499,8 +539,12 @@ class SentenceVerdict:
     explained: bool = False  # every word explained by forms (neutral ones included)
 
 
-def judge_sentence(grammar: Grammar, text: str) -> SentenceVerdict:
-    """What `text` (one sentence as written) confirms: every clause must be a whole form."""
+def judge_sentence(grammar: Grammar, text: str, *, full: bool = False) -> SentenceVerdict:
+    """What `text` (one sentence as written) confirms: every clause must be a whole form.
+
+    Forms that cannot match these words are skipped (`Grammar.possible`); that changes no
+    verdict, only how far a failed parse got. `full=True` tries every form, so that
+    `stopped_at` names the word a reader would (the reply quotes it)."""
     odd = suspicious(text)
     if odd is not None:
         return SentenceVerdict(frozenset(), {}, odd)
@@ -514,7 +558,7 @@ def judge_sentence(grammar: Grammar, text: str) -> SentenceVerdict:
     if len(toks) > MAX_TOKENS:
         return SentenceVerdict(frozenset(), {}, toks[MAX_TOKENS].text)
     matcher = _Matcher(grammar, toks)
-    confirmed = matcher.sentence()
+    confirmed = matcher.sentence(prune=not full)
     if confirmed is not None:  # {} : wholly neutral ("Dank je wel!", "Alles is in orde.")
         return SentenceVerdict(frozenset(confirmed), confirmed, explained=True)
     at = min(matcher.furthest, len(toks) - 1)
