@@ -19,6 +19,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from reset_mailbot import bootstrap
+from reset_mailbot.adapters.db.engine import DatabaseError
 from reset_mailbot.adapters.db.migrate import SchemaOutdated
 from reset_mailbot.cli_groups import ConfigOption, messages_app, requests_app
 from reset_mailbot.config import Config, ConfigError, LogSettings, load_config
@@ -60,6 +61,8 @@ def operator_errors(func: F) -> F:
             return func(*args, **kwargs)
         except (ConfigError, RulesError, SchemaOutdated) as exc:
             fail(str(exc))
+        except DatabaseError as exc:  # check --db on a file that is no reset-mailbot database
+            fail(f"database: {str(exc.orig or exc).strip().splitlines()[0]}")
 
     return wrapper  # type: ignore[return-value]
 

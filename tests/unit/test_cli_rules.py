@@ -124,3 +124,23 @@ def test_check_missing_file_exit_2(tmp_path: Path) -> None:
     proc = run_cli("check", str(tmp_path / "nope.eml"))
     assert proc.returncode == 2
     assert "nope.eml" in proc.stderr
+
+
+def test_check_db_on_a_file_without_our_schema_is_one_line_exit_2(tmp_path: Path) -> None:
+    """`check --db` on a database without reset-mailbot's tables: one line, exit 2."""
+    import sqlite3
+
+    from tests.examples import EXAMPLES as examples
+    empty = tmp_path / "other.sqlite3"
+    sqlite3.connect(empty).close()
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[mailbox]\naddress = "support@forus.test"\n'
+        '[dns]\nnameservers = ["127.0.0.1"]\nport = 9\ntimeout_seconds = 0.5\n'
+        f'[rules]\nmunicipalities = "{examples / "municipalities.yaml"}"\n'
+    )
+    proc = run_cli("check", "--config", str(config), "--db", str(empty),
+                   str(examples / "056-unsigned.eml"))
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "database:" in proc.stderr and "no such table" in proc.stderr
