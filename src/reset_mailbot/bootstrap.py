@@ -31,7 +31,7 @@ from reset_mailbot.logs import decision_fields, get_logger
 from reset_mailbot.rules_loader import load_reply_templates, load_rules, packaged_rules_dir
 
 if TYPE_CHECKING:
-    from reset_mailbot.adapters.db.repository import Store
+    from reset_mailbot.adapters.db.unit_of_work import Store
     from reset_mailbot.adapters.executors.base import Executor
     from reset_mailbot.adapters.imap import Mailbox
     from reset_mailbot.adapters.smtp import SmtpSender
@@ -74,7 +74,7 @@ def log_decision(decision: Decision, **extra: object) -> None:
 
 
 def build_store(config: Config) -> Store:
-    from reset_mailbot.adapters.db.repository import Store
+    from reset_mailbot.adapters.db.unit_of_work import Store
 
     database = config.get(DatabaseSettings)
     url = database.resolved_url()
@@ -90,7 +90,7 @@ def build_store(config: Config) -> Store:
 def build_read_only_store(database: str) -> Store:
     """The daemon's database for `check --db`: a SQLite file path or a database URL, opened so
     that it refuses every write (and never makes a running daemon wait for a lock)."""
-    from reset_mailbot.adapters.db.repository import Store
+    from reset_mailbot.adapters.db.unit_of_work import Store
 
     if "://" not in database:
         path = Path(database)

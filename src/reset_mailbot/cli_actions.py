@@ -17,7 +17,7 @@ import typer
 
 from reset_mailbot import bootstrap
 from reset_mailbot.adapters.db.migrate import SchemaOutdated, ensure_schema
-from reset_mailbot.adapters.db.repository import Store
+from reset_mailbot.adapters.db.unit_of_work import Store
 from reset_mailbot.adapters.executors.base import ExecutionStatus, Executor
 from reset_mailbot.cli_groups import ConfigOption, requests_app
 from reset_mailbot.config import (

@@ -55,7 +55,6 @@ from reset_mailbot.logs import configure_logging, mask_text
 from reset_mailbot.rules_loader import RulesError
 
 if TYPE_CHECKING:
-    from reset_mailbot.adapters.db.repository import Store
     from reset_mailbot.adapters.db.schema import (
         AuditEntry,
         Execution,
@@ -63,6 +62,7 @@ if TYPE_CHECKING:
         OutboxItem,
         Request,
     )
+    from reset_mailbot.adapters.db.unit_of_work import Store
 
 #: Top-level commands of this module (`stats`, `purge`); cli.py adds them to the main app.
 top_level = typer.Typer()
@@ -222,7 +222,7 @@ def requests_list(
     since_at = parse_since(since)
     ctx = _Ctx(config)
     with ctx.store.unit_of_work() as uow:
-        rows = uow.list_requests(
+        rows = uow.requests.search(
             state=state, municipality=municipality, since=since_at,
             overdue_at=ctx.now if overdue else None, limit=limit,
         )
@@ -366,7 +366,7 @@ def requests_show(
     """The whole story of one request: messages and decisions, audit, replies, executions."""
     ctx = _Ctx(config)
     with ctx.store.unit_of_work() as uow:
-        request = uow.get_request(request_id.strip().upper(), full=True)
+        request = uow.requests.get(request_id.strip().upper(), full=True)
         if request is None:
             raise _not_found(f"no request {request_id}")
         data = {
@@ -500,7 +500,7 @@ def messages_list(
     since_at = parse_since(since)
     ctx = _Ctx(config)
     with ctx.store.unit_of_work() as uow:
-        rows = uow.list_messages(outcome=outcome, errors_only=errors, since=since_at,
+        rows = uow.messages.search(outcome=outcome, errors_only=errors, since=since_at,
                                  limit=limit)
         data = [message_row(m) for m in rows]
     if as_json:
@@ -543,14 +543,14 @@ def messages_show(
     """One message: its decision, evidence, error, folder and audit events."""
     ctx = _Ctx(config)
     with ctx.store.unit_of_work() as uow:
-        message = uow.get_message(message_id)
+        message = uow.messages.get(message_id)
         if message is None:
             raise _not_found(f"no message {message_id}")
         detail = message_detail(message, mask)
         detail["why"] = _why_filed(detail)
         data = {
             "message": detail,
-            "audit": [audit_detail(a, mask) for a in uow.audit_entries(message_id=message_id)],
+            "audit": [audit_detail(a, mask) for a in uow.audit_log.entries(message_id=message_id)],
         }
     if as_json:
         _echo_json(data)

@@ -31,7 +31,7 @@ import pytest
 
 from reset_mailbot.adapters.db import migrate
 from reset_mailbot.adapters.db.engine import create_db_engine
-from reset_mailbot.adapters.db.repository import Store
+from reset_mailbot.adapters.db.unit_of_work import Store
 
 HOST = "127.0.0.1"
 SUPERUSER = "postgres"

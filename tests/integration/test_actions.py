@@ -15,8 +15,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from reset_mailbot.adapters.db.repository import Store
 from reset_mailbot.adapters.db.schema import OutboxItem, Request
+from reset_mailbot.adapters.db.unit_of_work import Store
 from reset_mailbot.adapters.executors.base import ExecutionJob, ExecutionStatus, Executor
 from reset_mailbot.adapters.executors.forus_db import EVENT, ForusDbExecutor
 from reset_mailbot.adapters.executors.http import HttpExecutor
@@ -94,7 +94,7 @@ def submit(
         [parse_message(raw)] if "parsed" in inspect.signature(proc.act_on).parameters else []
     )
     with proc.store.unit_of_work() as uow:
-        message = uow.record_message(
+        message = uow.messages.record(
             decision, raw=raw, sha256="ab" * 32, mailbox="INBOX",
             uidvalidity=7, uid=zlib.crc32(key.encode()), now=T0,
         )
@@ -105,7 +105,7 @@ def submit(
 
 def request_row(store: Store, request_id: str) -> Request:
     with store.unit_of_work() as uow:
-        request = uow.get_request(request_id, full=True)
+        request = uow.requests.get(request_id, full=True)
         assert request is not None
         return request
 
@@ -147,7 +147,7 @@ def test_resets_older_than_a_day_do_not_count_for_the_municipality(store: Store)
     proc = processor(store, limits=ResetLimits(per_municipality_per_day=1))
     first, _ = submit(proc, "old", account="a@example.nl")
     with store.unit_of_work() as uow:
-        row = uow.get_request(first)
+        row = uow.requests.get(first)
         assert row is not None
         row.state, row.executed_at = "executed", T0 - timedelta(hours=25)
     _, state = submit(proc, "new", account="b@example.nl")
@@ -162,7 +162,7 @@ def test_the_third_reset_of_an_account_in_30_days_waits_for_approval(store: Stor
     second, _ = submit(proc, "a2", account=ACCOUNT.upper())  # the same account, other case
     with store.unit_of_work() as uow:
         for request_id, days in ((first, 29), (second, 1)):
-            row = uow.get_request(request_id)
+            row = uow.requests.get(request_id)
             assert row is not None
             row.state, row.executed_at = "executed", T0 - timedelta(days=days)
     held, state = submit(proc, "a3")
@@ -177,7 +177,7 @@ def test_a_reset_31_days_ago_does_not_count_for_the_account(store: Store) -> Non
     for key, days in (("b1", 31), ("b2", 2)):
         request_id, _ = submit(proc, key)
         with store.unit_of_work() as uow:
-            row = uow.get_request(request_id)
+            row = uow.requests.get(request_id)
             assert row is not None
             row.state, row.executed_at = "executed", T0 - timedelta(days=days)
     assert submit(proc, "b3")[1] == "complete"

@@ -20,8 +20,8 @@ from sqlalchemy import func, select
 
 from reset_mailbot import bootstrap
 from reset_mailbot.adapters.db.migrate import upgrade
-from reset_mailbot.adapters.db.repository import Store
 from reset_mailbot.adapters.db.schema import Message
+from reset_mailbot.adapters.db.unit_of_work import Store
 from reset_mailbot.config import load_config
 from reset_mailbot.service.inbox import InboxPolicy, InboxProcessor
 from tests.examples import EXAMPLES
@@ -107,11 +107,11 @@ def test_a_read_only_store_refuses_writes_on_both_databases(
 ) -> None:
     """`check --db` may read what a daemon recorded, never change it (SQLite and PostgreSQL)."""
     with store.unit_of_work() as uow:
-        uow.audit("recorded", now=T0)
+        uow.audit_log.append("recorded", now=T0)
     reader = bootstrap.build_read_only_store(database_url)
     with reader.unit_of_work() as uow:  # reading works
         assert uow.session.scalar(select(func.count()).select_from(Message)) == 0
     with pytest.raises(Exception, match=r"readonly|read-only|attempt to write"), \
             reader.unit_of_work() as uow:
-        uow.audit("tampered", now=T0)
+        uow.audit_log.append("tampered", now=T0)
     reader.engine.dispose()

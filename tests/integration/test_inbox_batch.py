@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import undefer
 
-from reset_mailbot.adapters.db.repository import Store
 from reset_mailbot.adapters.db.schema import AuditEntry, Message, OutboxItem, Request
+from reset_mailbot.adapters.db.unit_of_work import Store
 from reset_mailbot.domain.decision import DecisionContext
 from reset_mailbot.domain.message import ParsedMessage
 from reset_mailbot.domain.models import Decision, Evidence, ResetRequest, SenderInfo

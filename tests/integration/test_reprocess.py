@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from reset_mailbot.adapters.db.repository import Store
 from reset_mailbot.adapters.db.schema import Execution, OutboxItem, Request
+from reset_mailbot.adapters.db.unit_of_work import Store
 from reset_mailbot.domain.decision import DecisionContext
 from reset_mailbot.domain.models import Decision, Evidence, ResetRequest, SenderInfo
 from reset_mailbot.domain.reasons import Item, MissingDetail, Outcome, ReasonCode
@@ -78,7 +78,7 @@ def test_incomplete_message_completes_its_own_request_once(
 ) -> None:
     pk = arrive(processor, monkeypatch, decision(Outcome.INCOMPLETE, identity=False))
     with store.unit_of_work() as uow:
-        [request] = uow.list_requests()
+        [request] = uow.requests.search()
         first_id = request.id
         assert request.state == "incomplete"
     replies = count(store, OutboxItem)
@@ -92,13 +92,13 @@ def test_incomplete_message_completes_its_own_request_once(
     assert count(store, Execution) == 1
     assert count(store, OutboxItem) == replies  # no new reply until the reset is done
     with store.unit_of_work() as uow:
-        request = uow.get_request(first_id)
+        request = uow.requests.get(first_id)
         assert request is not None and request.deadline_at is not None
-        message = uow.get_message(pk)
+        message = uow.messages.get(pk)
         assert message is not None
         assert (message.outcome, message.error, message.attempts) == ("complete", None, 2)
         assert message.received_at == T0  # arrival time is kept
-        [audit] = uow.audit_entries(event="message_reprocessed")
+        [audit] = uow.audit_log.entries(event="message_reprocessed")
         assert audit.actor == "tester" and audit.data["previous_outcome"] == "incomplete"
 
     with pytest.raises(reprocess.ReprocessRefused, match="which is complete"):
@@ -128,14 +128,14 @@ def test_rejected_message_is_not_decided_into_a_second_reset(
     with store.unit_of_work() as uow:
         again = decision(Outcome.COMPLETE).model_copy(
             update={"message_id": "<second@utrecht.nl>", "message_key": "<second@utrecht.nl>"})
-        message = uow.record_message(again, raw=b"x", now=T0 + timedelta(minutes=5))
-        uow.create_request(again, message, now=T0 + timedelta(minutes=5))
+        message = uow.messages.record(again, raw=b"x", now=T0 + timedelta(minutes=5))
+        uow.requests.create(again, message, now=T0 + timedelta(minutes=5))
     decide_as(monkeypatch, decision(Outcome.COMPLETE))
     with pytest.raises(reprocess.ReprocessRefused, match="same account"):
         reprocess.reprocess_message(store, processor, pk, actor="tester")
     assert count(store, Request) == 1
     with store.unit_of_work() as uow:
-        message = uow.get_message(pk)
+        message = uow.messages.get(pk)
         assert message is not None and message.outcome == "rejected"  # rolled back
 
 
@@ -157,7 +157,7 @@ def test_deferred_message_in_the_inbox_belongs_to_the_daemon(
     with pytest.raises(reprocess.ReprocessRefused, match="still in the inbox"):
         reprocess.reprocess_message(store, processor, pk, actor="tester")
     with store.unit_of_work() as uow:  # someone filed it by hand
-        uow.mark_message_moved(pk, "Quarantine", now=T0)
+        uow.messages.mark_moved(pk, "Quarantine", now=T0)
     result = reprocess.reprocess_message(store, processor, pk, actor="tester")
     assert (result.previous_outcome, result.outcome, result.acted) == (
         "deferred", "complete", True)

@@ -12,8 +12,8 @@ from typing import Any
 
 from sqlalchemy import select, text
 
-from reset_mailbot.adapters.db.repository import Store, UnitOfWork
 from reset_mailbot.adapters.db.schema import AuditEntry, Message, OutboxItem, Request
+from reset_mailbot.adapters.db.unit_of_work import Store, UnitOfWork
 from reset_mailbot.adapters.executors.base import ExecutionResult, ExecutionStatus
 from reset_mailbot.config import RetentionSettings
 from reset_mailbot.domain.models import Decision, Evidence, ResetRequest, SenderInfo
@@ -54,7 +54,7 @@ def decision(key: str, *, sender: str = SENDER, outcome: Outcome = Outcome.COMPL
 
 def message(uow: UnitOfWork, key: str, at: datetime, **kw: Any) -> Message:
     d = decision(key, **kw)
-    return uow.record_message(d, raw=f"From: {SENDER}\r\n\r\n{ACCOUNT}".encode(),
+    return uow.messages.record(d, raw=f"From: {SENDER}\r\n\r\n{ACCOUNT}".encode(),
                               received_at=at, now=at)
 
 
@@ -62,11 +62,11 @@ def executed_request(store: Store, key: str, at: datetime) -> str:
     """A request the daemon executed and confirmed, approved by a named person."""
     with store.unit_of_work() as uow:
         msg = message(uow, key, at)
-        req = uow.create_request(decision(key), msg, now=at)
-        uow.transition(req, RequestState.AWAITING_APPROVAL, now=at)
-        uow.approve(req, by="Pieter Smit", now=at)
-        execution = uow.create_execution(req, now=at)
-        uow.queue_reply(kind="confirmation", to_address=SENDER, subject="Re: Reset 2FA",
+        req = uow.requests.create(decision(key), msg, now=at)
+        uow.requests.transition(req, RequestState.AWAITING_APPROVAL, now=at)
+        uow.requests.approve(req, by="Pieter Smit", now=at)
+        execution = uow.executions.create(req, now=at)
+        uow.outbox.queue(kind="confirmation", to_address=SENDER, subject="Re: Reset 2FA",
                         body=f"Beste Jan de Vries, de 2FA van {ACCOUNT} is gereset.",
                         rfc822=f"To: {SENDER}\r\n\r\n{ACCOUNT}".encode(),
                         reply_message_id=f"<reply-{key}@forus.test>", request=req, now=at)
@@ -74,8 +74,8 @@ def executed_request(store: Store, key: str, at: datetime) -> str:
     store.claim_due_executions(now=at)
     [claim] = store.claim_due_outbox(now=at)
     with store.unit_of_work() as uow:
-        uow.mark_outbox_sent(claim.id, now=at)
-        uow.record_execution_result(
+        uow.outbox.mark_sent(claim.id, now=at)
+        uow.executions.record_result(
             execution_id,
             ExecutionResult(status=ExecutionStatus.SUCCEEDED, code="reset",
                             detail=f"2FA removed for {ACCOUNT}"),
@@ -86,8 +86,8 @@ def executed_request(store: Store, key: str, at: datetime) -> str:
 
 def open_request(store: Store, key: str, at: datetime) -> str:
     with store.unit_of_work() as uow:
-        req = uow.create_request(decision(key), message(uow, key, at), now=at)
-        uow.transition(req, RequestState.AWAITING_MANUAL_RESET, now=at)
+        req = uow.requests.create(decision(key), message(uow, key, at), now=at)
+        uow.requests.transition(req, RequestState.AWAITING_MANUAL_RESET, now=at)
         return req.id
 
 
@@ -95,7 +95,8 @@ def loose_rejection(store: Store, key: str, at: datetime) -> int:
     with store.unit_of_work() as uow:
         msg = message(uow, key, at, sender=STRANGER, outcome=Outcome.REJECTED,
                       reasons=(ReasonCode.DOMAIN_NOT_ALLOWLISTED,))
-        uow.audit("note", message=msg, now=at, data={"from_header": f"Mallory <{STRANGER}>"})
+        uow.audit_log.append("note", message=msg, now=at,
+                             data={"from_header": f"Mallory <{STRANGER}>"})
         return msg.id
 
 
@@ -120,17 +121,17 @@ def test_raw_bytes_are_deleted_after_the_first_period_only(store: Store) -> None
     dry = purge(store, SETTINGS, now, dry_run=True)
     assert dry.raw_purged == 1 and dry.dry_run
     with store.unit_of_work() as uow:
-        assert uow.get_message(old).raw is not None  # a dry run changes nothing
+        assert uow.messages.get(old).raw is not None  # a dry run changes nothing
 
     report = purge(store, SETTINGS, now)
     assert report.raw_purged == 1
     assert report.requests_anonymised == report.messages_anonymised == 0
     with store.unit_of_work() as uow:
-        purged, kept = uow.get_message(old), uow.get_message(young)
+        purged, kept = uow.messages.get(old), uow.messages.get(young)
         assert purged.raw is None and purged.raw_purged_at == now
         assert purged.sender == SENDER and purged.decision is not None  # still explainable
         assert kept.raw is not None and kept.raw_purged_at is None
-        assert [e.data["messages"] for e in uow.audit_entries(event="retention_raw_purged")] \
+        assert [e.data["messages"] for e in uow.audit_log.entries(event="retention_raw_purged")] \
             == [1]
     assert purge(store, SETTINGS, now).raw_purged == 0  # idempotent
 
@@ -144,7 +145,7 @@ def test_anonymisation_keeps_statistics_and_removes_every_personal_value(store: 
     now = T0 + timedelta(days=366)
     with store.unit_of_work() as uow:
         before = {r.id: (r.state, r.municipality, r.created_at, r.executed_at,
-                         r.identity_verified) for r in uow.list_requests()}
+                         r.identity_verified) for r in uow.requests.search()}
 
     dry = purge(store, SETTINGS, now, dry_run=True)
     report = purge(store, SETTINGS, now)
@@ -158,9 +159,9 @@ def test_anonymisation_keeps_statistics_and_removes_every_personal_value(store: 
 
     with store.unit_of_work() as uow:
         after = {r.id: (r.state, r.municipality, r.created_at, r.executed_at,
-                        r.identity_verified) for r in uow.list_requests()}
+                        r.identity_verified) for r in uow.requests.search()}
         assert after == before  # statistics survive
-        req = uow.get_request(done, full=True)
+        req = uow.requests.get(done, full=True)
         assert req is not None
         assert req.anonymised_at == now
         assert (req.sender, req.account_email) == ("***@utrecht.nl", "***@hotmail.com")
@@ -184,11 +185,11 @@ def test_anonymisation_keeps_statistics_and_removes_every_personal_value(store: 
                         and a.data.get("from") == "awaiting_approval")
         assert approval.data["to"] == "complete"  # a state, not an address: kept
         assert approval.actor == "[anonymised]"
-        rejected = uow.get_message(loose)
+        rejected = uow.messages.get(loose)
         assert rejected.sender == "***@gmail.com" and rejected.reasons == [
             "domain_not_allowlisted"]
-        still_open = uow.get_request(kept_open)
-        young = uow.get_request(recent)
+        still_open = uow.requests.get(kept_open)
+        young = uow.requests.get(recent)
         assert still_open.sender == SENDER and still_open.anonymised_at is None
         assert young.account_email == ACCOUNT and young.anonymised_at is None
 
@@ -201,7 +202,7 @@ def test_anonymisation_keeps_statistics_and_removes_every_personal_value(store: 
     assert (again.requests_anonymised, again.messages_anonymised, again.audit_anonymised) \
         == (0, 0, 0)
     with store.unit_of_work() as uow:
-        assert len(uow.audit_entries(event=ANONYMISED_EVENT)) == 2
+        assert len(uow.audit_log.entries(event=ANONYMISED_EVENT)) == 2
 
 
 def dump_without(store: Store, keep: set[str]) -> str:
@@ -229,7 +230,7 @@ def dump_without(store: Store, keep: set[str]) -> str:
 def test_purge_keeps_audit_rows_of_kept_requests_untouched(store: Store) -> None:
     kept = open_request(store, "open", T0)
     with store.unit_of_work() as uow:
-        before = [(a.id, a.data, a.actor) for a in uow.audit_entries(request_id=kept)]
+        before = [(a.id, a.data, a.actor) for a in uow.audit_log.entries(request_id=kept)]
     purge(store, SETTINGS, T0 + timedelta(days=400))
     with store.unit_of_work() as uow:
-        assert [(a.id, a.data, a.actor) for a in uow.audit_entries(request_id=kept)] == before
+        assert [(a.id, a.data, a.actor) for a in uow.audit_log.entries(request_id=kept)] == before

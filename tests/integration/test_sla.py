@@ -17,8 +17,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from reset_mailbot.adapters.db.repository import Store
 from reset_mailbot.adapters.db.schema import AuditEntry, OutboxItem, Request
+from reset_mailbot.adapters.db.unit_of_work import Store
 from reset_mailbot.adapters.smtp import SmtpSender
 from reset_mailbot.config import SlaSettings
 from reset_mailbot.domain.models import Decision, Evidence, ResetRequest, SenderInfo
@@ -53,15 +53,15 @@ def add_request(
         sender=SenderInfo(address="j.jansen@utrecht.nl", municipality=municipality),
     )
     with store.unit_of_work() as uow:
-        message = uow.record_message(decision, raw=b"raw", sha256="ab" * 32, mailbox="INBOX",
+        message = uow.messages.record(decision, raw=b"raw", sha256="ab" * 32, mailbox="INBOX",
                                      uidvalidity=1, uid=zlib.crc32(key.encode()),
                                      now=COMPLETED)
-        request = uow.create_request(decision, message, now=COMPLETED)
+        request = uow.requests.create(decision, message, now=COMPLETED)
         if completed is not None:
             request.deadline_at = deadline(completed, 2, "Europe/Amsterdam")
         if final:
-            uow.transition(request, RequestState.EXECUTING, now=COMPLETED)
-            uow.transition(request, RequestState.EXECUTED, now=COMPLETED)
+            uow.requests.transition(request, RequestState.EXECUTING, now=COMPLETED)
+            uow.requests.transition(request, RequestState.EXECUTED, now=COMPLETED)
         return request.id
 
 

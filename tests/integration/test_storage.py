@@ -19,15 +19,11 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import StatementError
 
 from reset_mailbot.adapters.db import migrate
+from reset_mailbot.adapters.db.audit_log import AuditLogIsAppendOnly
 from reset_mailbot.adapters.db.engine import create_db_engine
-from reset_mailbot.adapters.db.repository import (
-    AuditLogIsAppendOnly,
-    DuplicateMessage,
-    ExecutionState,
-    OutboxState,
-    Store,
-    UnitOfWork,
-)
+from reset_mailbot.adapters.db.executions import ExecutionState
+from reset_mailbot.adapters.db.messages import DuplicateMessage, MessageStore
+from reset_mailbot.adapters.db.outbox import OutboxState
 from reset_mailbot.adapters.db.schema import (
     AuditEntry,
     Base,
@@ -38,6 +34,7 @@ from reset_mailbot.adapters.db.schema import (
     SignatureSeen,
     ThreadId,
 )
+from reset_mailbot.adapters.db.unit_of_work import Store, UnitOfWork
 from reset_mailbot.adapters.executors.base import ExecutionResult, ExecutionStatus
 from reset_mailbot.domain.models import Decision, Evidence, ResetRequest, SenderInfo
 from reset_mailbot.domain.reasons import Item, MissingDetail, Outcome, ReasonCode
@@ -87,9 +84,9 @@ def decision(
 
 def record_complete(uow: UnitOfWork, key: str, **kwargs: object) -> tuple[Message, Request]:
     d = decision(key, **kwargs)  # type: ignore[arg-type]
-    message = uow.record_message(d, raw=b"raw " + key.encode(), sha256="ab" * 32,
+    message = uow.messages.record(d, raw=b"raw " + key.encode(), sha256="ab" * 32,
                                  mailbox="INBOX", uidvalidity=7, uid=zlib.crc32(key.encode()))
-    request = uow.create_request(d, message)
+    request = uow.requests.create(d, message)
     return message, request
 
 
@@ -142,13 +139,13 @@ def test_datetimes_are_utc_aware_and_naive_ones_refused(store: Store) -> None:
         _, request = record_complete(uow, "<tz@utrecht.nl>")
         request.deadline_at = datetime(2026, 11, 27, 17, 0, tzinfo=amsterdam)
     with store.unit_of_work() as uow:
-        loaded = uow.get_request(request.id)
+        loaded = uow.requests.get(request.id)
         assert loaded is not None and loaded.deadline_at is not None
         assert loaded.deadline_at.utcoffset() == timedelta(0)
         assert loaded.deadline_at == datetime(2026, 11, 27, 16, 0, tzinfo=UTC)
         assert loaded.created_at == T0
     with pytest.raises(StatementError, match="naive datetime"), store.unit_of_work() as uow:
-        loaded = uow.get_request(request.id)
+        loaded = uow.requests.get(request.id)
         assert loaded is not None
         loaded.deadline_at = datetime(2026, 11, 27, 17, 0)
         uow.flush()
@@ -161,13 +158,13 @@ def test_second_insert_of_the_same_key_is_a_duplicate(store: Store) -> None:
     with store.unit_of_work() as uow:
         record_complete(uow, "<dup@utrecht.nl>")
     with pytest.raises(DuplicateMessage) as info, store.unit_of_work() as uow:
-        uow.record_message(decision("<dup@utrecht.nl>"), raw=b"again")
+        uow.messages.record(decision("<dup@utrecht.nl>"), raw=b"again")
     assert info.value.message_key == "<dup@utrecht.nl>" and info.value.outcome == "complete"
     assert count(store, Message) == 1
     with store.unit_of_work() as uow:
-        found = uow.get_message_by_key("<dup@utrecht.nl>")
+        found = uow.messages.by_key("<dup@utrecht.nl>")
         assert found is not None and found.outcome == "complete"
-        assert uow.get_message_by_key("sha256:" + "0" * 64) is None
+        assert uow.messages.by_key("sha256:" + "0" * 64) is None
 
 
 def test_concurrent_insert_of_the_same_key_is_a_duplicate_and_the_uow_stays_usable(
@@ -175,22 +172,22 @@ def test_concurrent_insert_of_the_same_key_is_a_duplicate_and_the_uow_stays_usab
 ) -> None:
     """A worker that looked before another committed still gets DuplicateMessage, not a crash."""
     with store.unit_of_work() as uow:
-        uow.record_message(decision("sha256:" + "1" * 64), raw=b"x")
-    real = UnitOfWork.get_message_by_key
+        uow.messages.record(decision("sha256:" + "1" * 64), raw=b"x")
+    real = MessageStore.by_key
     calls = {"n": 0}
 
-    def stale_first_look(self: UnitOfWork, key: str) -> Message | None:
+    def stale_first_look(self: MessageStore, key: str) -> Message | None:
         calls["n"] += 1
         return None if calls["n"] == 1 else real(self, key)
 
-    monkeypatch.setattr(UnitOfWork, "get_message_by_key", stale_first_look)
+    monkeypatch.setattr(MessageStore, "by_key", stale_first_look)
     with store.unit_of_work() as uow:
         with pytest.raises(DuplicateMessage):
-            uow.record_message(decision("sha256:" + "1" * 64), raw=b"x")
-        uow.audit("duplicate_ignored", data={"message_key": "sha256:" + "1" * 64})
+            uow.messages.record(decision("sha256:" + "1" * 64), raw=b"x")
+        uow.audit_log.append("duplicate_ignored", data={"message_key": "sha256:" + "1" * 64})
     assert count(store, Message) == 1
     with store.unit_of_work() as uow:
-        assert [e.event for e in uow.audit_entries(event="duplicate_ignored")] == [
+        assert [e.event for e in uow.audit_log.entries(event="duplicate_ignored")] == [
             "duplicate_ignored"
         ]
 
@@ -200,16 +197,16 @@ def test_same_signature_under_another_key_is_a_replay(store: Store) -> None:
     first = decision("sha256:" + "a" * 64)
     first.replay_keys = ["dkim:" + "f" * 64, "dkim:" + "e" * 64]
     with store.unit_of_work() as uow:
-        uow.record_message(first, raw=b"first")
+        uow.messages.record(first, raw=b"first")
     replay = decision("sha256:" + "b" * 64)
     replay.replay_keys = ["dkim:" + "e" * 64]
     with store.unit_of_work() as uow:
         with pytest.raises(DuplicateMessage) as info:
-            uow.record_message(replay, raw=b"replay")
+            uow.messages.record(replay, raw=b"replay")
         assert info.value.message_key == first.message_key
         other = decision("sha256:" + "c" * 64)  # the unit of work goes on after the replay
         other.replay_keys = ["dkim:" + "d" * 64]
-        uow.record_message(other, raw=b"other")
+        uow.messages.record(other, raw=b"other")
     assert count(store, Message) == 2
     assert count(store, SignatureSeen) == 3
 
@@ -222,14 +219,14 @@ def test_concurrent_replay_is_caught_by_the_signature_key(
     first = decision("sha256:" + "3" * 64)
     first.replay_keys = ["dkim:" + "9" * 64]
     with store.unit_of_work() as uow:
-        uow.record_message(first, raw=b"one")
-    monkeypatch.setattr(UnitOfWork, "_message_with_signature",
-                        lambda self, keys, real=UnitOfWork._message_with_signature, n=[0]:
+        uow.messages.record(first, raw=b"one")
+    monkeypatch.setattr(MessageStore, "with_signature",
+                        lambda self, keys, real=MessageStore.with_signature, n=[0]:
                         (n.__setitem__(0, n[0] + 1), None if n[0] == 1 else real(self, keys))[1])
     late = decision("sha256:" + "4" * 64)
     late.replay_keys = ["dkim:" + "9" * 64]
     with pytest.raises(DuplicateMessage), store.unit_of_work() as uow:
-        uow.record_message(late, raw=b"two")
+        uow.messages.record(late, raw=b"two")
     assert count(store, Message) == 1
     assert count(store, SignatureSeen) == 1
 
@@ -239,42 +236,42 @@ def test_deferred_message_is_decided_again_in_place(store: Store) -> None:
     with store.unit_of_work() as uow:
         d = decision(key, outcome=Outcome.DEFERRED)
         d.reasons.append(ReasonCode.DNS_TEMPORARY_FAILURE)
-        uow.record_message(d, raw=b"r", mailbox="INBOX", uidvalidity=1, uid=5)
+        uow.messages.record(d, raw=b"r", mailbox="INBOX", uidvalidity=1, uid=5)
     with store.unit_of_work() as uow:
-        message = uow.record_message(decision(key), raw=b"r", mailbox="INBOX",
+        message = uow.messages.record(decision(key), raw=b"r", mailbox="INBOX",
                                      uidvalidity=1, uid=5)
         assert message.attempts == 2 and message.outcome == "complete"
     with pytest.raises(DuplicateMessage), store.unit_of_work() as uow:
-        uow.record_message(decision(key), raw=b"r")
+        uow.messages.record(decision(key), raw=b"r")
     assert count(store, Message) == 1
 
 
 def test_failed_message_keeps_its_error_and_can_be_decided_later(store: Store) -> None:
     key = "sha256:" + "2" * 64
     with store.unit_of_work() as uow:
-        failed = uow.record_failed_message(message_key=key, error="ValueError: boom",
+        failed = uow.messages.record_failed(message_key=key, error="ValueError: boom",
                                            raw=b"\xff", mailbox="INBOX", uidvalidity=1, uid=9)
-        uow.mark_message_moved(failed, "Quarantine")
+        uow.messages.mark_moved(failed, "Quarantine")
     with store.unit_of_work() as uow:
-        assert [m.error for m in uow.list_messages(errors_only=True)] == ["ValueError: boom"]
-        message = uow.record_message(decision(key), raw=b"\xff")  # messages reprocess
+        assert [m.error for m in uow.messages.search(errors_only=True)] == ["ValueError: boom"]
+        message = uow.messages.record(decision(key), raw=b"\xff")  # messages reprocess
         assert message.error is None and message.outcome == "complete"
 
 
 def test_an_exception_inside_the_unit_of_work_leaves_nothing_behind(store: Store) -> None:
     with pytest.raises(RuntimeError, match="crash"), store.unit_of_work() as uow:
         message, request = record_complete(uow, "<atomic@utrecht.nl>")
-        uow.queue_reply(kind="confirmation", to_address=SENDER, subject="Re: x", body="b",
+        uow.outbox.queue(kind="confirmation", to_address=SENDER, subject="Re: x", body="b",
                         rfc822=b"bytes", reply_message_id="<r1@forus.test>",
                         request=request, message=message)
-        uow.create_execution(request)
-        uow.set_mailbox_state("INBOX", uidvalidity=7, last_seen_uid=99)
+        uow.executions.create(request)
+        uow.mailboxes.set("INBOX", uidvalidity=7, last_seen_uid=99)
         uow.flush()
         raise RuntimeError("crash before commit")
     for model in (Message, Request, ThreadId, OutboxItem, Execution, AuditEntry):
         assert count(store, model) == 0, model.__tablename__
     with store.unit_of_work() as uow:
-        assert uow.get_mailbox_state("INBOX") is None
+        assert uow.mailboxes.get("INBOX") is None
 
 
 _KILLED_WORKER = """
@@ -284,11 +281,11 @@ from tests.integration.test_storage import decision
 from reset_mailbot.adapters.db import Store, create_db_engine
 store = Store(create_db_engine(sys.argv[1]))
 with store.unit_of_work() as uow:
-    m = uow.record_message(decision("<kept@utrecht.nl>"), raw=b"1")
-    uow.create_request(decision("<kept@utrecht.nl>"), m)
+    m = uow.messages.record(decision("<kept@utrecht.nl>"), raw=b"1")
+    uow.requests.create(decision("<kept@utrecht.nl>"), m)
 with store.unit_of_work() as uow:
-    m = uow.record_message(decision("<lost@utrecht.nl>"), raw=b"2")
-    uow.create_request(decision("<lost@utrecht.nl>"), m)
+    m = uow.messages.record(decision("<lost@utrecht.nl>"), raw=b"2")
+    uow.requests.create(decision("<lost@utrecht.nl>"), m)
     uow.flush()
     os.kill(os.getpid(), signal.SIGKILL)
 """
@@ -304,25 +301,25 @@ def test_kill_9_inside_a_unit_of_work_keeps_what_was_committed(store: Store,
                           check=False, capture_output=True, timeout=60)
     assert done.returncode == -9, done.stderr.decode()
     with store.unit_of_work() as uow:
-        assert uow.get_message_by_key("<kept@utrecht.nl>") is not None
-        assert uow.get_message_by_key("<lost@utrecht.nl>") is None
-        assert len(uow.list_requests()) == 1
+        assert uow.messages.by_key("<kept@utrecht.nl>") is not None
+        assert uow.messages.by_key("<lost@utrecht.nl>") is None
+        assert len(uow.requests.search()) == 1
     with store.unit_of_work() as uow:  # the killed writer's lock is gone
-        uow.record_message(decision("<lost@utrecht.nl>"), raw=b"2")
+        uow.messages.record(decision("<lost@utrecht.nl>"), raw=b"2")
 
 
 def test_messages_pending_move_after_a_crash_between_commit_and_move(store: Store) -> None:
     with store.unit_of_work() as uow:
         moved, _ = record_complete(uow, "<moved@utrecht.nl>")
         record_complete(uow, "<stuck@utrecht.nl>")
-        uow.record_message(decision("<later@utrecht.nl>", outcome=Outcome.DEFERRED), raw=b"d",
+        uow.messages.record(decision("<later@utrecht.nl>", outcome=Outcome.DEFERRED), raw=b"d",
                            mailbox="INBOX", uidvalidity=7, uid=1)
-        uow.mark_message_moved(moved, "Processed")
+        uow.messages.mark_moved(moved, "Processed")
     with store.unit_of_work() as uow:
-        assert [m.message_key for m in uow.messages_pending_move("INBOX")] == [
+        assert [m.message_key for m in uow.messages.pending_move("INBOX")] == [
             "<stuck@utrecht.nl>"
         ]
-        row = uow.get_message_by_key("<moved@utrecht.nl>")
+        row = uow.messages.by_key("<moved@utrecht.nl>")
         assert row is not None and row.folder_moved_to == "Processed" and row.moved_at == T0
 
 
@@ -336,12 +333,12 @@ def test_an_execution_rolled_back_with_its_savepoint_is_created_again(store: Sto
         _, request = record_complete(uow, "<sp@utrecht.nl>")
         request_id = request.id
     with store.unit_of_work() as uow:
-        request = uow.get_request(request_id)
+        request = uow.requests.get(request_id)
         assert request is not None
         with pytest.raises(RuntimeError), uow.savepoint():
-            uow.create_execution(request)
+            uow.executions.create(request)
             raise RuntimeError("this message broke")
-        execution = uow.create_execution(request)
+        execution = uow.executions.create(request)
         assert execution in uow.session
     assert count(store, Execution) == 1
 
@@ -351,11 +348,11 @@ def test_decision_request_reply_and_execution_in_one_transaction(store: Store) -
         _, request = record_complete(uow, "<full@utrecht.nl>", case="Z-42")
         assert request.state == "complete" and request.completed_at == T0
         assert request.id.startswith("R-") and len(request.id) == 10
-        execution = uow.create_execution(request)
-        assert uow.create_execution(request).id == execution.id  # one intent per key
+        execution = uow.executions.create(request)
+        assert uow.executions.create(request).id == execution.id  # one intent per key
         request_id = request.id
     with store.unit_of_work() as uow:
-        full = uow.get_request(request_id, full=True)
+        full = uow.requests.get(request_id, full=True)
         assert full is not None
         assert [m.message_key for m in full.messages] == ["<full@utrecht.nl>"]
         assert full.messages[0].decision is not None
@@ -368,15 +365,15 @@ def test_decision_request_reply_and_execution_in_one_transaction(store: Store) -
     assert claim.job().requested_by == SENDER
     assert claim.source_message_id == "<full@utrecht.nl>"
     with store.unit_of_work() as uow:
-        executing = uow.get_request(request_id)
+        executing = uow.requests.get(request_id)
         assert executing is not None and executing.state == "executing"
-        uow.record_execution_result(claim.id, ExecutionResult(
+        uow.executions.record_result(claim.id, ExecutionResult(
             status=ExecutionStatus.SUCCEEDED, code="reset"), now=T0 + timedelta(seconds=1))
-        uow.queue_reply(kind="confirmation", to_address=SENDER, subject="Re: 2FA reset",
+        uow.outbox.queue(kind="confirmation", to_address=SENDER, subject="Re: 2FA reset",
                         body="Gedaan", rfc822=b"From: ...", reply_message_id="<c@forus.test>",
                         request=executing)
     with store.unit_of_work() as uow:
-        done = uow.get_request(request_id, full=True)
+        done = uow.requests.get(request_id, full=True)
         assert done is not None
         assert done.state == "executed" and done.result_code == "reset"
         assert done.executed_at == T0 + timedelta(seconds=1) == done.closed_at
@@ -391,7 +388,7 @@ def test_decision_request_reply_and_execution_in_one_transaction(store: Store) -
 def test_execution_retry_goes_back_to_complete_with_capped_backoff(store: Store) -> None:
     with store.unit_of_work() as uow:
         _, request = record_complete(uow, "<retry@utrecht.nl>")
-        uow.create_execution(request)
+        uow.executions.create(request)
         request_id = request.id
     now = T0
     expected = [30, 60, 120, 240, 480, 960, 1920, 3600, 3600]
@@ -399,34 +396,34 @@ def test_execution_retry_goes_back_to_complete_with_capped_backoff(store: Store)
         [claim] = store.claim_due_executions(now=now)
         assert claim.attempts == attempt
         with store.unit_of_work() as uow:
-            execution = uow.record_execution_result(
+            execution = uow.executions.record_result(
                 claim.id, ExecutionResult(status=ExecutionStatus.RETRY, code="http_503"), now=now)
             assert execution.next_attempt_at == now + timedelta(seconds=delay)
-            request = uow.get_request(request_id)
+            request = uow.requests.get(request_id)
             assert request is not None and request.state == "complete"
         assert store.claim_due_executions(now=now + timedelta(seconds=delay - 1)) == []
         now += timedelta(seconds=delay)
     [claim] = store.claim_due_executions(now=now)
     with store.unit_of_work() as uow:
-        uow.record_execution_result(claim.id, ExecutionResult(
+        uow.executions.record_result(claim.id, ExecutionResult(
             status=ExecutionStatus.FAILED, code="account_not_found"), now=now)
-        request = uow.get_request(request_id)
+        request = uow.requests.get(request_id)
         assert request is not None and request.state == "execution_failed"
 
 
 def test_late_execution_result_is_only_audited(store: Store) -> None:
     with store.unit_of_work() as uow:
         _, request = record_complete(uow, "<late@utrecht.nl>")
-        uow.create_execution(request)
+        uow.executions.create(request)
     [slow] = store.claim_due_executions(now=T0)
     [fast] = store.claim_due_executions(now=T0 + timedelta(minutes=11))  # lease expired
     assert fast.id == slow.id and fast.reclaimed and fast.attempts == 2
     ok = ExecutionResult(status=ExecutionStatus.SUCCEEDED, code="reset")
     with store.unit_of_work() as uow:
-        uow.record_execution_result(fast.id, ok)
+        uow.executions.record_result(fast.id, ok)
     with store.unit_of_work() as uow:
-        uow.record_execution_result(slow.id, ok)
-        assert [e.event for e in uow.audit_entries(event="execution_result_late")] == [
+        uow.executions.record_result(slow.id, ok)
+        assert [e.event for e in uow.audit_log.entries(event="execution_result_late")] == [
             "execution_result_late"
         ]
 
@@ -434,23 +431,23 @@ def test_late_execution_result_is_only_audited(store: Store) -> None:
 def test_only_complete_requests_execute(store: Store) -> None:
     with store.unit_of_work() as uow:
         _, gated = record_complete(uow, "<gate@utrecht.nl>")
-        uow.transition(gated, RequestState.AWAITING_APPROVAL)
-        uow.create_execution(gated)
+        uow.requests.transition(gated, RequestState.AWAITING_APPROVAL)
+        uow.executions.create(gated)
         gated_id = gated.id
     assert store.claim_due_executions(now=T0) == []
     with store.unit_of_work() as uow:
-        request = uow.get_request(gated_id)
+        request = uow.requests.get(gated_id)
         assert request is not None
-        uow.approve(request, by="Petra (Forus)")
+        uow.requests.approve(request, by="Petra (Forus)")
     [claim] = store.claim_due_executions(now=T0)
     assert claim.approved_by == "Petra (Forus)"
     with store.unit_of_work() as uow:
         _, other = record_complete(uow, "<deny@utrecht.nl>")
-        uow.transition(other, RequestState.AWAITING_APPROVAL)
-        uow.deny(other, by="Karel", reason="onbekende medewerker")
+        uow.requests.transition(other, RequestState.AWAITING_APPROVAL)
+        uow.requests.deny(other, by="Karel", reason="onbekende medewerker")
         assert other.state == "denied" and other.denied_by == "Karel"
         with pytest.raises(InvalidTransition):
-            uow.transition(other, RequestState.EXECUTING)
+            uow.requests.transition(other, RequestState.EXECUTING)
 
 
 # ------------------------------------------------------------------ claims
@@ -459,7 +456,7 @@ def test_only_complete_requests_execute(store: Store) -> None:
 def _queue_replies(store: Store, n: int) -> None:
     with store.unit_of_work() as uow:
         for i in range(n):
-            uow.queue_reply(kind="incomplete", to_address=f"a{i}@utrecht.nl", subject="Re: x",
+            uow.outbox.queue(kind="incomplete", to_address=f"a{i}@utrecht.nl", subject="Re: x",
                             body="b", rfc822=f"bytes {i}".encode(),
                             reply_message_id=f"<reply-{i}@forus.test>")
 
@@ -472,18 +469,18 @@ def test_outbox_claim_lease_and_reclaim(store: Store) -> None:
     assert len(second) == 1 and second[0].id not in {c.id for c in first}
     assert store.claim_due_outbox(now=T0 + timedelta(minutes=9)) == []
     with store.unit_of_work() as uow:
-        assert uow.mark_outbox_sent(first[0].id, now=T0 + timedelta(seconds=2))
-        assert not uow.mark_outbox_sent(first[0].id)  # idempotent
+        assert uow.outbox.mark_sent(first[0].id, now=T0 + timedelta(seconds=2))
+        assert not uow.outbox.mark_sent(first[0].id)  # idempotent
         with pytest.raises(LookupError):
-            uow.mark_outbox_sent(10**6)
+            uow.outbox.mark_sent(10**6)
     reclaimed = store.claim_due_outbox(now=T0 + timedelta(minutes=10))
     assert sorted(c.id for c in reclaimed) == sorted([first[1].id, second[0].id])
     assert all(c.reclaimed and c.attempts == 2 for c in reclaimed)
     assert reclaimed[0].rfc822.startswith(b"bytes ")
     with store.unit_of_work() as uow:
-        assert len(uow.audit_entries(event="reply_reclaimed")) == 2
-        assert len(uow.audit_entries(event="reply_sent")) == 1
-        sent = uow.get_outbox(first[0].id)
+        assert len(uow.audit_log.entries(event="reply_reclaimed")) == 2
+        assert len(uow.audit_log.entries(event="reply_sent")) == 1
+        sent = uow.outbox.get(first[0].id)
         assert sent.state == OutboxState.SENT and sent.sent_at == T0 + timedelta(seconds=2)
 
 
@@ -495,14 +492,14 @@ def test_outbox_backoff_and_giving_up(store: Store) -> None:
         [claim] = store.claim_due_outbox(now=now)
         assert claim.attempts == attempt
         with store.unit_of_work() as uow:
-            item = uow.mark_outbox_failed(claim.id, "421 try later", now=now)
+            item = uow.outbox.mark_failed(claim.id, "421 try later", now=now)
             assert item.state == OutboxState.QUEUED
             assert item.next_attempt_at == now + timedelta(seconds=delay)
         assert store.claim_due_outbox(now=now + timedelta(seconds=delay - 1)) == []
         now += timedelta(seconds=delay)
     [claim] = store.claim_due_outbox(now=now)
     with store.unit_of_work() as uow:
-        item = uow.mark_outbox_failed(claim.id, "421 try later", now=now)
+        item = uow.outbox.mark_failed(claim.id, "421 try later", now=now)
         assert item.state == OutboxState.FAILED and item.last_error == "421 try later"
     assert store.claim_due_outbox(now=now + timedelta(days=1)) == []
 
@@ -511,7 +508,7 @@ def test_outbox_permanent_failure(store: Store) -> None:
     _queue_replies(store, 1)
     [claim] = store.claim_due_outbox(now=T0)
     with store.unit_of_work() as uow:
-        assert uow.mark_outbox_failed(claim.id, "550 no such user",
+        assert uow.outbox.mark_failed(claim.id, "550 no such user",
                                       permanent=True).state == OutboxState.FAILED
 
 
@@ -548,7 +545,7 @@ def test_concurrent_execution_claimers_never_get_the_same_row(store: Store) -> N
     with store.unit_of_work() as uow:
         for i in range(20):
             _, request = record_complete(uow, f"<exec-{i}@utrecht.nl>")
-            uow.create_execution(request)
+            uow.executions.create(request)
     results = _race(lambda: store.claim_due_executions(now=T0, limit=2))
     claimed = [i for r in results for i in r]
     assert len(claimed) == len(set(claimed)) == 20
@@ -562,23 +559,23 @@ def test_thread_ids_are_recorded_once_whether_or_not_the_thread_was_loaded(
 ) -> None:
     with store.unit_of_work() as uow:
         d = decision("<t1@utrecht.nl>", outcome=Outcome.INCOMPLETE, identity=False)
-        request = uow.create_request(d, uow.record_message(d, raw=b"1"))
+        request = uow.requests.create(d, uow.messages.record(d, raw=b"1"))
         request_id = request.id
     with store.unit_of_work() as uow:
-        request = uow.get_request(request_id)
+        request = uow.requests.get(request_id)
         assert request is not None
-        uow.add_thread_id(request, "<t2@forus.test>")  # thread not loaded: one-row check
-        uow.add_thread_id(request, " <t2@forus.test> ")
+        uow.requests.add_thread_id(request, "<t2@forus.test>")  # thread not loaded: one-row check
+        uow.requests.add_thread_id(request, " <t2@forus.test> ")
         assert sorted(t.message_id for t in request.thread_ids) == [
             "<t1@utrecht.nl>", "<t2@forus.test>"]
-        uow.add_thread_id(request, "<t2@forus.test>")  # loaded now: checked in memory
-        uow.add_thread_id(request, "<t3@forus.test>")
+        uow.requests.add_thread_id(request, "<t2@forus.test>")  # loaded now: checked in memory
+        uow.requests.add_thread_id(request, "<t3@forus.test>")
     with store.unit_of_work() as uow:
-        request = uow.get_request(request_id)
+        request = uow.requests.get(request_id)
         assert request is not None
         assert sorted(t.message_id for t in request.thread_ids) == [
             "<t1@utrecht.nl>", "<t2@forus.test>", "<t3@forus.test>"]
-        found = uow.find_request_for_thread(SENDER, ["<t3@forus.test>"])
+        found = uow.requests.for_thread(SENDER, ["<t3@forus.test>"])
         assert found is not None and found.id == request_id
 
 
@@ -587,33 +584,33 @@ def test_thread_lookup_and_merge(store: Store) -> None:
         d = decision("<first@utrecht.nl>", outcome=Outcome.INCOMPLETE, identity=False,
                      account="old@example.org",
                      missing_details={Item.IDENTITY_VERIFIED: MissingDetail.NOT_FOUND})
-        message = uow.record_message(d, raw=b"1")
-        request = uow.create_request(d, message)
+        message = uow.messages.record(d, raw=b"1")
+        request = uow.requests.create(d, message)
         assert request.state == "incomplete" and request.missing == ["identity_verified"]
-        uow.queue_reply(kind="incomplete", to_address=SENDER, subject="Re: 2FA",
+        uow.outbox.queue(kind="incomplete", to_address=SENDER, subject="Re: 2FA",
                         body="Wat ontbreekt", rfc822=b"r", request=request, message=message,
                         reply_message_id="<our-reply@forus.test>")
         request_id = request.id
 
     with store.unit_of_work() as uow:
         # Different sender in the same thread: not merged.
-        assert uow.find_request_for_thread("collega@utrecht.nl",
+        assert uow.requests.for_thread("collega@utrecht.nl",
                                            ["<our-reply@forus.test>"]) is None
         # Unknown ids, and no ids at all.
-        assert uow.find_request_for_thread(SENDER, ["<nope@x>", None]) is None
-        assert uow.find_request_for_thread(SENDER, []) is None
+        assert uow.requests.for_thread(SENDER, ["<nope@x>", None]) is None
+        assert uow.requests.for_thread(SENDER, []) is None
         # By In-Reply-To (our reply) and by References (their first message); case of sender.
-        found = uow.find_request_for_thread("J.Jansen@Utrecht.nl", ["<our-reply@forus.test>"])
+        found = uow.requests.for_thread("J.Jansen@Utrecht.nl", ["<our-reply@forus.test>"])
         assert found is not None and found.id == request_id
-        found = uow.find_request_for_thread(SENDER, ["<x@y>", "<first@utrecht.nl>"])
+        found = uow.requests.for_thread(SENDER, ["<x@y>", "<first@utrecht.nl>"])
         assert found is not None and found.id == request_id
 
         reply = decision("<second@utrecht.nl>", outcome=Outcome.INCOMPLETE,
                          account="new@example.org", instructed=False,
                          in_reply_to="<our-reply@forus.test>",
                          missing_details={Item.RESET_INSTRUCTED: MissingDetail.NOT_FOUND})
-        second = uow.record_message(reply, raw=b"2")
-        merged = uow.merge_into_request(found, reply, second)
+        second = uow.messages.record(reply, raw=b"2")
+        merged = uow.requests.merge(found, reply, second)
         assert merged.state == "complete"
         assert merged.account_email == "new@example.org"  # the new text wins
         assert merged.reset_instructed is True  # kept from the first message
@@ -621,12 +618,12 @@ def test_thread_lookup_and_merge(store: Store) -> None:
 
     with store.unit_of_work() as uow:
         # Complete requests are no longer open for merging, unless asked for any state.
-        assert uow.find_request_for_thread(SENDER, ["<second@utrecht.nl>"]) is None
-        found = uow.find_request_for_thread(SENDER, ["<second@utrecht.nl>"], states=None)
+        assert uow.requests.for_thread(SENDER, ["<second@utrecht.nl>"]) is None
+        found = uow.requests.for_thread(SENDER, ["<second@utrecht.nl>"], states=None)
         assert found is not None and found.id == request_id
         with pytest.raises(InvalidTransition):
-            uow.merge_into_request(found, reply, second)
-        full = uow.get_request(request_id, full=True)
+            uow.requests.merge(found, reply, second)
+        full = uow.requests.get(request_id, full=True)
         assert full is not None
         assert [m.message_key for m in full.messages] == ["<first@utrecht.nl>",
                                                           "<second@utrecht.nl>"]
@@ -642,8 +639,8 @@ def test_thread_lookup_and_merge(store: Store) -> None:
 
 def test_audit_log_is_append_only(store: Store) -> None:
     with store.unit_of_work() as uow:
-        first = uow.audit("daemon_started", actor="system", data={"version": "0.1.0"})
-        uow.audit("note", actor="Petra", data={"text": "gebeld"})
+        first = uow.audit_log.append("daemon_started", actor="system", data={"version": "0.1.0"})
+        uow.audit_log.append("note", actor="Petra", data={"text": "gebeld"})
     first_id = first.id  # assigned by the commit's flush
     with pytest.raises(AuditLogIsAppendOnly), store.unit_of_work() as uow:
         entry = uow.session.get(AuditEntry, first_id)
@@ -655,7 +652,7 @@ def test_audit_log_is_append_only(store: Store) -> None:
         uow.session.delete(entry)
         uow.flush()
     with store.unit_of_work() as uow:
-        entries = uow.audit_entries()
+        entries = uow.audit_log.entries()
         assert [(e.event, e.actor, e.data) for e in entries] == [
             ("daemon_started", "system", {"version": "0.1.0"}),
             ("note", "Petra", {"text": "gebeld"}),
@@ -669,17 +666,17 @@ def test_audit_log_is_append_only(store: Store) -> None:
 
 def test_mailbox_state(store: Store) -> None:
     with store.unit_of_work() as uow:
-        assert uow.get_mailbox_state("INBOX") is None
-        uow.set_mailbox_state("INBOX", uidvalidity=100, last_seen_uid=10)
+        assert uow.mailboxes.get("INBOX") is None
+        uow.mailboxes.set("INBOX", uidvalidity=100, last_seen_uid=10)
     with store.unit_of_work() as uow:
-        state = uow.set_mailbox_state("INBOX", uidvalidity=100, last_seen_uid=7)
+        state = uow.mailboxes.set("INBOX", uidvalidity=100, last_seen_uid=7)
         assert state.last_seen_uid == 10  # never goes back within one UIDVALIDITY
-        state = uow.set_mailbox_state("INBOX", uidvalidity=100, last_seen_uid=12)
+        state = uow.mailboxes.set("INBOX", uidvalidity=100, last_seen_uid=12)
         assert state.last_seen_uid == 12
     with store.unit_of_work() as uow:
-        state = uow.set_mailbox_state("INBOX", uidvalidity=200, last_seen_uid=0)
+        state = uow.mailboxes.set("INBOX", uidvalidity=200, last_seen_uid=0)
         assert (state.uidvalidity, state.last_seen_uid) == (200, 0)
-        [event] = uow.audit_entries(event="uidvalidity_changed")
+        [event] = uow.audit_log.entries(event="uidvalidity_changed")
         assert event.data == {"mailbox": "INBOX", "old": 100, "new": 200,
                               "old_last_seen_uid": 12}
 
@@ -692,20 +689,20 @@ def test_list_requests_filters(store: Store) -> None:
         _, a = record_complete(uow, "<a@utrecht.nl>")
         a.deadline_at = T0 + timedelta(days=2)
         d = decision("<b@utrecht.nl>", outcome=Outcome.INCOMPLETE, identity=False)
-        b = uow.create_request(d, uow.record_message(d, raw=b"b"), municipality="Eindhoven",
+        b = uow.requests.create(d, uow.messages.record(d, raw=b"b"), municipality="Eindhoven",
                                now=T0 + timedelta(hours=1))
         b.deadline_at = T0 + timedelta(hours=2)
     with store.unit_of_work() as uow:
-        assert [r.id for r in uow.list_requests()] == [b.id, a.id]  # newest first
-        assert [r.id for r in uow.list_requests(state="complete")] == [a.id]
-        assert [r.id for r in uow.list_requests(state=["complete", "incomplete"],
+        assert [r.id for r in uow.requests.search()] == [b.id, a.id]  # newest first
+        assert [r.id for r in uow.requests.search(state="complete")] == [a.id]
+        assert [r.id for r in uow.requests.search(state=["complete", "incomplete"],
                                                 municipality="Eindhoven")] == [b.id]
-        assert [r.id for r in uow.list_requests(since=T0 + timedelta(minutes=30))] == [b.id]
-        assert [r.id for r in uow.list_requests(overdue_at=T0 + timedelta(days=1))] == [b.id]
-        assert len(uow.list_requests(limit=1)) == 1
-        assert uow.get_request("R-NOTHERE") is None
-        assert uow.count_replies_to(SENDER, T0) == 0
-        assert uow.count_executed(T0 - timedelta(days=1), municipality="Utrecht") == 0
+        assert [r.id for r in uow.requests.search(since=T0 + timedelta(minutes=30))] == [b.id]
+        assert [r.id for r in uow.requests.search(overdue_at=T0 + timedelta(days=1))] == [b.id]
+        assert len(uow.requests.search(limit=1)) == 1
+        assert uow.requests.get("R-NOTHERE") is None
+        assert uow.outbox.count_replies_to(SENDER, T0) == 0
+        assert uow.requests.count_executed(T0 - timedelta(days=1), municipality="Utrecht") == 0
 
 
 def test_rate_limit_counts(store: Store) -> None:
@@ -713,15 +710,15 @@ def test_rate_limit_counts(store: Store) -> None:
         for i in range(3):
             _, request = record_complete(uow, f"<n{i}@utrecht.nl>",
                                          account="Resident@Example.org")
-            uow.queue_reply(kind="incomplete", to_address=SENDER.upper(), subject="s",
+            uow.outbox.queue(kind="incomplete", to_address=SENDER.upper(), subject="s",
                             body="b", rfc822=b"r", reply_message_id=f"<q{i}@forus.test>",
                             now=T0 + timedelta(minutes=i))
             if i < 2:
-                uow.transition(request, RequestState.EXECUTING)
-                uow.transition(request, RequestState.EXECUTED, now=T0 + timedelta(days=i))
+                uow.requests.transition(request, RequestState.EXECUTING)
+                uow.requests.transition(request, RequestState.EXECUTED, now=T0 + timedelta(days=i))
     with store.unit_of_work() as uow:
-        assert uow.count_replies_to(SENDER, T0 + timedelta(minutes=1)) == 2
-        assert uow.count_executed(T0, municipality="Utrecht") == 2
-        assert uow.count_executed(T0 + timedelta(hours=1),
+        assert uow.outbox.count_replies_to(SENDER, T0 + timedelta(minutes=1)) == 2
+        assert uow.requests.count_executed(T0, municipality="Utrecht") == 2
+        assert uow.requests.count_executed(T0 + timedelta(hours=1),
                                   account_email="resident@example.org") == 1
-        assert uow.count_executed(T0, municipality="Eindhoven") == 0
+        assert uow.requests.count_executed(T0, municipality="Eindhoven") == 0

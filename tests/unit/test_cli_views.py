@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from reset_mailbot.adapters.db import migrate
-from reset_mailbot.adapters.db.repository import Store
+from reset_mailbot.adapters.db.unit_of_work import Store
 from reset_mailbot.cli import app
 from reset_mailbot.cli_views import parse_since
 from reset_mailbot.domain.models import Decision, SenderInfo
@@ -28,7 +28,7 @@ def config(tmp_path: Path) -> Path:
             reasons=[ReasonCode.DOMAIN_NOT_ALLOWLISTED],
             sender=SenderInfo(address="mallory@[/bold]evil.nl"), subject="[/x] hi",
         )
-        uow.record_message(decision, raw=b"x", now=datetime(2026, 11, 2, tzinfo=UTC))
+        uow.messages.record(decision, raw=b"x", now=datetime(2026, 11, 2, tzinfo=UTC))
     store.engine.dispose()
     path = tmp_path / "c.toml"
     path.write_text(f'[mailbox]\naddress = "support@forus.test"\n[database]\nurl = "{url}"\n')

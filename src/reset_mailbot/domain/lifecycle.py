@@ -5,9 +5,12 @@
   limit, or the gate is on), to a person (manual executor), or to the executor.
 - `route_approved`: an approved request goes to the executor or, without one, to a person.
 - `after_execution`: what an executor's answer means for the execution and the request.
+- `merge_reply`: a same-sender reply merged into an open request: the items it gives and
+  whether the request becomes complete.
+- `sla_flag`: on the SLA tick, whether an open request is due a warning or a breach notice.
 
-The service and the repository apply the intents (transition, execution row, audit event);
-they no longer decide. Every branch is unit-tested without a database
+The service and the stores (adapters/db) apply the intents (transition, execution row, audit
+event); they do not decide. Every branch is unit-tested without a database
 (tests/unit/test_lifecycle.py).
 """
 
@@ -15,10 +18,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from reset_mailbot.domain.request_state import RequestState
+from reset_mailbot.domain.models import ResetRequest
+from reset_mailbot.domain.request_state import (
+    MERGEABLE_STATES,
+    InvalidTransition,
+    RequestState,
+    merge_items,
+)
 
 
 class ExecutionStatus(StrEnum):
@@ -94,3 +104,42 @@ _AFTER_EXECUTION = {
 
 def after_execution(status: ExecutionStatus | str) -> ExecutionStep:
     return _AFTER_EXECUTION[ExecutionStatus(status)]
+
+
+@dataclass(frozen=True)
+class Merge:
+    """A reply merged into a request: the items it now holds, and the state it moves to (None:
+    it stays where it is)."""
+
+    items: ResetRequest
+    becomes: RequestState | None
+
+
+def merge_reply(state: RequestState | str, held: ResetRequest, reply: ResetRequest) -> Merge:
+    """Merge a reply's items into a request in `state` (policy, "Threads": the new text wins).
+
+    Only a request still waiting for items takes a merge (InvalidTransition otherwise: once
+    complete, what was approved is what is executed). It becomes complete when nothing is
+    missing any more.
+    """
+    if RequestState(state) not in MERGEABLE_STATES:
+        raise InvalidTransition(state, "(merge)")
+    items = merge_items(held, reply)
+    complete = not items.missing and RequestState(state) is RequestState.INCOMPLETE
+    return Merge(items, RequestState.COMPLETE if complete else None)
+
+
+class SlaFlag(StrEnum):
+    WARNING = "sla_warning"
+    BREACH = "sla_breach"
+
+
+def sla_flag(deadline: datetime, now: datetime, *, warn_hours: float) -> SlaFlag | None:
+    """The SLA tick for one open request: breach once past its deadline, a warning within
+    `warn_hours` of it (0 switches warnings off), else nothing. Each is sent once; the store's
+    conditional marker update keeps it so (service/sla.py)."""
+    if deadline <= now:
+        return SlaFlag.BREACH
+    if warn_hours > 0 and deadline <= now + timedelta(hours=warn_hours):
+        return SlaFlag.WARNING
+    return None

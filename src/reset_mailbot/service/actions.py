@@ -17,13 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from reset_mailbot.adapters.db.repository import (
-    Store,
-    UnitOfWork,
-    default_idempotency_key,
-    execution_job,
-)
+from reset_mailbot.adapters.db.executions import default_idempotency_key, execution_job
 from reset_mailbot.adapters.db.schema import Request, utcnow
+from reset_mailbot.adapters.db.unit_of_work import Store, UnitOfWork
 from reset_mailbot.adapters.executors.base import ExecutionJob, ExecutionResult, Executor
 from reset_mailbot.domain.lifecycle import Next, route_approved
 from reset_mailbot.domain.reply_templates import ReplyTemplates
@@ -64,7 +60,7 @@ def _actor(by: str) -> str:
 def _locked(uow: UnitOfWork, request_id: str) -> Request:
     """The request row, locked for this transaction: two people acting at once cannot both
     succeed."""
-    request = uow.lock_request(request_id)
+    request = uow.requests.lock(request_id)
     if request is None:
         raise ActionRefused(f"no request {request_id}")
     return request
@@ -117,11 +113,12 @@ def approve(
                 f"{actor} sent request {request.id}; a second person must approve it"
             )
         held_for = request.result_code  # rate_limited / staff_account, or None
-        uow.approve(request, by=actor, now=now)
+        uow.requests.approve(request, by=actor, now=now)
         if route_approved(has_executor=executor is not None) is Next.AWAIT_MANUAL_RESET:
-            uow.transition(request, RequestState.AWAITING_MANUAL_RESET, actor=actor, now=now)
+            uow.requests.transition(request, RequestState.AWAITING_MANUAL_RESET, actor=actor,
+                                    now=now)
         else:
-            uow.create_execution(request, now=now)
+            uow.executions.create(request, now=now)
         request_pk = request.id
     log.info("request_approved", request_id=request_pk, approved_by=actor, held_for=held_for)
     if executor is None:
@@ -133,7 +130,7 @@ def approve(
                              max_attempts=max_attempts, clock=clock)
     ran = worker.run_due(limit=1, request_id=request_pk)
     with store.unit_of_work() as uow:
-        request = uow.get_request(request_pk)
+        request = uow.requests.get(request_pk)
         assert request is not None
         state, code, detail = request.state, request.result_code, request.result_detail
     if not ran:  # a running daemon claimed it first: it reports and replies
@@ -171,7 +168,7 @@ def deny(
     with store.unit_of_work() as uow:
         request = _locked(uow, request_id)
         _expect(request, RequestState.AWAITING_APPROVAL, action="deny")
-        uow.deny(request, by=actor, reason=reason, now=now)
+        uow.requests.deny(request, by=actor, reason=reason, now=now)
         queue_outcome_reply(uow, request, support_address, now, templates)
         request_pk = request.id
     log.info("request_denied", request_id=request_pk, denied_by=actor, reason=reason)
@@ -197,7 +194,7 @@ def mark_done(
         _expect(request, RequestState.AWAITING_MANUAL_RESET, action="done")
         request.result_code = MANUAL_RESET_CODE
         request.result_detail = f"reset by hand by {actor}" + (f": {note}" if note else "")
-        uow.transition(request, RequestState.EXECUTED, actor=actor, now=now,
+        uow.requests.transition(request, RequestState.EXECUTED, actor=actor, now=now,
                        data={"done_by": actor, "note": note})
         queue_outcome_reply(uow, request, support_address, now, templates)
         request_pk = request.id
@@ -226,7 +223,7 @@ def mark_failed(
         _expect(request, RequestState.AWAITING_MANUAL_RESET, action="failed")
         request.result_code = MANUAL_FAILED_CODE
         request.result_detail = reason
-        uow.transition(request, RequestState.EXECUTION_FAILED, actor=actor, now=now,
+        uow.requests.transition(request, RequestState.EXECUTION_FAILED, actor=actor, now=now,
                        data={"failed_by": actor, "reason": reason})
         queue_outcome_reply(uow, request, support_address, now, templates)
         request_pk = request.id
@@ -253,7 +250,7 @@ def dry_run(store: Store, request_id: str, executor: Executor) -> tuple[str, Exe
     either (not even an audit row): a dry run is a question, not an event.
     """
     with store.unit_of_work() as uow:
-        request = uow.get_request(request_id.strip())
+        request = uow.requests.get(request_id.strip())
         if request is None:
             raise ActionRefused(f"no request {request_id}")
         if not request.account_email:

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from reset_mailbot.adapters.db.repository import Store
+from reset_mailbot.adapters.db.unit_of_work import Store
 from reset_mailbot.adapters.executors.base import Executor
 from reset_mailbot.adapters.imap import Mailbox, MailboxAuthError, MailboxError
 from reset_mailbot.adapters.smtp import SmtpSender

@@ -13,8 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from reset_mailbot.adapters.db.repository import OutboxClaim, Store, UnitOfWork
+from reset_mailbot.adapters.db.outbox import OutboxClaim
 from reset_mailbot.adapters.db.schema import Request, utcnow
+from reset_mailbot.adapters.db.unit_of_work import Store, UnitOfWork
 from reset_mailbot.adapters.executors.base import ExecutionResult, ExecutionStatus, Executor
 from reset_mailbot.adapters.smtp import SmtpError, SmtpPermanentError, SmtpSender
 from reset_mailbot.domain.replies import ReplyKind
@@ -60,7 +61,7 @@ class OutboxWorker:
             except SmtpError as exc:
                 permanent = isinstance(exc, SmtpPermanentError)
                 with self.store.unit_of_work() as uow:
-                    item = uow.mark_outbox_failed(
+                    item = uow.outbox.mark_failed(
                         claim.id, error=str(exc)[:1000], permanent=permanent, now=self.clock()
                     )
                     state, next_at = item.state, item.next_attempt_at
@@ -75,7 +76,7 @@ class OutboxWorker:
                 continue
             failpoint("after_smtp_send")
             with self.store.unit_of_work() as uow:
-                uow.mark_outbox_sent(claim.id, now=self.clock())
+                uow.outbox.mark_sent(claim.id, now=self.clock())
             log.info(
                 "reply_sent", outbox_id=claim.id, request_id=claim.request_id, kind=claim.kind,
                 to=claim.to_address, reply_message_id=claim.reply_message_id,
@@ -144,7 +145,7 @@ class ExecutionWorker:
             failpoint("after_execute")
             now = self.clock()
             with self.store.unit_of_work() as uow:
-                execution = uow.record_execution_result(claim.id, result, now=now)
+                execution = uow.executions.record_result(claim.id, result, now=now)
                 request = execution.request
                 queue_outcome_reply(uow, request, self.support_address, now, self.templates)
                 state = request.state

@@ -25,12 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from reset_mailbot.adapters.db.repository import (
-    DuplicateMessage,
-    Store,
-    UnitOfWork,
-)
+from reset_mailbot.adapters.db.messages import DuplicateMessage
 from reset_mailbot.adapters.db.schema import Message, Request, utcnow
+from reset_mailbot.adapters.db.unit_of_work import Store, UnitOfWork
 from reset_mailbot.adapters.imap import Mailbox
 from reset_mailbot.domain.backoff import Backoff
 from reset_mailbot.domain.context import Facts, Standing, decide_in_context
@@ -138,13 +135,13 @@ class InboxProcessor:
         stats = PollStats()
         uidvalidity = mailbox.select_inbox()
         with self.store.unit_of_work() as uow:
-            previous = uow.get_mailbox_state(mailbox.inbox)
+            previous = uow.mailboxes.get(mailbox.inbox)
             if previous is not None and previous.uidvalidity != uidvalidity:
                 log.warning(
                     "uidvalidity_changed", mailbox=mailbox.inbox, old=previous.uidvalidity,
                     new=uidvalidity,
                 )
-            uow.set_mailbox_state(
+            uow.mailboxes.set(
                 mailbox.inbox, uidvalidity=uidvalidity,
                 last_seen_uid=previous.last_seen_uid
                 if previous is not None and previous.uidvalidity == uidvalidity else 0,
@@ -153,7 +150,7 @@ class InboxProcessor:
         entries = mailbox.list_uids_with_sizes()
         now = self.clock()
         with self.store.unit_of_work() as uow:
-            known = uow.messages_by_uid(mailbox.inbox, uidvalidity, (u for u, _ in entries))
+            known = uow.messages.by_uids(mailbox.inbox, uidvalidity, (u for u, _ in entries))
             targets = {uid: self._resume_target(uow, known.get(uid), now) for uid, _ in entries}
             self._record_moves_done_before_a_crash(uow, mailbox, uidvalidity, entries, now)
         highest = 0
@@ -197,7 +194,7 @@ class InboxProcessor:
         moves.flush()
         if highest:
             with self.store.unit_of_work() as uow:
-                uow.set_mailbox_state(
+                uow.mailboxes.set(
                     mailbox.inbox, uidvalidity=uidvalidity, last_seen_uid=highest,
                     now=self.clock(),
                 )
@@ -210,7 +207,7 @@ class InboxProcessor:
         if known.outcome == Outcome.DEFERRED:
             due = (known.decided_at or now) + self.policy.deferred_backoff.delay(known.attempts)
             return None if due <= now else STAY
-        if uow.may_decide_again(known):
+        if uow.messages.may_decide_again(known):
             return None
         if known.folder_moved_to is not None:
             return None  # moved before, yet back in the inbox (someone moved it back): redo
@@ -229,12 +226,12 @@ class InboxProcessor:
         """
         present = {uid for uid, _ in entries}
         # a crash is noticed at the next start; a week bounds the (indexed) look-back
-        for row in uow.messages_pending_move(mailbox.inbox, received_since=now - timedelta(days=7)):
+        for row in uow.messages.pending_move(mailbox.inbox, received_since=now - timedelta(days=7)):
             if row.uidvalidity != uidvalidity or row.uid in present:
                 continue
             reply = bool((row.decision or {}).get("reply"))
             target = imap_folder(mailbox, folder_for(row.outcome, reply, row.error))
-            uow.mark_message_moved(row, target, now=now)
+            uow.messages.mark_moved(row, target, now=now)
             log.info("move_recorded_late", message_pk=row.id, uid=row.uid, folder=target)
 
     # ------------------------------------------------------------- one message
@@ -313,14 +310,14 @@ class InboxProcessor:
         now = item.received_at
         placed = decide_in_context(decision, uow.facts_for(decision), parsed.sha256)
         if placed.earlier is not None:  # resumed or a replay: nothing new to record
-            existing = uow.get_message_by_key(placed.earlier.key)
+            existing = uow.messages.by_key(placed.earlier.key)
             assert existing is not None
             return self._duplicate(uow, parsed, existing, placed.standing, uid=item.uid, now=now)
         decision = placed.decision
-        closed = (uow.get_request(placed.closed_request.id)
+        closed = (uow.requests.get(placed.closed_request.id)
                   if placed.closed_request is not None else None)
         try:
-            message = uow.record_message(
+            message = uow.messages.record(
                 decision, raw=item.raw, sha256=parsed.sha256, size=len(item.raw),
                 mailbox=mailbox, uidvalidity=uidvalidity, uid=item.uid, received_at=now,
                 now=now,
@@ -368,7 +365,7 @@ class InboxProcessor:
         if standing is Standing.RESUMED:
             reply = bool((existing.decision or {}).get("reply"))
             return _Recorded(folder_for(existing.outcome, reply, existing.error), existing.id)
-        uow.audit(
+        uow.audit_log.append(
             "duplicate_ignored", message=existing, request_id=existing.request_id, now=now,
             data={"message_key": existing.message_key, "uid": uid, "sha256": parsed.sha256},
         )
@@ -388,7 +385,7 @@ class InboxProcessor:
     ) -> None:
         """On the request's audit trail (`requests show`), not among its messages: the
         request's own messages stay the source the executor and replies refer to."""
-        uow.audit("followup_received", request=request, message=message, now=now,
+        uow.audit_log.append("followup_received", request=request, message=message, now=now,
                   data={"message_key": message.message_key, "request_state": request.state})
         log.info("followup_received", request_id=request.id, request_state=request.state,
                  message_id=message.message_id, sender=message.sender)
@@ -419,14 +416,14 @@ class InboxProcessor:
     ) -> Request:
         sender = decision.sender.address or ""
         thread = [decision.in_reply_to, *decision.references]
-        request = uow.find_request_for_thread(sender, thread,
+        request = uow.requests.for_thread(sender, thread,
                                               request_ids=decision.subject_request_ids)
         if request is not None:
-            uow.merge_into_request(request, decision, message, now=now)
+            uow.requests.merge(request, decision, message, now=now)
         else:
             # replies follow the language of the request that started it (Dutch on doubt)
             language = message_language(parsed, self.context.rules.extraction)
-            request = uow.create_request(decision, message, now=now, language=language,
+            request = uow.requests.create(decision, message, now=now, language=language,
                                          deadline_at=self._deadline(now)
                                          if not decision.request.missing else None)
         if request.state == RequestState.INCOMPLETE:
@@ -448,17 +445,17 @@ class InboxProcessor:
         hold = route.hold
         if hold is not None:
             request.result_code, request.result_detail = hold.reason, hold.detail
-            uow.transition(request, RequestState.AWAITING_APPROVAL, now=now,
+            uow.requests.transition(request, RequestState.AWAITING_APPROVAL, now=now,
                            data={"reason": hold.reason, "detail": hold.detail, **hold.data})
             log.warning(hold.reason, request_id=request.id, detail=hold.detail,
                         municipality=request.municipality, account_email=request.account_email,
                         **hold.data)
         elif route.next is Next.AWAIT_APPROVAL:
-            uow.transition(request, RequestState.AWAITING_APPROVAL, now=now)
+            uow.requests.transition(request, RequestState.AWAITING_APPROVAL, now=now)
         elif route.next is Next.AWAIT_MANUAL_RESET:
-            uow.transition(request, RequestState.AWAITING_MANUAL_RESET, now=now)
+            uow.requests.transition(request, RequestState.AWAITING_MANUAL_RESET, now=now)
         else:
-            uow.create_execution(request, now=now)
+            uow.executions.create(request, now=now)
         return request
 
     def _deadline(self, completed_at: datetime) -> datetime:
@@ -477,7 +474,7 @@ class InboxProcessor:
         )
         with self.store.unit_of_work() as uow:
             try:
-                message = uow.record_message(
+                message = uow.messages.record(
                     decision, raw=None, size=size, mailbox=mailbox.inbox,
                     uidvalidity=uidvalidity, uid=uid, received_at=now, now=now,
                 )
@@ -505,7 +502,7 @@ class InboxProcessor:
         parsed = item.parsed
         try:
             with uow.savepoint():
-                message = uow.record_failed_message(
+                message = uow.messages.record_failed(
                     message_key=parsed.key if parsed is not None else item.fallback_key,
                     error=error[:2000], raw=item.raw,
                     message_id=parsed.message_id if parsed is not None else None,
@@ -593,7 +590,7 @@ class PendingMoves:
             failpoint("after_move")
             self.stats.moved += len(items)
             with self.store.unit_of_work() as uow:
-                uow.mark_messages_moved(
+                uow.messages.mark_all_moved(
                     (pk for _, pk in items if pk is not None), target, now=self.clock()
                 )
         self.pending.clear()

@@ -21,8 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from reset_mailbot.adapters.db.repository import UnitOfWork
 from reset_mailbot.adapters.db.schema import Request
+from reset_mailbot.adapters.db.unit_of_work import UnitOfWork
 from reset_mailbot.domain.lifecycle import Hold
 from reset_mailbot.domain.reasons import ReasonCode
 
@@ -71,7 +71,7 @@ def hold_reason(
             {"staff_domain": staff},
         )
     if request.municipality:
-        count = uow.count_executed(
+        count = uow.requests.count_executed(
             now - DAY, municipality=request.municipality, include_in_flight=True,
             exclude_request_id=request.id,
         )
@@ -84,7 +84,7 @@ def hold_reason(
                  "max": limits.per_municipality_per_day},
             )
     if request.account_email:
-        count = uow.count_executed(
+        count = uow.requests.count_executed(
             now - THIRTY_DAYS, account_email=request.account_email, include_in_flight=True,
             exclude_request_id=request.id,
         )

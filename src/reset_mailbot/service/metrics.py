@@ -32,8 +32,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 
 from reset_mailbot.adapters.db import queries
-from reset_mailbot.adapters.db.repository import Store
 from reset_mailbot.adapters.db.schema import utcnow
+from reset_mailbot.adapters.db.unit_of_work import Store
 from reset_mailbot.domain.models import Decision
 from reset_mailbot.domain.request_state import RequestState
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from reset_mailbot.adapters.db.repository import UnitOfWork
 from reset_mailbot.adapters.db.schema import Message, Request
+from reset_mailbot.adapters.db.unit_of_work import UnitOfWork
 from reset_mailbot.domain.models import Decision
 from reset_mailbot.domain.reasons import Item, MissingDetail
 from reset_mailbot.domain.replies import (
@@ -84,9 +84,9 @@ def queue_reply(
     rule set's (`RuleSet.templates`).
     """
     if max_per_hour is not None:
-        sent = uow.count_replies_to(data.recipient, now - timedelta(hours=1))
+        sent = uow.outbox.count_replies_to(data.recipient, now - timedelta(hours=1))
         if sent >= max_per_hour:
-            uow.audit(
+            uow.audit_log.append(
                 "reply_rate_limited", request=request, message=message, now=now,
                 data={"kind": kind.value, "to": data.recipient, "replies_last_hour": sent},
             )
@@ -102,7 +102,7 @@ def queue_reply(
         kind, data, support_address=support_address, now=now, reply_message_id=reply_id,
         language=language, templates=templates,
     )
-    uow.queue_reply(
+    uow.outbox.queue(
         kind=kind.value,
         to_address=data.recipient,
         subject=reply.subject,

@@ -41,13 +41,15 @@ from datetime import datetime
 from typing import Any
 
 from reset_mailbot.adapters.db import queries
-from reset_mailbot.adapters.db.repository import Store, UnitOfWork, request_items
+from reset_mailbot.adapters.db.requests import request_items
 from reset_mailbot.adapters.db.schema import Message, Request
+from reset_mailbot.adapters.db.unit_of_work import Store, UnitOfWork
 from reset_mailbot.domain.decision import decide_parsed
+from reset_mailbot.domain.lifecycle import merge_reply
 from reset_mailbot.domain.message import ParsedMessage, parse_message
 from reset_mailbot.domain.models import Decision
 from reset_mailbot.domain.reasons import Outcome
-from reset_mailbot.domain.request_state import RequestState, merge_items
+from reset_mailbot.domain.request_state import RequestState
 from reset_mailbot.logs import get_logger
 from reset_mailbot.service.inbox import InboxProcessor
 
@@ -140,7 +142,7 @@ def reprocess_message(
     """Decide message `message_pk` again with the current rules; see the module doc for why."""
     now = now or store.clock()
     with store.unit_of_work() as uow:
-        row = uow.get_message(message_pk)
+        row = uow.messages.get(message_pk)
         if row is None:
             raise MessageNotFound(f"no message {message_pk}")
         reason = refusal(row)
@@ -155,13 +157,13 @@ def reprocess_message(
     decision = decide_parsed(parsed, processor.context, received.timestamp())
 
     with store.unit_of_work() as uow:
-        row = uow.lock_message(message_pk)
+        row = uow.messages.lock(message_pk)
         assert row is not None
         if (row.attempts, row.decided_at, row.outcome, row.error) != stamp:
             raise ReprocessRefused(f"message {message_pk} was decided again meanwhile; retry")
         request = None
         if row.request_id is not None:
-            request = uow.lock_request(row.request_id)
+            request = uow.requests.lock(row.request_id)
         reason = refusal(row)
         if reason:
             raise ReprocessRefused(reason)
@@ -185,7 +187,7 @@ def reprocess_message(
         # make the row decidable again (UnitOfWork.may_decide_again), then record as usual
         row.outcome = None
         row.error = REPROCESS_MARK
-        message = uow.record_message(
+        message = uow.messages.record(
             decision, raw=raw, sha256=row.sha256, size=row.size, mailbox=row.mailbox,
             uidvalidity=row.uidvalidity, uid=row.uid, received_at=row.received_at, now=now,
         )
@@ -199,7 +201,7 @@ def reprocess_message(
         else:
             request = processor.act_on(uow, decision, message, now, parsed)
             acted = True
-        uow.audit(
+        uow.audit_log.append(
             "message_reprocessed", message=message, request=request, actor=actor, now=now,
             data={"previous_outcome": previous_outcome, "previous_reasons": previous_reasons,
                   "previous_error": previous_error, "outcome": decision.outcome.value,
@@ -234,8 +236,8 @@ def _merge_into_own_request(
     sender = (decision.sender.address or "").strip().lower()
     if sender != request.sender:
         return False
-    if merge_items(request_items(request), decision.request).missing:
-        uow.merge_into_request(request, decision, message, now=now)  # no second reply
+    if merge_reply(request.state, request_items(request), decision.request).becomes is None:
+        uow.requests.merge(request, decision, message, now=now)  # no second reply
         return False
     if not message.message_id:
         raise ReprocessRefused(

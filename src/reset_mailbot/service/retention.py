@@ -36,8 +36,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from reset_mailbot.adapters.db.repository import Store
 from reset_mailbot.adapters.db.retention import ANONYMISED_EVENT, RAW_PURGED_EVENT, purge_rows
+from reset_mailbot.adapters.db.unit_of_work import Store
 from reset_mailbot.config import RetentionSettings
 from reset_mailbot.logs import get_logger
 

@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from reset_mailbot.adapters.db import queries
-from reset_mailbot.adapters.db.repository import Store
 from reset_mailbot.adapters.db.schema import Request
+from reset_mailbot.adapters.db.unit_of_work import Store
 from reset_mailbot.config import SlaSettings
+from reset_mailbot.domain.lifecycle import SlaFlag, sla_flag
 from reset_mailbot.domain.replies import (
     RenderedReply,
     ReplyData,
@@ -34,7 +35,7 @@ from reset_mailbot.logs import get_logger
 
 log = get_logger("reset_mailbot.sla")
 
-WARNING = "sla_warning"
+WARNING = "sla_warning"  # the audit and log event names (SlaFlag's values)
 BREACH = "sla_breach"
 
 
@@ -72,9 +73,9 @@ def _flag(
 ) -> bool:
     """Mark, audit, log and notify for one request in one transaction; False if already done."""
     with store.unit_of_work() as uow:
-        if not uow.claim_sla_marker(request_id, breach=kind == BREACH, now=now):
+        if not uow.requests.claim_sla_marker(request_id, breach=kind == BREACH, now=now):
             return False
-        request = uow.get_request(request_id)
+        request = uow.requests.get(request_id)
         assert request is not None
         deadline = request.deadline_at or now
         data = {"deadline_at": deadline.isoformat(), "state": request.state,
@@ -86,13 +87,14 @@ def _flag(
                 request, kind, from_address=from_address, to_address=settings.notify_address,
                 now=now, message_id=message_id, settings=settings, templates=templates,
             )
-            item = uow.queue_reply(
+            item = uow.outbox.queue(
                 kind=ReplyKind.SLA_NOTICE, to_address=settings.notify_address,
                 subject=notice.subject, body=notice.text, rfc822=notice.rfc822,
                 reply_message_id=message_id, request=request, now=now,
             )
             outbox_id = item.id
-        uow.audit(kind, request=request, now=now, data={**data, "notice_outbox_id": outbox_id})
+        uow.audit_log.append(kind, request=request, now=now,
+                             data={**data, "notice_outbox_id": outbox_id})
     hours = round((now - deadline).total_seconds() / 3600, 2)
     logger = log.error if kind == BREACH else log.warning
     logger(kind, request_id=request_id, municipality=data["municipality"],
@@ -117,12 +119,12 @@ def check_sla(
     sender = from_address or settings.notify_address or "reset-mailbot@localhost"
     for request_id, deadline in candidates:
         report.checked += 1
-        if deadline <= now:
-            if _flag(store, request_id, BREACH, settings, now, sender, templates):
-                report.breached.append(request_id)
-                report.notices += bool(settings.notify_address)
-        elif settings.warn_hours > 0 and _flag(store, request_id, WARNING, settings, now, sender,
-                                                   templates):
-            report.warned.append(request_id)
-            report.notices += bool(settings.notify_address)
+        flag = sla_flag(deadline, now, warn_hours=settings.warn_hours)
+        if flag is None:
+            continue
+        if not _flag(store, request_id, BREACH if flag is SlaFlag.BREACH else WARNING,
+                     settings, now, sender, templates):
+            continue
+        (report.breached if flag is SlaFlag.BREACH else report.warned).append(request_id)
+        report.notices += bool(settings.notify_address)
     return report

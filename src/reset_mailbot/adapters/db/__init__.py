@@ -1,13 +1,11 @@
-"""Storage adapter: SQLAlchemy 2 models, engine factory, repository and Alembic migrations."""
+"""Storage adapter: SQLAlchemy 2 models, engine factory, the unit of work with its stores, read
+models and Alembic migrations."""
 
 from reset_mailbot.adapters.db.engine import create_db_engine
-from reset_mailbot.adapters.db.repository import (
-    DuplicateMessage,
-    ExecutionClaim,
-    OutboxClaim,
-    Store,
-    UnitOfWork,
-)
+from reset_mailbot.adapters.db.executions import ExecutionClaim
+from reset_mailbot.adapters.db.messages import DuplicateMessage
+from reset_mailbot.adapters.db.outbox import OutboxClaim
+from reset_mailbot.adapters.db.unit_of_work import Store, UnitOfWork
 
 __all__ = [
     "DuplicateMessage",

@@ -1,6 +1,7 @@
 """Read models: the questions the service and the views ask the database, answered here so that
 no SQL lives outside adapters/db (issue #13). Each takes an open unit of work and returns plain
-values; the repository (repository.py) keeps the writes and the claim queues.
+values; the stores of a unit of work (unit_of_work.py) keep the writes and the claim
+queues.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from reset_mailbot.adapters.db.repository import OutboxState, UnitOfWork
+from reset_mailbot.adapters.db.outbox import OutboxState
 from reset_mailbot.adapters.db.schema import Message, OutboxItem, Request
+from reset_mailbot.adapters.db.unit_of_work import UnitOfWork
 from reset_mailbot.domain.request_state import FINAL_STATES, RequestState
 
 

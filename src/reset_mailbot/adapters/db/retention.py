@@ -12,8 +12,9 @@ from datetime import datetime
 
 from sqlalchemy import func, select, update
 
-from reset_mailbot.adapters.db.repository import OutboxState, UnitOfWork
+from reset_mailbot.adapters.db.outbox import OutboxState
 from reset_mailbot.adapters.db.schema import AuditEntry, Execution, Message, OutboxItem, Request
+from reset_mailbot.adapters.db.unit_of_work import UnitOfWork
 from reset_mailbot.domain.anonymise import (
     ANONYMISED,
     anonymise_address,
@@ -46,7 +47,7 @@ def purge_rows(
     )
     counts["raw_purged"] = result.rowcount or 0
     if counts["raw_purged"]:
-        uow.audit(RAW_PURGED_EVENT, now=now, data={
+        uow.audit_log.append(RAW_PURGED_EVENT, now=now, data={
             "messages": counts["raw_purged"], "received_before": raw_before.isoformat(),
         })
 
@@ -77,7 +78,7 @@ def purge_rows(
         request.denied_by = ANONYMISED if request.denied_by else None
         request.anonymised_at = now
         session.flush()
-        uow.audit(ANONYMISED_EVENT, request=request, now=now, data=done)
+        uow.audit_log.append(ANONYMISED_EVENT, request=request, now=now, data=done)
         counts["requests_anonymised"] += 1
         for key, value in done.items():
             counts[f"{key}_anonymised"] += value
@@ -94,7 +95,7 @@ def purge_rows(
     ))
     for message_id in loose:
         done = anonymise_rows(uow, now, request_id=None, message_ids=[message_id])
-        uow.audit(ANONYMISED_EVENT, message=message_id, now=now, data=done)
+        uow.audit_log.append(ANONYMISED_EVENT, message=message_id, now=now, data=done)
         for key, value in done.items():
             counts[f"{key}_anonymised"] += value
     return counts
@@ -138,7 +139,7 @@ def anonymise_rows(
         for execution in executions:
             execution.detail = ANONYMISED if execution.detail else None  # executor free text
 
-    # The audit rows: the explicit Core UPDATE the repository reserves for retention.
+    # The audit rows: the explicit Core UPDATE the audit log reserves for retention.
     session.flush()
     owner_audit = AuditEntry.message_id.in_(message_ids)
     if request_id is not None:

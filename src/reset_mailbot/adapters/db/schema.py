@@ -260,7 +260,7 @@ class Execution(Base):
 
 
 class AuditEntry(Base):
-    """One event in a request's or message's story. Append-only (see `repository`)."""
+    """One event in a request's or message's story. Append-only (see `audit_log.py`)."""
 
     __tablename__ = "audit_log"
 
