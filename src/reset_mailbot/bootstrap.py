@@ -1,7 +1,8 @@
 """The only wiring place: builds rules, DNS lookup and adapters from configuration.
 
-Entry points (cli.py) call these builders and hand the results to the core or the service; no
-other module reads configuration.
+Entry points (cli/) call these builders and hand the results to the core or the service. No
+other module loads configuration: the service layer receives finished parts, or the one
+settings section it works by (`SlaSettings`, `RetentionSettings`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`cli_views` without services: a SQLite file, the real CLI app, typer's test runner."""
+"""The CLI views without services: a SQLite file, the real CLI app, typer's test runner."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from reset_mailbot.adapters.db import migrate
 from reset_mailbot.adapters.db.unit_of_work import Store
 from reset_mailbot.cli import app
-from reset_mailbot.cli_views import parse_since
+from reset_mailbot.cli.context import parse_since
 from reset_mailbot.domain.models import Decision, SenderInfo
 from reset_mailbot.domain.reasons import Outcome, ReasonCode
 

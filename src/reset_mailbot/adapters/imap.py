@@ -1,7 +1,7 @@
 """The support mailbox over IMAP (imapclient): list, fetch without side effects, move, wait.
 
 Thin on purpose: no decisions here. What it guarantees is what the helpdesk tools that lose or
-duplicate mail got wrong (notes/pitfalls.md):
+duplicate mail got wrong:
 - Messages are identified by UIDVALIDITY + UID (RFC 3501 section 2.3.1.1), never by sequence
   numbers (which shift when anyone expunges) nor by \\Seen (which people change by reading).
 - Listing is `UID SEARCH ALL` plus `UID FETCH RFC822.SIZE` in batches, so an over-size message

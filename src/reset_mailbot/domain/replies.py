@@ -7,8 +7,8 @@ messages are recognisable when they return to the mailbox.
 
 Threading headers (RFC 5322 section 3.6.4) are written as raw header lines, never through the
 email package's folding: `email.policy.default` folds a long unbroken Outlook Message-ID into
-RFC 2047 encoded words, which is illegal for msg-id headers and breaks threading in every client
-(notes/pitfalls.md). The Message-ID itself is passed in: the service generates it with
+RFC 2047 encoded words, which is illegal for msg-id headers and breaks threading in every
+client. The Message-ID itself is passed in: the service generates it with
 `make_message_id`, stores it, and only then sends, so that a rare re-send after a crash is
 recognisably the same message.
 

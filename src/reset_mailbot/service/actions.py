@@ -1,6 +1,6 @@
 """What a person does to a request: approve, deny, record a manual reset, dry-run (issue #5).
 
-The CLI (`cli_actions.py`) only parses arguments and prints; the rules live here so they are
+The CLI (`cli/actions.py`) only parses arguments and prints; the rules live here so they are
 the same for every caller. Each action is one unit of work that locks the request row, checks
 its state against the state machine, changes it with the person as the audit actor and queues
 the reply in the same transaction; the reply is sent by the outbox job of the running daemon

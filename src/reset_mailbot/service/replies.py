@@ -1,7 +1,7 @@
 """Queueing replies: build the full RFC 5322 bytes now, store them, send later (delivery.py).
 
 The Message-ID is generated and stored before the first send attempt, so a rare re-send after a
-crash is byte-identical and recognisably the same message (notes/pitfalls.md, SMTP).
+crash is byte-identical and recognisably the same message.
 """
 
 from __future__ import annotations

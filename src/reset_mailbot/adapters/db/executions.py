@@ -33,7 +33,6 @@ class ExecutionState:
     PENDING_HUMAN = "pending_human"  # handed to a person (manual executor)
 
 
-
 @dataclass(frozen=True)
 class ExecutionClaim:
     """An execution claimed for running, with the job the executor is given."""
@@ -65,7 +64,6 @@ class ExecutionClaim:
     @property
     def approved_by(self) -> str | None:
         return self.work.approved_by
-
 
 
 def execution_job(request: Request, idempotency_key: str) -> ExecutionJob:

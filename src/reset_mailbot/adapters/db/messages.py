@@ -43,7 +43,6 @@ class DuplicateMessage(Exception):
         self.folder_moved_to = existing.folder_moved_to
 
 
-
 class MessageStore(AuditedStore):
     """Messages as decided, with their bytes (for reprocessing) until retention purges them."""
 

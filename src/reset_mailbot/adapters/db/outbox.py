@@ -31,7 +31,6 @@ class OutboxState:
     FAILED = "failed"
 
 
-
 @dataclass(frozen=True)
 class OutboxClaim:
     """A reply claimed for sending: everything SMTP needs, detached from any session."""
@@ -45,7 +44,6 @@ class OutboxClaim:
     rfc822: bytes
     attempts: int
     reclaimed: bool
-
 
 
 class OutboxStore(AuditedStore):

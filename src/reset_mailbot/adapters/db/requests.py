@@ -39,7 +39,6 @@ def sender_name_of(message: Message | None) -> str | None:
     return name if isinstance(name, str) and name else None
 
 
-
 def new_request_id() -> str:
     """Short and safe to read aloud on the phone: "R-" + 8 base32 characters (40 random bits)."""
     return "R-" + base64.b32encode(secrets.token_bytes(5)).decode("ascii")
@@ -77,7 +76,6 @@ def items_snapshot(request: Request) -> dict[str, Any]:
         "reset_instructed": request.reset_instructed,
         "case_reference": request.case_reference,
     }
-
 
 
 class RequestStore(AuditedStore):

@@ -1,7 +1,7 @@
-"""Command line entry point (typer). Commands only parse arguments, call bootstrap and print.
+"""Deciding without side effects: `check` and `rules check`.
 
-Operator errors (configuration, rules, unreadable files) end with one line on stderr and exit
-code 2, never a traceback.
+`check` runs the daemon's own decision (and, with `--db`, its own context rules) on message
+files: no mail, no reset, no database write.
 """
 
 from __future__ import annotations
@@ -10,67 +10,18 @@ import hashlib
 import json
 import sys
 import time
-from collections.abc import Callable
 from datetime import datetime
-from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
 
 from reset_mailbot import bootstrap
-from reset_mailbot.adapters.db.engine import DatabaseError
-from reset_mailbot.adapters.db.migrate import SchemaOutdated
-from reset_mailbot.cli_groups import ConfigOption, messages_app, requests_app
-from reset_mailbot.config import Config, ConfigError, LogSettings, load_config
+from reset_mailbot.cli.context import ExitCode, load_config
+from reset_mailbot.cli.options import ConfigOption
 from reset_mailbot.domain.context import as_duplicate, decide_in_context
 from reset_mailbot.domain.decision import decide
 from reset_mailbot.domain.models import Decision
-from reset_mailbot.logs import configure_logging
-from reset_mailbot.rules_loader import RulesError
-
-app = typer.Typer(
-    name="reset-mailbot",
-    help="Turns e-mail from municipal staff into safe 2FA resets on the Forus platform.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-rules_app = typer.Typer(help="Inspect and validate the rule files.", no_args_is_help=True)
-app.add_typer(rules_app, name="rules")
-db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
-app.add_typer(db_app, name="db")
-app.add_typer(requests_app, name="requests")
-app.add_typer(messages_app, name="messages")
-
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def fail(message: str, code: int = 2) -> None:
-    typer.echo(f"reset-mailbot: error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def operator_errors(func: F) -> F:
-    """Turn configuration and rule problems into one line and exit code 2."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except (ConfigError, RulesError, SchemaOutdated) as exc:
-            fail(str(exc))
-        except DatabaseError as exc:  # check --db on a file that is no reset-mailbot database
-            fail(f"database: {str(exc.orig or exc).strip().splitlines()[0]}")
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _load(config_path: Path | None) -> Config:
-    config = load_config(config_path)
-    configure_logging(config.get(LogSettings).level)
-    return config
 
 
 def describe(decision: Decision, name: str) -> str:
@@ -127,8 +78,6 @@ def _parse_at(value: str | None) -> float:
     return when.timestamp()
 
 
-@app.command()
-@operator_errors
 def check(
     files: Annotated[list[str], typer.Argument(help="Message files (.eml); - reads stdin")],
     config: ConfigOption = None,
@@ -147,18 +96,18 @@ def check(
     Message-ID or DKIM signature seen before in the same call is `ignored [duplicate]`. With
     --db, what the daemon recorded counts too (domain/context.py, the daemon's own rules).
     """
-    cfg = _load(config)
+    cfg = load_config(config)
     context = bootstrap.build_decision_context(cfg)
     now = _parse_at(at)
     store = bootstrap.build_read_only_store(db) if db is not None else None
     seen: dict[str, str] = {}
-    status = 0
+    status = ExitCode.OK
     for name in files:
         try:
             raw = _read_bounded(name, context.limits.max_message_bytes)
         except OSError as exc:
             typer.echo(f"reset-mailbot: error: {name}: {exc.strerror or exc}", err=True)
-            status = 2
+            status = ExitCode.OPERATOR
             continue
         decision = decide(raw, context, now)
         keys = [decision.message_key, *decision.replay_keys]
@@ -177,14 +126,12 @@ def check(
             typer.echo(json.dumps(decision.check_json(), ensure_ascii=False))
         else:
             typer.echo(describe(decision, name))
-    raise typer.Exit(status)
+    raise typer.Exit(int(status))
 
 
-@rules_app.command("check")
-@operator_errors
 def rules_check(config: ConfigOption = None) -> None:
     """Validate every rule file and print a summary."""
-    cfg = _load(config)
+    cfg = load_config(config)
     rules = bootstrap.build_rules(cfg)
     munis = rules.municipalities.municipalities
     domains = sum(len(m.domains) for m in munis)
@@ -202,104 +149,3 @@ def rules_check(config: ConfigOption = None) -> None:
         typer.echo(line)
     for source in rules.sources:
         typer.echo(f"ok: {source}")
-
-
-@app.command()
-@operator_errors
-def run(
-    config: ConfigOption = None,
-    once: Annotated[
-        bool,
-        typer.Option("--once", help="Process the inbox, drive due work, then exit"),
-    ] = False,
-) -> None:
-    """Run the daemon: poll the support mailbox, decide, execute, reply."""
-    from reset_mailbot.adapters.imap import MailboxError
-
-    cfg = _load(config)
-    daemon = bootstrap.build_daemon(cfg)
-    if not once:
-        daemon.run_forever()
-        return
-    try:
-        report = daemon.run_once()
-    except MailboxError as exc:
-        fail(f"mailbox: {exc}", code=1)
-    typer.echo(
-        f"messages seen {report.poll.seen}, decided {report.poll.decided}, "
-        f"moved {report.poll.moved}, errors {report.poll.errors}; "
-        f"executions run {report.executions}; replies attempted {report.replies}"
-    )
-    if report.sla is not None:  # None: the check failed and was logged (job_failed)
-        typer.echo(
-            f"deadlines: {report.sla.checked} open request(s) near or past their deadline; "
-            f"newly warned {len(report.sla.warned)}, newly breached {len(report.sla.breached)}"
-        )
-
-
-@db_app.command("upgrade")
-@operator_errors
-def db_upgrade(config: ConfigOption = None) -> None:
-    """Create or upgrade the database schema to this version."""
-    from reset_mailbot.adapters.db.migrate import current_revision, head_revision, upgrade
-
-    cfg = _load(config)
-    store = bootstrap.build_store(cfg)
-    before = current_revision(store.engine)
-    upgrade(store.engine)
-    typer.echo(f"database schema: {before or '(empty)'} -> {head_revision()}")
-
-
-@app.command()
-@operator_errors
-def demo(
-    check_only: Annotated[
-        bool,
-        typer.Option("--check-only", help="Only decide the shipped samples (no services)"),
-    ] = False,
-    keep: Annotated[bool, typer.Option("--keep", help="Keep the state dir and logs")] = False,
-    executor: Annotated[
-        str,
-        typer.Option("--executor", help="[executor] kind for the demo: http, manual, forus-db"),
-    ] = "http",
-) -> None:
-    """The whole loop against throwaway Dovecot, SMTP, DNS and executor (needs the dev extras)."""
-    configure_logging("warning")
-    if check_only:
-        from reset_mailbot.demo import run_demo
-
-        run_demo()
-        return
-    from reset_mailbot.demo_loop import DemoUnavailable, run_loop_demo
-
-    try:
-        if executor not in {"http", "manual", "forus-db"}:
-            fail(f"--executor must be http, manual or forus-db, not {executor!r}")
-        run_loop_demo(keep=keep, executor=executor)
-    except DemoUnavailable as exc:
-        fail(str(exc))
-    except KeyboardInterrupt:
-        fail("interrupted; every service the demo started was stopped", code=130)
-
-
-def _register_command_modules() -> None:
-    """Import the modules that add commands to the groups (kept apart: one concern each)."""
-    import importlib
-
-    for name in ("cli_actions", "cli_views", "cli_ops"):
-        module = importlib.import_module(f"reset_mailbot.{name}")
-        # A module's own top-level commands (e.g. `stats`, `purge`) live on its `top_level`.
-        top_level = getattr(module, "top_level", None)
-        if top_level is not None:
-            app.registered_commands.extend(top_level.registered_commands)
-
-
-_register_command_modules()
-
-
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    main()

@@ -5,10 +5,8 @@ tries every outside dependency the daemon needs the way the daemon uses it, and 
 per check (`PASS`/`FAIL`, what, and for a failure a fix hint). Exit code 1 on any failure, so
 it can gate a deployment. It changes nothing, except creating the processed/quarantine IMAP
 folders when missing (exactly what `run` would do first).
-
-The command lives on this module's `top_level` Typer, which cli.py merges into the main app
-(the same convention as cli_views' `stats`/`purge`); importing cli.py from here would run it a
-second time under `python -m reset_mailbot.cli`.
+Its exit codes are its own contract (a deployment gate): 1 for any failed check, including a
+configuration that does not load, printed as a FAIL line like every other check.
 """
 
 from __future__ import annotations
@@ -22,7 +20,7 @@ from typing import Annotated
 import typer
 
 from reset_mailbot import bootstrap
-from reset_mailbot.cli_groups import ConfigOption
+from reset_mailbot.cli.options import ConfigOption
 from reset_mailbot.config import (
     SECTIONS,
     Config,
@@ -34,9 +32,6 @@ from reset_mailbot.config import (
     load_config,
 )
 from reset_mailbot.logs import configure_logging
-
-#: Top-level commands of this module (`doctor`); cli.py adds them to the main app.
-top_level = typer.Typer()
 
 DKIM_SELECTORS = ("selector1", "selector2")  # Microsoft 365's, the most common at municipalities
 
@@ -277,7 +272,6 @@ def run_checks(config: Config, dkim_probe: str | None = None,
     return results
 
 
-@top_level.command("doctor")
 def doctor(
     config: ConfigOption = None,
     dkim_probe: Annotated[

@@ -1,0 +1,85 @@
+"""Running the daemon and its schema: `run`, `db upgrade` and `demo`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from reset_mailbot import bootstrap
+from reset_mailbot.cli.context import CliError, ExitCode, load_config
+from reset_mailbot.cli.options import ConfigOption
+from reset_mailbot.logs import configure_logging
+
+
+def run(
+    config: ConfigOption = None,
+    once: Annotated[
+        bool,
+        typer.Option("--once", help="Process the inbox, drive due work, then exit"),
+    ] = False,
+) -> None:
+    """Run the daemon: poll the support mailbox, decide, execute, reply."""
+    from reset_mailbot.adapters.imap import MailboxError
+
+    cfg = load_config(config)
+    daemon = bootstrap.build_daemon(cfg)
+    if not once:
+        daemon.run_forever()
+        return
+    try:
+        report = daemon.run_once()
+    except MailboxError as exc:
+        raise CliError(f"mailbox: {exc}", ExitCode.REFUSED) from None
+    typer.echo(
+        f"messages seen {report.poll.seen}, decided {report.poll.decided}, "
+        f"moved {report.poll.moved}, errors {report.poll.errors}; "
+        f"executions run {report.executions}; replies attempted {report.replies}"
+    )
+    if report.sla is not None:  # None: the check failed and was logged (job_failed)
+        typer.echo(
+            f"deadlines: {report.sla.checked} open request(s) near or past their deadline; "
+            f"newly warned {len(report.sla.warned)}, newly breached {len(report.sla.breached)}"
+        )
+
+
+def db_upgrade(config: ConfigOption = None) -> None:
+    """Create or upgrade the database schema to this version."""
+    from reset_mailbot.adapters.db.migrate import current_revision, head_revision, upgrade
+
+    cfg = load_config(config)
+    store = bootstrap.build_store(cfg)
+    before = current_revision(store.engine)
+    upgrade(store.engine)
+    typer.echo(f"database schema: {before or '(empty)'} -> {head_revision()}")
+
+
+def demo(
+    check_only: Annotated[
+        bool,
+        typer.Option("--check-only", help="Only decide the shipped samples (no services)"),
+    ] = False,
+    keep: Annotated[bool, typer.Option("--keep", help="Keep the state dir and logs")] = False,
+    executor: Annotated[
+        str,
+        typer.Option("--executor", help="[executor] kind for the demo: http, manual, forus-db"),
+    ] = "http",
+) -> None:
+    """The whole loop against throwaway Dovecot, SMTP, DNS and executor (needs the dev extras)."""
+    configure_logging("warning")
+    if check_only:
+        from reset_mailbot.demo import run_demo
+
+        run_demo()
+        return
+    from reset_mailbot.demo_loop import DemoUnavailable, run_loop_demo
+
+    try:
+        if executor not in {"http", "manual", "forus-db"}:
+            raise CliError(f"--executor must be http, manual or forus-db, not {executor!r}")
+        run_loop_demo(keep=keep, executor=executor)
+    except DemoUnavailable as exc:
+        raise CliError(str(exc)) from None
+    except KeyboardInterrupt:
+        raise CliError("interrupted; every service the demo started was stopped",
+                       ExitCode.INTERRUPTED) from None

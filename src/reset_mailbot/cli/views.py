@@ -1,0 +1,334 @@
+"""Read-only views for Forus support: `requests list|show`, `messages list|show`, `stats`.
+
+Output rules:
+* Lists mask addresses (`j***@utrecht.nl`): they end up in screenshots and tickets. `show`
+  prints them in full, because support staff need them to call the municipality back; pass
+  `--mask` when sharing a screen. The JSON shapes are in `shapes.py` (docs/cli-views.md).
+* Times are shown in the `[sla] timezone` (Europe/Amsterdam) in tables; `--json` always uses
+  ISO 8601 UTC.
+* `--since DATE` takes `YYYY-MM-DD` (start of that day, UTC) or an ISO date-time.
+* These commands never write, not even a schema upgrade (see `context.CliContext`).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from reset_mailbot.adapters.db import queries
+from reset_mailbot.cli.context import (
+    CliContext,
+    choice,
+    echo_json,
+    not_found,
+    parse_since,
+)
+from reset_mailbot.cli.options import (
+    ConfigOption,
+    JsonOption,
+    LimitOption,
+    MaskOption,
+    SinceOption,
+)
+from reset_mailbot.cli.shapes import (
+    audit_detail,
+    execution_detail,
+    message_detail,
+    message_row,
+    reply_detail,
+    request_detail,
+    request_row,
+    why_filed,
+)
+from reset_mailbot.domain.reasons import Outcome
+from reset_mailbot.domain.request_state import RequestState
+
+
+def _console() -> Console:
+    """Tables only; cells with data from mail are `escape`d (a From header like `[/x]` would
+    otherwise be read as markup)."""
+    # Piped output (tests, `| less`, tickets) gets wide lines instead of wrapped cells.
+    return Console(width=None if sys.stdout.isatty() else 200, highlight=False)
+
+
+def _age(delta: timedelta) -> str:
+    seconds = max(int(delta.total_seconds()), 0)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m"
+
+
+def requests_list(
+    config: ConfigOption = None,
+    state: Annotated[str | None, typer.Option("--state", help="Only this state")] = None,
+    municipality: Annotated[
+        str | None, typer.Option("--municipality", help="Only this municipality (its name)")
+    ] = None,
+    overdue: Annotated[
+        bool, typer.Option("--overdue", help="Only open requests past their deadline")
+    ] = False,
+    since: SinceOption = None,
+    limit: LimitOption = 200,
+    as_json: JsonOption = False,
+) -> None:
+    """Requests, newest first: who asked, for which account, in which state, how late."""
+    choice(state, [s.value for s in RequestState], "--state")
+    since_at = parse_since(since)
+    with CliContext(config) as ctx:
+        with ctx.store.unit_of_work() as uow:
+            rows = uow.requests.search(
+                state=state, municipality=municipality, since=since_at,
+                overdue_at=ctx.now if overdue else None, limit=limit,
+            )
+            data = [request_row(r, ctx.now) for r in rows]
+        if as_json:
+            echo_json({"count": len(data), "requests": data})
+            return
+        if not data:
+            typer.echo("no requests")
+            return
+        table = Table(box=None, header_style="bold")
+        for column in ("id", "received", "municipality", "sender", "account", "state", "deadline",
+                       "age"):
+            table.add_column(column, no_wrap=True)
+        for row, request in zip(data, rows, strict=True):
+            deadline = ctx.local(request.deadline_at)
+            table.add_row(
+                row["id"], ctx.local(request.created_at), escape(row["municipality"] or "-"),
+                escape(row["sender"] or "-"), escape(row["account_email"] or "-"), row["state"],
+                f"[red]{deadline} overdue[/red]" if row["overdue"] else deadline,
+                _age(ctx.now - request.created_at),
+            )
+        _console().print(table)
+
+
+def requests_show(
+    request_id: Annotated[str, typer.Argument(help="Request id, e.g. R-ABCD2345")],
+    config: ConfigOption = None,
+    mask: MaskOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """The whole story of one request: messages and decisions, audit, replies, executions."""
+    with CliContext(config) as ctx:
+        with ctx.store.unit_of_work() as uow:
+            request = uow.requests.get(request_id.strip().upper(), full=True)
+            if request is None:
+                raise not_found(f"no request {request_id}")
+            data = {
+                "request": request_detail(request, ctx.now, mask),
+                "messages": [message_detail(m, mask) for m in request.messages],
+                "audit": [audit_detail(a, mask) for a in request.audit],
+                "replies": [reply_detail(o, mask) for o in request.outbox],
+                "executions": [execution_detail(e) for e in request.executions],
+            }
+        if as_json:
+            echo_json(data)
+            return
+        _print_request(data, ctx)
+
+
+def _print_request(data: dict[str, Any], ctx: CliContext) -> None:
+    r = data["request"]
+
+    def when(value: str | None) -> str:
+        return ctx.local(datetime.fromisoformat(value)) if value else "-"
+
+    def yes(value: bool) -> str:
+        return "yes" if value else "no"
+
+    lines = [
+        f"request {r['id']}: {r['state']}" + ("  (OVERDUE)" if r["overdue"] else ""),
+        f"  municipality:      {r['municipality'] or '-'}",
+        f"  sender:            {r['sender']}",
+        f"  account:           {r['account_email'] or '-'}",
+        f"  case reference:    {r['case_reference'] or '-'}",
+        f"  identity verified: {yes(r['identity_verified'])}",
+        f"  reset instructed:  {yes(r['reset_instructed'])}",
+    ]
+    if r["missing"]:
+        lines.append("  missing:           " + ", ".join(r["missing"]))
+    lines.append(f"  received {when(r['created_at'])}, complete {when(r['completed_at'])}, "
+                 f"deadline {when(r['deadline_at'])}, executed {when(r['executed_at'])}, "
+                 f"closed {when(r['closed_at'])}")
+    if r["result_code"] or r["result_detail"]:
+        lines.append(f"  result: {r['result_code'] or '-'} {r['result_detail'] or ''}".rstrip())
+    if r["approved_by"]:
+        lines.append(f"  approved by {r['approved_by']} at {when(r['approved_at'])}")
+    if r["denied_by"]:
+        lines.append(f"  denied by {r['denied_by']} at {when(r['denied_at'])}")
+    if r["anonymised_at"]:
+        lines.append(f"  anonymised (retention) at {when(r['anonymised_at'])}")
+    lines.append("")
+    lines.append(f"messages ({len(data['messages'])}):")
+    for m in data["messages"]:
+        lines.extend(_message_lines(m, when, indent="  "))
+    lines.append("")
+    lines.append(f"replies ({len(data['replies'])}):")
+    for o in data["replies"]:
+        sent = (f"sent {when(o['sent_at'])}" if o["sent_at"]
+                else f"next {when(o['next_attempt_at'])}")
+        lines.append(f"  #{o['id']} {o['kind']} to {o['to']}: {o['state']}, "
+                     f"{o['attempts']} attempt(s), {sent}")
+        if o["last_error"]:
+            lines.append(f"      last error: {o['last_error']}")
+    lines.append("")
+    lines.append(f"executions ({len(data['executions'])}):")
+    for e in data["executions"]:
+        lines.append(f"  #{e['id']} {e['state']}, {e['attempts']} attempt(s), "
+                     f"result {e['result_code'] or '-'}, finished {when(e['finished_at'])}")
+        if e["detail"]:
+            lines.append(f"      detail: {e['detail']}")
+    lines.append("")
+    lines.append(f"audit ({len(data['audit'])}):")
+    for a in data["audit"]:
+        lines.append(_audit_line(a, when))
+    typer.echo("\n".join(lines))
+
+
+def _audit_line(a: dict[str, Any], when: Callable[[str | None], str]) -> str:
+    payload = json.dumps(a["data"], ensure_ascii=False, sort_keys=True) if a["data"] else ""
+    return f"  {when(a['at'])}  {a['event']:<22} {a['actor']:<10} {payload}".rstrip()
+
+
+def _message_lines(
+    m: dict[str, Any], when: Callable[[str | None], str], indent: str
+) -> list[str]:
+    outcome = m["outcome"] or "failed"
+    lines = [f"{indent}message {m['id']} received {when(m['received_at'])}: {outcome}"
+             + (f" ({', '.join(m['reasons'])})" if m["reasons"] else "")]
+    lines.append(f"{indent}  from {m['sender'] or '-'}, subject {m['subject']!r}, "
+                 f"DKIM {m['dkim'] or '-'}" + (f" d={m['signing_domain']}"
+                                              if m["signing_domain"] else ""))
+    if m["missing"]:
+        lines.append(f"{indent}  missing: {', '.join(m['missing'])}")
+    for e in m["evidence"]:
+        lines.append(f"{indent}  evidence {e['item']}: {e['text']!r}")
+    if m["detail"]:
+        lines.append(f"{indent}  detail: {m['detail']}")
+    if m["error"]:
+        lines.append(f"{indent}  error: {m['error']}")
+    return lines
+
+
+def messages_list(
+    config: ConfigOption = None,
+    outcome: Annotated[str | None, typer.Option("--outcome", help="Only this outcome")] = None,
+    errors: Annotated[
+        bool, typer.Option("--errors", help="Only messages that broke processing")
+    ] = False,
+    since: SinceOption = None,
+    limit: LimitOption = 200,
+    as_json: JsonOption = False,
+) -> None:
+    """Decided messages, newest first, with outcome, reasons and where they were filed."""
+    choice(outcome, [o.value for o in Outcome], "--outcome")
+    since_at = parse_since(since)
+    with CliContext(config) as ctx:
+        with ctx.store.unit_of_work() as uow:
+            rows = uow.messages.search(outcome=outcome, errors_only=errors, since=since_at,
+                                     limit=limit)
+            data = [message_row(m) for m in rows]
+        if as_json:
+            echo_json({"count": len(data), "messages": data})
+            return
+        if not data:
+            typer.echo("no messages")
+            return
+        table = Table(box=None, header_style="bold")
+        for column in ("id", "received", "sender", "outcome", "reasons", "request", "folder"):
+            table.add_column(column, no_wrap=True)
+        for row, message in zip(data, rows, strict=True):
+            table.add_row(
+                str(row["id"]), ctx.local(message.received_at), escape(row["sender"] or "-"),
+                row["outcome"] or "[red]error[/red]", ", ".join(row["reasons"]) or "-",
+                row["request_id"] or "-", row["folder"] or "-",
+            )
+        _console().print(table)
+
+
+def messages_show(
+    message_id: Annotated[int, typer.Argument(help="Message id (first column of the list)")],
+    config: ConfigOption = None,
+    mask: MaskOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """One message: its decision, evidence, error, folder and audit events."""
+    with CliContext(config) as ctx:
+        with ctx.store.unit_of_work() as uow:
+            message = uow.messages.get(message_id)
+            if message is None:
+                raise not_found(f"no message {message_id}")
+            detail = message_detail(message, mask)
+            detail["why"] = why_filed(detail)
+            data = {
+                "message": detail,
+                "audit": [audit_detail(a, mask)
+                          for a in uow.audit_log.entries(message_id=message_id)],
+            }
+        if as_json:
+            echo_json(data)
+            return
+
+        def when(value: str | None) -> str:
+            return ctx.local(datetime.fromisoformat(value)) if value else "-"
+
+        m = data["message"]
+        lines = _message_lines(m, when, indent="")
+        lines.append(f"  message-id {m['message_id'] or '-'}, request {m['request_id'] or '-'}, "
+                     f"attempts {m['attempts']}")
+        lines.append(f"  folder: {m['folder'] or '(not moved)'}"
+                     + (f" at {when(m['moved_at'])}" if m["moved_at"] else ""))
+        if m["why"]:
+            lines.append(f"  why: {m['why']}")
+        raw = "stored" if m["raw_stored"] else (
+            f"deleted by retention {when(m['raw_purged_at'])}" if m["raw_purged_at"]
+            else "not stored")
+        lines.append(f"  raw bytes: {raw}")
+        lines.append("")
+        lines.append(f"audit ({len(data['audit'])}):")
+        lines.extend(_audit_line(a, when) for a in data["audit"])
+        typer.echo("\n".join(lines))
+
+
+def stats(
+    config: ConfigOption = None,
+    since: SinceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Counts by outcome, reason code, state and municipality; median time to reset."""
+    since_at = parse_since(since)
+    with CliContext(config) as ctx:
+        with ctx.store.unit_of_work() as uow:
+            data = queries.stats(uow, since_at)
+        if as_json:
+            echo_json(data)
+            return
+        m, r = data["messages"], data["requests"]
+        lines = [f"since {ctx.local(since_at)}" if since_at else "all time",
+                 f"messages: {m['total']} ({m['errors']} processing errors)"]
+        lines += [f"  {k:<28} {v}" for k, v in m["by_outcome"].items()]
+        lines.append("reasons:")
+        lines += [f"  {k:<28} {v}" for k, v in m["by_reason"].items()] or ["  -"]
+        lines.append(f"requests: {r['total']} ({r['executed']} executed)")
+        lines += [f"  {k:<28} {v}" for k, v in r["by_state"].items()]
+        lines.append("by municipality (requests / executed):")
+        lines += [f"  {k:<28} {v['requests']} / {v['executed']}"
+                  for k, v in r["by_municipality"].items()] or ["  -"]
+        median = r["median_seconds_to_reset"]
+        lines.append("median time to reset: "
+                     + (_age(timedelta(seconds=median)) if median is not None else "-"))
+        typer.echo("\n".join(lines))
+
