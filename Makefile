@@ -21,7 +21,7 @@ test-deps:
 	bash scripts/install-test-deps.sh
 
 lint: venv
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench migrations
 	$(BIN)/lint-imports
 
 test: venv test-deps lint

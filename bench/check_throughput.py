@@ -30,18 +30,13 @@ import sys
 import time
 from collections.abc import Callable
 from email.utils import formataddr
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import dkim
+import mailparser
 
-import dkim  # noqa: E402
-import mailparser  # noqa: E402
-
-from reset_mailbot.domain.decision import DecisionContext, decide  # noqa: E402
-from reset_mailbot.rules_loader import load_rules, packaged_rules_dir  # noqa: E402
-from reset_mailbot_testing.dkim_signing import (  # noqa: E402
+from reset_mailbot.domain.decision import DecisionContext, decide
+from reset_mailbot.rules_loader import load_rules, packaged_rules_dir
+from reset_mailbot_testing.dkim_signing import (
     DUTCH_REQUEST,
     Signer,
     outlook_message,

@@ -45,12 +45,8 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import reset_mailbot  # noqa: E402
-from reset_mailbot.demo_loop import (  # noqa: E402
+import reset_mailbot
+from reset_mailbot.demo_loop import (
     COMPLETE_BODY,
     INCOMPLETE_BODY,
     OUT_OF_OFFICE_BODY,
@@ -60,8 +56,10 @@ from reset_mailbot.demo_loop import (  # noqa: E402
     crlf,
     demo_dir,
 )
-from reset_mailbot_testing.dkim_signing import outlook_message, plain_message  # noqa: E402
-from reset_mailbot_testing.dovecot import Dovecot  # noqa: E402
+from reset_mailbot_testing.dkim_signing import outlook_message, plain_message
+from reset_mailbot_testing.dovecot import Dovecot
+
+ROOT = Path(__file__).resolve().parent.parent
 
 SUPPORT = "support@forus.test"
 PASSWORD = "bench-secret"
@@ -185,7 +183,7 @@ class Bench:
                                             "serve-executor", "--token", TOKEN, *accounts])
         self.executor_url = executor.ready_line.split()[1]
         if self.database_kind == "postgresql":
-            from tests.harness.db_fixtures import PostgresCluster
+            from reset_mailbot_testing.postgres import PostgresCluster
 
             self.postgres = PostgresCluster(self.state / "postgres")
             self.postgres.start()

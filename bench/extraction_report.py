@@ -14,13 +14,8 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from tests.corpus_support import (  # noqa: E402
+from reset_mailbot_testing.corpus import (
     BOOL_ITEMS,
     VALUE_ITEMS,
     Outcome,

@@ -52,14 +52,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from multiprocessing.connection import Connection, wait
-from pathlib import Path
 from typing import Any
 
 import dkim
 
 from reset_mailbot.config import Config
 
-ROOT = Path(__file__).resolve().parent.parent
+# the same realistic request and disclaimer the tests sign (reset_mailbot_testing/dkim_signing.py)
+from reset_mailbot_testing.dkim_signing import DISCLAIMER
+from reset_mailbot_testing.dkim_signing import DUTCH_REQUEST as REQUEST
 
 TARGET_CPU_SECONDS = 1.0
 TARGET_MEMORY_RATIO = 10.0
@@ -75,11 +76,6 @@ FIELD_NAMES = {"from_": "From", "to": "To", "subject": "Subject", "content_type"
 KB = 1024
 MB = 1024 * 1024
 
-# the same realistic request and disclaimer the tests sign (reset_mailbot_testing/dkim_signing.py)
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-from reset_mailbot_testing.dkim_signing import DISCLAIMER  # noqa: E402
-from reset_mailbot_testing.dkim_signing import DUTCH_REQUEST as REQUEST  # noqa: E402
 
 # ------------------------------------------------------------------------------------ keys
 
@@ -118,8 +114,6 @@ def signing_key() -> tuple[bytes, str]:
     The `cryptography` package is not installed in the project's venv, so the key comes from
     the test helper's small pure-Python generator (about 2 s) rather than from a new dependency.
     """
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
     from reset_mailbot_testing.dkim_signing import generate_rsa_key
 
     key = generate_rsa_key(2048)

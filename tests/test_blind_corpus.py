@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.corpus_support import BOOL_ITEMS, Outcome, load_cases, run_case
+from reset_mailbot_testing.corpus import BOOL_ITEMS, Outcome, load_cases, run_case
 
 BLIND = Path(__file__).resolve().parent / "corpus_blind"
 CASES = load_cases(BLIND)

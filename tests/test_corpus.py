@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.corpus_support import Case, load_cases, run_case
+from reset_mailbot_testing.corpus import Case, load_cases, run_case
 
 CASES = load_cases()
 

@@ -1,9 +1,9 @@
 """Programmatic Alembic: upgrade a database, and tell whether its schema is current.
 
-Where the migrations live: `src/reset_mailbot/adapters/db/migrations/` (env.py, script template,
-`versions/`). They sit inside the package so that an installed wheel carries them and
-`reset-mailbot db upgrade` works without a checkout; the top-level `migrations/` directory only
-holds a README pointing here. There is no alembic.ini: the Alembic `Config` is built in code.
+Where the migrations live: the top-level `migrations/` (env.py, script template, `versions/`).
+The wheel carries them as `reset_mailbot/_migrations` (pyproject's force-include, as `rules/`
+becomes `_rules`), so `reset-mailbot db upgrade` works from an installed package or the Docker
+image without a checkout. There is no alembic.ini: the Alembic `Config` is built in code.
 
 Developers create a revision with
 `python -m reset_mailbot.adapters.db.migrate revision "message" --url sqlite:///dev.sqlite3`
@@ -25,7 +25,17 @@ from sqlalchemy import Connection, Engine
 
 from reset_mailbot.adapters.db.engine import create_db_engine
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+def migrations_dir() -> Path:
+    """The migrations shipped with the package: inside a wheel, or the repository's own."""
+    package = Path(__file__).resolve().parents[2]  # src/reset_mailbot
+    bundled = package / "_migrations"
+    if bundled.is_dir():
+        return bundled
+    return package.parent.parent / "migrations"
+
+
+MIGRATIONS_DIR = migrations_dir()
 
 
 def alembic_config(url: str | None = None) -> Config:

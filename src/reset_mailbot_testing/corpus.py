@@ -1,6 +1,7 @@
-"""Reading the labelled corpus (tests/corpus/) and running extraction on one case.
+"""Reading a labelled corpus (tests/corpus/, tests/corpus_blind/) and extracting one case.
 
-Shared by tests/test_corpus.py and bench/extraction_report.py so that the test and the report
+Shared by tests/test_corpus.py, tests/test_blind_corpus.py and bench/extraction_report.py (a
+dev tool, so it lives here and not in tests/) so that the tests and the report
 measure the same thing: parse_message + extract_request, with the sender, the To/Cc recipients
 and the support address excluded, exactly as the decision calls it.
 """
@@ -20,7 +21,9 @@ from reset_mailbot.domain.message import parse_message
 from reset_mailbot.domain.models import ResetRequest
 from reset_mailbot.rules_loader import load_extraction_rules, packaged_rules_dir
 
-CORPUS = Path(os.environ.get("RESET_MAILBOT_CORPUS") or Path(__file__).resolve().parent / "corpus")
+# the checkout's corpus (src/reset_mailbot_testing -> tests/corpus), or $RESET_MAILBOT_CORPUS
+CHECKOUT_CORPUS = Path(__file__).resolve().parents[2] / "tests" / "corpus"
+CORPUS = Path(os.environ.get("RESET_MAILBOT_CORPUS") or CHECKOUT_CORPUS)
 DEFAULT_SUPPORT = "support@forus.test"
 BOOL_ITEMS = ("identity_verified", "reset_instructed")
 VALUE_ITEMS = ("account_email", "case_reference")
