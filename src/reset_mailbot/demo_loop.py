@@ -22,6 +22,10 @@ The SMTP sink and the executor run as child processes of this module (`python -m
 reset_mailbot.demo_loop serve-smtp|serve-executor`), like the DNS server they exit when their
 stdin closes, so even a SIGKILLed demo leaves no service behind (Dovecot, which daemonizes, is
 the exception; it is stopped in `finally`).
+
+Why one module of ~600 lines: it is a script, read top to bottom (start services, deliver,
+run, print, stop); its child-process servers are in the same file so `python -m` can start
+them without another entry point.
 """
 
 from __future__ import annotations

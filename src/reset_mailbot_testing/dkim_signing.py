@@ -7,6 +7,9 @@ cached per process, because a 4096-bit RSA key takes a few seconds to find.
 Signing uses dkimpy. `sign()` goes through `dkim.sign` when it can; dkimpy's signer cannot set
 `x=` (expiry) or `t=`, nor sign without From, so those cases go through `DKIM.gen_header` with the
 tag list built here, which is exactly what dkimpy's `sign` does internally.
+
+Why one module of ~500 lines: keys, records, messages and signing are used together by every
+DKIM test, the benchmarks and the demo; it is test infrastructure, not product code.
 """
 
 from __future__ import annotations

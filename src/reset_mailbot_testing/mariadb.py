@@ -13,6 +13,9 @@ test database on /tmp under load, against ~1.7 s and ~10 ms on tmpfs).
 
 Each test gets a fresh database loaded from forus_schema.sql and its own user holding exactly
 the documented GRANTs (`ForusDatabase`), with small seeding and inspection helpers.
+
+Why one module of ~500 lines: server lifecycle, per-test databases and their seeding helpers
+are used together by every forus-db test; it is test infrastructure, not product code.
 """
 
 from __future__ import annotations

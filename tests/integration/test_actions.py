@@ -29,7 +29,8 @@ from reset_mailbot.rules_loader import load_rules, packaged_templates
 from reset_mailbot.service import actions
 from reset_mailbot.service.actions import ActionRefused
 from reset_mailbot.service.delivery import ExecutionWorker
-from reset_mailbot.service.inbox import InboxPolicy, InboxProcessor
+from reset_mailbot.service.inbox import InboxProcessor
+from reset_mailbot.service.inbox_policy import InboxPolicy
 from reset_mailbot.service.limits import ResetLimits, staff_domain_of
 from reset_mailbot_testing.dkim_signing import plain_message
 from reset_mailbot_testing.forus_http import DEFAULT_TOKEN, FakeForus

@@ -23,7 +23,8 @@ from reset_mailbot.adapters.db.migrate import upgrade
 from reset_mailbot.adapters.db.schema import Message
 from reset_mailbot.adapters.db.unit_of_work import Store
 from reset_mailbot.config import load_config
-from reset_mailbot.service.inbox import InboxPolicy, InboxProcessor
+from reset_mailbot.service.inbox import InboxProcessor
+from reset_mailbot.service.inbox_policy import InboxPolicy
 from tests.examples import EXAMPLES
 from tests.harness.dns_fixtures import DnsServer
 

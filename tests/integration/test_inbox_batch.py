@@ -23,13 +23,9 @@ from reset_mailbot.domain.reasons import Item, Outcome
 from reset_mailbot.domain.wire import DEFAULT_LIMITS, WireLimits
 from reset_mailbot.rules_loader import load_rules
 from reset_mailbot.service import inbox
-from reset_mailbot.service.inbox import (
-    PROCESSED,
-    QUARANTINE,
-    InboxPolicy,
-    InboxProcessor,
-    PollStats,
-)
+from reset_mailbot.service.filing import PROCESSED, QUARANTINE, PollStats
+from reset_mailbot.service.inbox import InboxProcessor
+from reset_mailbot.service.inbox_policy import InboxPolicy
 from tests.examples import EXAMPLES
 
 pytestmark = pytest.mark.services

@@ -18,7 +18,8 @@ from reset_mailbot.domain.models import Decision, Evidence, ResetRequest, Sender
 from reset_mailbot.domain.reasons import Item, MissingDetail, Outcome, ReasonCode
 from reset_mailbot.rules_loader import load_rules
 from reset_mailbot.service import reprocess
-from reset_mailbot.service.inbox import InboxPolicy, InboxProcessor
+from reset_mailbot.service.inbox import InboxProcessor
+from reset_mailbot.service.inbox_policy import InboxPolicy
 from tests.examples import EXAMPLES
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)

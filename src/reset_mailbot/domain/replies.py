@@ -20,6 +20,10 @@ municipal employee as "je"); the fill-in block repeats the items the article ask
 texts are used for requests that were written in English. Every reply is multipart/alternative:
 text/plain first (what the extraction reads when the municipality answers), then a simple
 text/html part.
+
+Why one module of ~500 lines: the reply kinds, their data and the MIME assembly change
+together (a new kind needs all three), and the raw header writing must stay next to the one
+place that builds messages, so nobody folds a Message-ID through the email package again.
 """
 
 from __future__ import annotations

@@ -33,7 +33,9 @@ from reset_mailbot.domain.backoff import Backoff
 from reset_mailbot.domain.decision import DecisionContext
 from reset_mailbot.logs import get_logger
 from reset_mailbot.service.delivery import ExecutionWorker, OutboxWorker
-from reset_mailbot.service.inbox import InboxPolicy, InboxProcessor, PollStats
+from reset_mailbot.service.filing import PollStats
+from reset_mailbot.service.inbox import InboxProcessor
+from reset_mailbot.service.inbox_policy import InboxPolicy
 from reset_mailbot.service.metrics import Metrics, MetricsServer, parse_listen
 from reset_mailbot.service.sla import SlaReport, check_sla
 

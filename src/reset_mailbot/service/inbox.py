@@ -11,9 +11,7 @@ is finished (or, if the MOVE went out, recorded) on the next poll. A message tha
 processing is rolled back to its savepoint, recorded with its error and moved to quarantine;
 the others go on.
 
-Folders: complete, incomplete, ignored and answered rejections go to Processed; rejections we
-do not answer (unauthenticated, not allowlisted, malformed, oversize) and processing errors go to
-Quarantine; deferred messages stay in the inbox until a later poll decides them again.
+Folders and the batched MOVEs are in `filing.py`.
 """
 
 from __future__ import annotations
@@ -22,88 +20,33 @@ import hashlib
 import threading
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from reset_mailbot.adapters.db.messages import DuplicateMessage
 from reset_mailbot.adapters.db.schema import Message, Request, utcnow
 from reset_mailbot.adapters.db.unit_of_work import Store, UnitOfWork
 from reset_mailbot.adapters.imap import Mailbox
-from reset_mailbot.domain.backoff import Backoff
 from reset_mailbot.domain.context import Facts, Standing, decide_in_context
 from reset_mailbot.domain.decision import DecisionContext, decide_parsed
-from reset_mailbot.domain.language import message_language
-from reset_mailbot.domain.lifecycle import Next, route_complete
 from reset_mailbot.domain.message import ParsedMessage, parse_message
 from reset_mailbot.domain.models import Decision
 from reset_mailbot.domain.reasons import Outcome, ReasonCode
-from reset_mailbot.domain.replies import ReplyData, ReplyKind
-from reset_mailbot.domain.request_state import RequestState
-from reset_mailbot.domain.working_days import deadline
 from reset_mailbot.logs import decision_fields, get_logger
+from reset_mailbot.service.acting import RequestActor
 from reset_mailbot.service.failpoints import failpoint
-from reset_mailbot.service.limits import ResetLimits, hold_reason
-from reset_mailbot.service.replies import queue_reply, reply_data_for_request
+from reset_mailbot.service.filing import (
+    PROCESSED,
+    QUARANTINE,
+    STAY,
+    PendingMoves,
+    PollStats,
+    folder_for,
+    imap_folder,
+)
+from reset_mailbot.service.inbox_policy import InboxPolicy
 
 log = get_logger("reset_mailbot.inbox")
-
-PROCESSED = "processed"
-QUARANTINE = "quarantine"
-STAY = "stay"
-
-
-@dataclass(frozen=True)
-class InboxPolicy:
-    """The settings the inbox processing needs (from [mailbox], [executor] and [sla])."""
-
-    support_address: str
-    max_message_bytes: int
-    executor_kind: str = "manual"
-    require_approval: bool = False
-    sla_working_days: int = 2
-    sla_timezone: str = "Europe/Amsterdam"
-    max_replies_per_sender_per_hour: int = 5
-    deferred_backoff: Backoff = field(
-        default_factory=lambda: Backoff(timedelta(seconds=60), timedelta(hours=1))
-    )
-    # issue #5: beyond these (or for a staff account) a complete request waits for approval
-    limits: ResetLimits = field(default_factory=ResetLimits)
-
-
-@dataclass
-class PollStats:
-    seen: int = 0
-    decided: int = 0
-    moved: int = 0
-    skipped: int = 0
-    errors: int = 0
-    outcomes: dict[str, int] = field(default_factory=dict)
-
-
-def folder_for(outcome: str | None, reply: bool, error: str | None = None) -> str:
-    if error is not None and outcome is None:
-        return QUARANTINE
-    if outcome == Outcome.DEFERRED:
-        return STAY
-    if outcome == Outcome.REJECTED and not reply:
-        return QUARANTINE
-    return PROCESSED
-
-
-def imap_folder(mailbox: Mailbox, folder: str) -> str:
-    """The mailbox folder name for PROCESSED or QUARANTINE."""
-    return mailbox.processed_folder if folder == PROCESSED else mailbox.quarantine_folder
-
-
-def _reply_kind_for_rejection(decision: Decision) -> ReplyKind | None:
-    if not decision.reply:
-        return None
-    if ReasonCode.GROUP_MAILBOX in decision.reasons:
-        return ReplyKind.REJECTED_GROUP
-    if ReasonCode.SENDER_NOT_REGISTERED in decision.reasons:
-        return ReplyKind.SENDER_NOT_REGISTERED
-    return None
-
 
 class InboxProcessor:
     """Decides and files the messages of one mailbox. Thread-confined: one poll at a time."""
@@ -116,17 +59,15 @@ class InboxProcessor:
         *,
         clock: Callable[[], datetime] = utcnow,
         on_decision: Callable[[Decision, float | None], None] | None = None,
+        on_commit: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.context = context
         self.policy = policy
         self.clock = clock
         self.on_decision = on_decision
-        # staff accounts: municipal domains and our own (the support address's) are always in
-        self.limits = policy.limits.with_domains(
-            [d for m in context.rules.municipalities.municipalities for d in m.domains]
-            + [policy.support_address.rpartition("@")[2]]
-        )
+        self.on_commit = on_commit
+        self.actor = RequestActor(context, policy)
 
     # ------------------------------------------------------------------ the poll
 
@@ -394,72 +335,8 @@ class InboxProcessor:
         self, uow: UnitOfWork, decision: Decision, message: Message, now: datetime,
         parsed: ParsedMessage,
     ) -> Request | None:
-        """Everything a recorded decision leads to, inside the decision's transaction: the
-        request (created or merged, then routed by domain/lifecycle.py) and the reply. Public:
-        `reprocess` applies a corrected decision through the very same path."""
-        if decision.outcome in (Outcome.COMPLETE, Outcome.INCOMPLETE):
-            return self._act_on_request(uow, decision, message, now, parsed)
-        kind = _reply_kind_for_rejection(decision)
-        if kind is not None:
-            queue_reply(
-                uow, kind, ReplyData.from_decision(decision),
-                support_address=self.policy.support_address, now=now, message=message,
-                max_per_hour=self.policy.max_replies_per_sender_per_hour,
-                language=message_language(parsed, self.context.rules.extraction),
-                templates=self.context.rules.templates,
-            )
-        return None
-
-    def _act_on_request(
-        self, uow: UnitOfWork, decision: Decision, message: Message, now: datetime,
-        parsed: ParsedMessage,
-    ) -> Request:
-        sender = decision.sender.address or ""
-        thread = [decision.in_reply_to, *decision.references]
-        request = uow.requests.for_thread(sender, thread,
-                                              request_ids=decision.subject_request_ids)
-        if request is not None:
-            uow.requests.merge(request, decision, message, now=now)
-        else:
-            # replies follow the language of the request that started it (Dutch on doubt)
-            language = message_language(parsed, self.context.rules.extraction)
-            request = uow.requests.create(decision, message, now=now, language=language,
-                                         deadline_at=self._deadline(now)
-                                         if not decision.request.missing else None)
-        if request.state == RequestState.INCOMPLETE:
-            queue_reply(
-                uow, ReplyKind.INCOMPLETE, reply_data_for_request(request, decision),
-                support_address=self.policy.support_address, now=now, request=request,
-                message=message, max_per_hour=self.policy.max_replies_per_sender_per_hour,
-                templates=self.context.rules.templates,
-            )
-            return request
-        # complete: the two-working-day clock starts, then the gate or the executor
-        if request.deadline_at is None:
-            request.deadline_at = self._deadline(request.completed_at or now)
-        route = route_complete(
-            hold=hold_reason(uow, request, self.limits, now),
-            require_approval=self.policy.require_approval,
-            executor_kind=self.policy.executor_kind,
-        )
-        hold = route.hold
-        if hold is not None:
-            request.result_code, request.result_detail = hold.reason, hold.detail
-            uow.requests.transition(request, RequestState.AWAITING_APPROVAL, now=now,
-                           data={"reason": hold.reason, "detail": hold.detail, **hold.data})
-            log.warning(hold.reason, request_id=request.id, detail=hold.detail,
-                        municipality=request.municipality, account_email=request.account_email,
-                        **hold.data)
-        elif route.next is Next.AWAIT_APPROVAL:
-            uow.requests.transition(request, RequestState.AWAITING_APPROVAL, now=now)
-        elif route.next is Next.AWAIT_MANUAL_RESET:
-            uow.requests.transition(request, RequestState.AWAITING_MANUAL_RESET, now=now)
-        else:
-            uow.executions.create(request, now=now)
-        return request
-
-    def _deadline(self, completed_at: datetime) -> datetime:
-        return deadline(completed_at, self.policy.sla_working_days, self.policy.sla_timezone)
+        """See `RequestActor.act_on`; public because `reprocess` takes the very same path."""
+        return self.actor.act_on(uow, decision, message, now, parsed)
 
     # ------------------------------------------------------------- the unusual
 
@@ -554,44 +431,3 @@ class _Recorded:
     def announce(self, stats: PollStats | None) -> None:
         if self.on_commit is not None:
             self.on_commit(stats)
-
-
-class PendingMoves:
-    """MOVEs of decided messages, sent a batch at a time (one UID MOVE per folder).
-
-    Only messages whose decision is committed are added, so a crash before `flush` leaves
-    committed decisions whose MOVE the next poll finishes (`_resume_target`); a crash after the
-    MOVE but before the "moved" commit leaves messages out of the inbox whose rows say not
-    moved, which the next poll records (`_record_moves_done_before_a_crash`).
-    """
-
-    def __init__(
-        self, mailbox: Mailbox, store: Store, stats: PollStats, clock: Callable[[], datetime]
-    ) -> None:
-        self.mailbox = mailbox
-        self.store = store
-        self.stats = stats
-        self.clock = clock
-        self.pending: dict[str, list[tuple[int, int | None]]] = {}
-        self.count = 0
-
-    def add(self, uid: int, folder: str, message_pk: int | None) -> None:
-        if folder == STAY:
-            return
-        self.pending.setdefault(folder, []).append((uid, message_pk))
-        self.count += 1
-        if self.count >= self.mailbox.batch_size:
-            self.flush()
-
-    def flush(self) -> None:
-        for folder, items in self.pending.items():
-            target = imap_folder(self.mailbox, folder)
-            self.mailbox.move_many([uid for uid, _ in items], target)
-            failpoint("after_move")
-            self.stats.moved += len(items)
-            with self.store.unit_of_work() as uow:
-                uow.messages.mark_all_moved(
-                    (pk for _, pk in items if pk is not None), target, now=self.clock()
-                )
-        self.pending.clear()
-        self.count = 0
