@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from reset_mailbot.adapters.imap import Mailbox
     from reset_mailbot.adapters.smtp import SmtpSender
     from reset_mailbot.service.daemon import Daemon
-    from reset_mailbot.service.inbox import InboxPolicy
+    from reset_mailbot.service.inbox_policy import InboxPolicy
 
 
 def build_rules(config: Config) -> RuleSet:
@@ -139,7 +139,7 @@ def build_executor(config: Config) -> Executor | None:
 
 
 def build_inbox_policy(config: Config) -> InboxPolicy:
-    from reset_mailbot.service.inbox import InboxPolicy
+    from reset_mailbot.service.inbox_policy import InboxPolicy
     from reset_mailbot.service.limits import ResetLimits
 
     executor = config.get(ExecutorSettings)
@@ -178,6 +178,8 @@ def build_daemon(config: Config) -> Daemon:
         executor=build_executor(config),
         executor_kind=executor.kind,
         max_attempts=executor.max_attempts,
+        executor_concurrency=executor.concurrency,
+        executor_max_calls_per_second=executor.max_calls_per_second,
         poll_interval_seconds=config.mailbox.poll_interval_seconds,
         idle=config.mailbox.idle,
         sla=config.get(SlaSettings),

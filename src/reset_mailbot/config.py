@@ -179,6 +179,10 @@ class ExecutorSettings(_Section):
     revoke_sessions: bool = True
     require_approval: bool = False
     max_attempts: int = Field(10, ge=1)
+    # Protects Forus by intent: however large the backlog, never more calls per second than
+    # this (after a burst of at most `concurrency`), and at most `concurrency` at once.
+    max_calls_per_second: float = Field(20.0, gt=0, le=1000)
+    concurrency: int = Field(4, ge=1, le=32)
     # beyond these, a complete request waits for approval even with the gate off (rate_limited)
     max_resets_per_municipality_per_day: int = Field(10, ge=0)
     max_resets_per_account_per_30_days: int = Field(2, ge=0)

@@ -2,8 +2,12 @@
 
 Jobs (APScheduler 3, BackgroundScheduler, all `max_instances=1, coalesce=True`):
 - `poll`: decide and file every message in the inbox; also the safety net behind IDLE.
-- `outbox`: send due replies; retries with capped backoff.
-- `executions`: run due resets; retries with capped backoff.
+- `outbox`: send due replies, batch after batch while any are due; retries with capped
+  backoff.
+- `executions`: run due resets the same way (`[executor] concurrency` calls at once, at most
+  `max_calls_per_second`).
+A committed poll batch wakes `executions` and `outbox` at once, and each executed batch wakes
+`outbox`; a job woken while it runs goes round once more instead of waiting for its interval.
 - `sla`: flag requests near or past their deadline, once each, and queue the notice (sla.py).
 - `metrics`: refresh the database gauges (metrics.py); `/metrics` and `/healthz` are served on
   `[metrics] listen` while the daemon runs.
@@ -85,6 +89,8 @@ class DaemonParts:
     sla: SlaSettings
     retention: RetentionSettings
     metrics_listen: str | None
+    executor_concurrency: int = 4  # [executor] concurrency
+    executor_max_calls_per_second: float = 20.0  # [executor] max_calls_per_second
 
 
 class Daemon:
@@ -101,6 +107,7 @@ class Daemon:
         self.metrics_server: MetricsServer | None = None
         self.processor = InboxProcessor(
             self.store, parts.context, parts.policy, on_decision=self.metrics.observe_decision,
+            on_commit=lambda: self._wake("executions", "outbox"),
         )
         self.mailbox = parts.open_mailbox()
         self.outbox = OutboxWorker(self.store, parts.smtp, parts.policy.support_address)
@@ -109,13 +116,19 @@ class Daemon:
             ExecutionWorker(
                 self.store, parts.executor, parts.policy.support_address,
                 parts.context.rules.templates, max_attempts=parts.max_attempts,
+                concurrency=parts.executor_concurrency,
+                max_calls_per_second=parts.executor_max_calls_per_second,
             )
             if parts.executor is not None
             else None
         )
         if self.executions is not None:
             self.executions.on_result = self.metrics.observe_execution
+            self.executions.on_batch = lambda: self._wake("outbox")  # confirmations queued
         self.stop = threading.Event()
+        self._wake_lock = threading.Lock()
+        self._busy: set[str] = set()
+        self._due = {"executions": threading.Event(), "outbox": threading.Event()}
         self.scheduler: BackgroundScheduler | None = None
         self._folders_ready = False
 
@@ -157,29 +170,46 @@ class Daemon:
         return stats
 
     def _wake(self, *jobs: str) -> None:
+        """Run `jobs` now; a job that is running goes round once more when it is done."""
         if self.scheduler is None or self.stop.is_set():
             return
         for job in jobs:
-            self.scheduler.modify_job(job, next_run_time=datetime.now(UTC))
+            with self._wake_lock:
+                if job in self._due:
+                    self._due[job].set()
+                if job not in self._busy:
+                    self.scheduler.modify_job(job, next_run_time=datetime.now(UTC))
+
+    def _drain_job(self, job: str, work: Callable[[], int]) -> int:
+        """`work` until it was not woken during its last round (see `_wake`)."""
+        due = self._due[job]
+        with self._wake_lock:
+            self._busy.add(job)
+        total = 0
+        try:
+            while not self.stop.is_set():
+                due.clear()
+                total += work()
+                if not due.is_set():
+                    break
+        except Exception as exc:  # e.g. the database went away: the next run tries again
+            log.error("job_failed", job=job, error=f"{type(exc).__name__}: {exc}"[:300])
+        finally:
+            with self._wake_lock:
+                self._busy.discard(job)
+                # woken after the last round looked: run again now rather than at the interval
+                if due.is_set() and self.scheduler is not None and not self.stop.is_set():
+                    self.scheduler.modify_job(job, next_run_time=datetime.now(UTC))
+        return total
 
     def deliver(self) -> int:
-        try:
-            return self.outbox.run_due()
-        except Exception as exc:  # e.g. the database went away: next run tries again
-            log.error("job_failed", job="outbox", error=f"{type(exc).__name__}: {exc}"[:300])
-            return 0
+        return self._drain_job("outbox", lambda: self.outbox.drain(self.stop))
 
     def execute(self) -> int:
-        if self.executions is None:
+        executions = self.executions
+        if executions is None:
             return 0
-        try:
-            ran = self.executions.run_due()
-        except Exception as exc:
-            log.error("job_failed", job="executions", error=f"{type(exc).__name__}: {exc}"[:300])
-            return 0
-        if ran:
-            self._wake("outbox")  # confirmations were queued
-        return ran
+        return self._drain_job("executions", lambda: executions.drain(self.stop))
 
     def check_sla(self) -> SlaReport | None:
         """Flag requests near or past their deadline (once each); wake the outbox for notices."""

@@ -4,20 +4,30 @@ Both work from rows committed earlier (outbox rows, execution intents), claimed 
 the store so two workers never take the same row and a crashed worker's row comes back. Errors
 never escape: a temporary failure schedules a retry with capped backoff, a permanent one is
 recorded, audited and logged.
+
+`drain` keeps claiming while work is due (issue #14): a weekend backlog is acted on as fast as
+the executor and the SMTP server answer, not a fixed handful per tick. What bounds it is
+explicit: `concurrency` calls to the executor at once, `[executor] max_calls_per_second`
+(a token bucket, `domain/rate_limit.py`) and one SMTP connection for the outbox.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime
 
+from reset_mailbot.adapters.db.executions import ExecutionClaim
 from reset_mailbot.adapters.db.outbox import OutboxClaim
 from reset_mailbot.adapters.db.schema import Request, utcnow
 from reset_mailbot.adapters.db.unit_of_work import Store, UnitOfWork
 from reset_mailbot.adapters.executors.base import ExecutionResult, ExecutionStatus, Executor
 from reset_mailbot.adapters.smtp import SmtpError, SmtpPermanentError, SmtpSender
+from reset_mailbot.domain.rate_limit import TokenBucket
 from reset_mailbot.domain.replies import ReplyKind
 from reset_mailbot.domain.reply_templates import ReplyTemplates
 from reset_mailbot.domain.request_state import RequestState
@@ -38,8 +48,18 @@ class OutboxWorker:
     clock: Callable[[], datetime] = utcnow
     on_result: Callable[[str, str], None] | None = None  # (kind, sent|retry|failed): metrics
 
+    def drain(self, stop: threading.Event | None = None, batch: int = 50) -> int:
+        """Send batches while replies are due (a failed one is rescheduled, so this ends)."""
+        total = 0
+        while stop is None or not stop.is_set():
+            sent = self.run_due(limit=batch)
+            total += sent
+            if sent < batch:
+                break
+        return total
+
     def run_due(self, limit: int = 20) -> int:
-        """Send every due reply once; returns how many were attempted."""
+        """Send up to `limit` due replies once; returns how many were attempted."""
         claims = self.store.claim_due_outbox(limit=limit, now=self.clock())
         if not claims:
             return 0
@@ -122,46 +142,91 @@ class ExecutionWorker:
     max_attempts: int = 10
     clock: Callable[[], datetime] = utcnow
     on_result: Callable[[str, str], None] | None = None  # (status, code): metrics
+    on_batch: Callable[[], None] | None = None  # after each recorded batch: replies queued
+    concurrency: int = 4  # executor calls at once
+    max_calls_per_second: float = 20.0  # [executor] max_calls_per_second
+    _bucket: TokenBucket = field(init=False, repr=False)
+    _bucket_lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self._bucket = TokenBucket(self.max_calls_per_second,
+                                   burst=max(1.0, min(self.max_calls_per_second,
+                                                      float(self.concurrency))))
+
+    def drain(self, stop: threading.Event | None = None) -> int:
+        """Run batches while executions are due (a retry is due later, so this ends)."""
+        batch = self.concurrency * 5
+        total = 0
+        while stop is None or not stop.is_set():
+            ran = self.run_due(limit=batch)
+            total += ran
+            if ran and self.on_batch is not None:
+                self.on_batch()
+            if ran < batch:
+                break
+        return total
+
+    def _call(self, claim: ExecutionClaim) -> ExecutionResult:
+        """One executor call, after waiting for its turn under the rate limit."""
+        with self._bucket_lock:
+            wait = self._bucket.reserve(time.monotonic())
+        if wait > 0:
+            time.sleep(wait)
+        failpoint("after_claim_execution")
+        try:
+            return self.executor.execute(claim.job())
+        except Exception as exc:  # an executor bug must not stop the others
+            return ExecutionResult(
+                status=ExecutionStatus.RETRY, code="executor_error",
+                detail=f"{type(exc).__name__}: {exc}"[:500],
+            )
 
     def run_due(self, limit: int = 5, *, request_id: str | None = None) -> int:
-        """Run every due execution once (or only `request_id`'s); returns how many ran."""
+        """Run every due execution once (or only `request_id`'s); returns how many ran.
+
+        The calls go out `concurrency` at a time; their results are recorded here, one
+        transaction each, in this thread (the database sees one writer per worker).
+        """
         claims = self.store.claim_due_executions(
             limit=limit, now=self.clock(), request_id=request_id
         )
-        for claim in claims:
-            failpoint("after_claim_execution")
-            try:
-                result = self.executor.execute(claim.job())
-            except Exception as exc:  # an executor bug must not stop the others
-                result = ExecutionResult(
-                    status=ExecutionStatus.RETRY, code="executor_error",
-                    detail=f"{type(exc).__name__}: {exc}"[:500],
-                )
-            if result.status is ExecutionStatus.RETRY and claim.attempts >= self.max_attempts:
-                result = ExecutionResult(
-                    status=ExecutionStatus.FAILED, code="too_many_attempts",
-                    detail=f"gave up after {claim.attempts} attempts; last: {result.code}",
-                )
-            failpoint("after_execute")
-            now = self.clock()
-            with self.store.unit_of_work() as uow:
-                execution = uow.executions.record_result(claim.id, result, now=now)
-                request = execution.request
-                queue_outcome_reply(uow, request, self.support_address, now, self.templates)
-                state = request.state
-            event = {
-                ExecutionStatus.SUCCEEDED: "reset_executed",
-                ExecutionStatus.FAILED: "execution_failed",
-                ExecutionStatus.RETRY: "execution_retry",
-                ExecutionStatus.PENDING_HUMAN: "execution_pending_human",
-            }[result.status]
-            logger = log.info if result.status is ExecutionStatus.SUCCEEDED else log.warning
-            logger(
-                event, request_id=claim.request_id, execution_id=claim.id,
-                idempotency_key=claim.idempotency_key, attempts=claim.attempts,
-                code=result.code, detail=result.detail[:300], request_state=state,
-                account_email=claim.account_email,
-            )
-            if self.on_result is not None:
-                self.on_result(result.status.value, result.code)
+        if len(claims) <= 1 or self.concurrency <= 1:
+            for claim in claims:
+                self._record(claim, self._call(claim))
+            return len(claims)
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(claims)),
+                                thread_name_prefix="executor") as pool:
+            futures = [(claim, pool.submit(self._call, claim)) for claim in claims]
+            for claim, future in futures:
+                self._record(claim, future.result())
         return len(claims)
+
+    def _record(self, claim: ExecutionClaim, result: ExecutionResult) -> None:
+        """Store the executor's answer, queue the outcome reply, log and count it."""
+        if result.status is ExecutionStatus.RETRY and claim.attempts >= self.max_attempts:
+            result = ExecutionResult(
+                status=ExecutionStatus.FAILED, code="too_many_attempts",
+                detail=f"gave up after {claim.attempts} attempts; last: {result.code}",
+            )
+        failpoint("after_execute")
+        now = self.clock()
+        with self.store.unit_of_work() as uow:
+            execution = uow.executions.record_result(claim.id, result, now=now)
+            request = execution.request
+            queue_outcome_reply(uow, request, self.support_address, now, self.templates)
+            state = request.state
+        event = {
+            ExecutionStatus.SUCCEEDED: "reset_executed",
+            ExecutionStatus.FAILED: "execution_failed",
+            ExecutionStatus.RETRY: "execution_retry",
+            ExecutionStatus.PENDING_HUMAN: "execution_pending_human",
+        }[result.status]
+        logger = log.info if result.status is ExecutionStatus.SUCCEEDED else log.warning
+        logger(
+            event, request_id=claim.request_id, execution_id=claim.id,
+            idempotency_key=claim.idempotency_key, attempts=claim.attempts,
+            code=result.code, detail=result.detail[:300], request_state=state,
+            account_email=claim.account_email,
+        )
+        if self.on_result is not None:
+            self.on_result(result.status.value, result.code)

@@ -126,6 +126,8 @@ class InboxProcessor:
             filed = self.commit(decided, mailbox=mailbox.inbox, uidvalidity=uidvalidity,
                                 stats=stats)
             failpoint("after_decision_commit")
+            if self.on_commit is not None and decided:
+                self.on_commit()  # the daemon wakes its workers: replies and resets due now
             for item, (folder, message_pk) in zip(decided, filed, strict=True):
                 if folder != STAY:
                     highest = max(highest, item.uid or 0)
