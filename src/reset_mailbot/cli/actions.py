@@ -13,12 +13,10 @@ from __future__ import annotations
 import getpass
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from reset_mailbot import bootstrap
-from reset_mailbot.adapters.executors.base import ExecutionStatus, Executor
 from reset_mailbot.cli.context import (
     CliContext,
     CliError,
@@ -27,12 +25,16 @@ from reset_mailbot.cli.context import (
     not_found,
 )
 from reset_mailbot.cli.options import By, ConfigOption, JsonOption, RequestId
-from reset_mailbot.config import ConfigError, ExecutorSettings, RetentionSettings
-from reset_mailbot.service import actions
-from reset_mailbot.service.actions import ActionOutcome, ActionRefused
+
+if TYPE_CHECKING:
+    from reset_mailbot.adapters.executors.base import Executor
+    from reset_mailbot.service.actions import ActionOutcome
 
 
 def _executor(ctx: CliContext) -> Executor | None:
+    from reset_mailbot import bootstrap
+    from reset_mailbot.config import ConfigError
+
     try:
         return bootstrap.build_executor(ctx.config)
     except (ConfigError, ValueError) as exc:
@@ -47,6 +49,8 @@ def _close(executor: object) -> None:
 
 def _act(config: Path | None, action: Callable[[CliContext], ActionOutcome]) -> None:
     """Run one state-changing action: a refusal is one line and exit 1."""
+    from reset_mailbot.service.actions import ActionRefused
+
     with CliContext(config, writes=True) as ctx:
         try:
             outcome = action(ctx)
@@ -57,6 +61,9 @@ def _act(config: Path | None, action: Callable[[CliContext], ActionOutcome]) -> 
 
 def approve(request_id: RequestId, by: By, config: ConfigOption = None) -> None:
     """Approve a request waiting for approval and run the executor now (four-eyes gate)."""
+    from reset_mailbot import bootstrap
+    from reset_mailbot.config import ExecutorSettings
+    from reset_mailbot.service import actions
 
     def approve_and_run(ctx: CliContext) -> ActionOutcome:
         executor = _executor(ctx)
@@ -80,6 +87,9 @@ def deny(
     config: ConfigOption = None,
 ) -> None:
     """Deny a request waiting for approval; the municipality receives the reason."""
+    from reset_mailbot import bootstrap
+    from reset_mailbot.service import actions
+
     _act(config, lambda ctx: actions.deny(
         ctx.store, request_id, by=by, reason=reason, support_address=ctx.config.mailbox.address,
         templates=bootstrap.build_templates(ctx.config),
@@ -93,6 +103,9 @@ def done(
     config: ConfigOption = None,
 ) -> None:
     """Record that you reset 2FA in the Forus back office; the confirmation is queued."""
+    from reset_mailbot import bootstrap
+    from reset_mailbot.service import actions
+
     _act(config, lambda ctx: actions.mark_done(
         ctx.store, request_id, by=by, note=note, support_address=ctx.config.mailbox.address,
         templates=bootstrap.build_templates(ctx.config),
@@ -106,6 +119,9 @@ def failed(
     config: ConfigOption = None,
 ) -> None:
     """Record that the manual reset could not be done; the municipality receives the reason."""
+    from reset_mailbot import bootstrap
+    from reset_mailbot.service import actions
+
     _act(config, lambda ctx: actions.mark_failed(
         ctx.store, request_id, by=by, reason=reason, support_address=ctx.config.mailbox.address,
         templates=bootstrap.build_templates(ctx.config),
@@ -114,7 +130,10 @@ def failed(
 
 def dry_run(request_id: RequestId, config: ConfigOption = None) -> None:
     """Ask the executor what it would do for a request, changing nothing anywhere."""
+    from reset_mailbot.adapters.executors.base import ExecutionStatus
     from reset_mailbot.adapters.executors.manual import ManualExecutor
+    from reset_mailbot.service import actions
+    from reset_mailbot.service.actions import ActionRefused
 
     with CliContext(config) as ctx:
         executor = _executor(ctx) or ManualExecutor()
@@ -145,6 +164,7 @@ def messages_reprocess(
     Allowed for deferred, rejected, incomplete, ignored and failed messages; refused for a
     message whose request got past incomplete. See service/reprocess.py for the full rule.
     """
+    from reset_mailbot import bootstrap
     from reset_mailbot.service.inbox import InboxProcessor
     from reset_mailbot.service.reprocess import (
         MessageNotFound,
@@ -186,6 +206,7 @@ def purge(
     as_json: JsonOption = False,
 ) -> None:
     """Retention: delete old raw message bytes, anonymise old requests (see retention settings)."""
+    from reset_mailbot.config import RetentionSettings
     from reset_mailbot.service.retention import purge as run_purge
 
     with CliContext(config, writes=not dry_run) as ctx:

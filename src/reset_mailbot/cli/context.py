@@ -19,6 +19,7 @@ follows `[database] auto_upgrade`.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import IntEnum
@@ -30,16 +31,12 @@ from zoneinfo import ZoneInfo
 
 import typer
 
-from reset_mailbot import bootstrap
-from reset_mailbot.adapters.db.engine import DatabaseError
-from reset_mailbot.adapters.db.migrate import SchemaOutdated, ensure_schema
-from reset_mailbot.config import Config, ConfigError, DatabaseSettings, LogSettings, SlaSettings
-from reset_mailbot.config import load_config as _load_config
-from reset_mailbot.logs import configure_logging
-from reset_mailbot.rules_loader import RulesError
-
 if TYPE_CHECKING:
     from reset_mailbot.adapters.db.unit_of_work import Store
+    from reset_mailbot.config import Config
+
+# Imports are lazy in the whole CLI: `check` must start fast (issue #14), so a command loads
+# the database, the scheduler or the HTTP stack only when it uses them.
 
 
 class ExitCode(IntEnum):
@@ -78,18 +75,45 @@ def operator_errors(func: F) -> F:
             return func(*args, **kwargs)
         except CliError as exc:
             fail(str(exc), exc.code)
-        except (ConfigError, RulesError, SchemaOutdated) as exc:
-            fail(str(exc))
-        except DatabaseError as exc:  # e.g. check --db on a file that is no such database
-            fail(f"database: {str(exc.orig or exc).strip().splitlines()[0]}")
         except KeyboardInterrupt:
             fail("interrupted", ExitCode.INTERRUPTED)
+        except Exception as exc:
+            message = _operator_message(exc)
+            if message is None:
+                raise
+            fail(message)
 
     return wrapper  # type: ignore[return-value]
 
 
+def _loaded(module: str, name: str) -> type[BaseException] | None:
+    """An exception class of a module, if the module was imported (else nothing raised it)."""
+    found = getattr(sys.modules.get(module), name, None)
+    return found if isinstance(found, type) and issubclass(found, BaseException) else None
+
+
+def _operator_message(exc: Exception) -> str | None:
+    """The one line for a problem an operator can fix (configuration, rules, schema, database);
+    None for anything else, which is a bug and keeps its traceback."""
+    for module, name in (("reset_mailbot.config", "ConfigError"),
+                         ("reset_mailbot.rules_loader", "RulesError"),
+                         ("reset_mailbot.adapters.db.migrate", "SchemaOutdated")):
+        kind = _loaded(module, name)
+        if kind is not None and isinstance(exc, kind):
+            return str(exc)
+    database = _loaded("reset_mailbot.adapters.db.engine", "DatabaseError")
+    if database is not None and isinstance(exc, database):  # e.g. check --db on another file
+        orig = getattr(exc, "orig", None)
+        return f"database: {str(orig or exc).strip().splitlines()[0]}"
+    return None
+
+
 def load_config(config_path: Path | None, *, log_level: str | None = None) -> Config:
     """The configuration, with logging set up from it (or at `log_level`)."""
+    from reset_mailbot.config import LogSettings
+    from reset_mailbot.config import load_config as _load_config
+    from reset_mailbot.logs import configure_logging
+
     config = _load_config(config_path)
     configure_logging(log_level or config.get(LogSettings).level)
     return config
@@ -102,6 +126,8 @@ class CliContext:
     """
 
     def __init__(self, config_path: Path | None, *, writes: bool = False) -> None:
+        from reset_mailbot.config import SlaSettings
+
         self.config = load_config(config_path)
         self.writes = writes
         self.zone = ZoneInfo(self.config.get(SlaSettings).timezone)
@@ -111,6 +137,10 @@ class CliContext:
     @property
     def store(self) -> Store:
         if self._store is None:
+            from reset_mailbot import bootstrap
+            from reset_mailbot.adapters.db.migrate import ensure_schema
+            from reset_mailbot.config import DatabaseSettings
+
             store = bootstrap.build_store(self.config)
             upgrade = self.writes and self.config.get(DatabaseSettings).auto_upgrade
             try:

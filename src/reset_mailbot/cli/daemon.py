@@ -6,10 +6,8 @@ from typing import Annotated
 
 import typer
 
-from reset_mailbot import bootstrap
 from reset_mailbot.cli.context import CliError, ExitCode, load_config
 from reset_mailbot.cli.options import ConfigOption
-from reset_mailbot.logs import configure_logging
 
 
 def run(
@@ -20,6 +18,7 @@ def run(
     ] = False,
 ) -> None:
     """Run the daemon: poll the support mailbox, decide, execute, reply."""
+    from reset_mailbot import bootstrap
     from reset_mailbot.adapters.imap import MailboxError
 
     cfg = load_config(config)
@@ -45,6 +44,7 @@ def run(
 
 def db_upgrade(config: ConfigOption = None) -> None:
     """Create or upgrade the database schema to this version."""
+    from reset_mailbot import bootstrap
     from reset_mailbot.adapters.db.migrate import current_revision, head_revision, upgrade
 
     cfg = load_config(config)
@@ -66,6 +66,8 @@ def demo(
     ] = "http",
 ) -> None:
     """The whole loop against throwaway Dovecot, SMTP, DNS and executor (needs the dev extras)."""
+    from reset_mailbot.logs import configure_logging
+
     configure_logging("warning")
     if check_only:
         from reset_mailbot.demo import run_demo

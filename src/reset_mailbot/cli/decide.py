@@ -12,16 +12,15 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from reset_mailbot import bootstrap
 from reset_mailbot.cli.context import ExitCode, load_config
 from reset_mailbot.cli.options import ConfigOption
-from reset_mailbot.domain.context import as_duplicate, decide_in_context
-from reset_mailbot.domain.decision import decide
-from reset_mailbot.domain.models import Decision
+
+if TYPE_CHECKING:
+    from reset_mailbot.domain.models import Decision
 
 
 def describe(decision: Decision, name: str) -> str:
@@ -96,6 +95,10 @@ def check(
     Message-ID or DKIM signature seen before in the same call is `ignored [duplicate]`. With
     --db, what the daemon recorded counts too (domain/context.py, the daemon's own rules).
     """
+    from reset_mailbot import bootstrap
+    from reset_mailbot.domain.context import as_duplicate, decide_in_context
+    from reset_mailbot.domain.decision import decide
+
     cfg = load_config(config)
     context = bootstrap.build_decision_context(cfg)
     now = _parse_at(at)
@@ -131,6 +134,8 @@ def check(
 
 def rules_check(config: ConfigOption = None) -> None:
     """Validate every rule file and print a summary."""
+    from reset_mailbot import bootstrap
+
     cfg = load_config(config)
     rules = bootstrap.build_rules(cfg)
     munis = rules.municipalities.municipalities

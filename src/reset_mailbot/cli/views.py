@@ -16,14 +16,10 @@ import json
 import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
-from reset_mailbot.adapters.db import queries
 from reset_mailbot.cli.context import (
     CliContext,
     choice,
@@ -38,23 +34,16 @@ from reset_mailbot.cli.options import (
     MaskOption,
     SinceOption,
 )
-from reset_mailbot.cli.shapes import (
-    audit_detail,
-    execution_detail,
-    message_detail,
-    message_row,
-    reply_detail,
-    request_detail,
-    request_row,
-    why_filed,
-)
-from reset_mailbot.domain.reasons import Outcome
-from reset_mailbot.domain.request_state import RequestState
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def _console() -> Console:
     """Tables only; cells with data from mail are `escape`d (a From header like `[/x]` would
     otherwise be read as markup)."""
+    from rich.console import Console
+
     # Piped output (tests, `| less`, tickets) gets wide lines instead of wrapped cells.
     return Console(width=None if sys.stdout.isatty() else 200, highlight=False)
 
@@ -85,6 +74,12 @@ def requests_list(
     as_json: JsonOption = False,
 ) -> None:
     """Requests, newest first: who asked, for which account, in which state, how late."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from reset_mailbot.cli.shapes import request_row
+    from reset_mailbot.domain.request_state import RequestState
+
     choice(state, [s.value for s in RequestState], "--state")
     since_at = parse_since(since)
     with CliContext(config) as ctx:
@@ -122,6 +117,14 @@ def requests_show(
     as_json: JsonOption = False,
 ) -> None:
     """The whole story of one request: messages and decisions, audit, replies, executions."""
+    from reset_mailbot.cli.shapes import (
+        audit_detail,
+        execution_detail,
+        message_detail,
+        reply_detail,
+        request_detail,
+    )
+
     with CliContext(config) as ctx:
         with ctx.store.unit_of_work() as uow:
             request = uow.requests.get(request_id.strip().upper(), full=True)
@@ -234,6 +237,12 @@ def messages_list(
     as_json: JsonOption = False,
 ) -> None:
     """Decided messages, newest first, with outcome, reasons and where they were filed."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from reset_mailbot.cli.shapes import message_row
+    from reset_mailbot.domain.reasons import Outcome
+
     choice(outcome, [o.value for o in Outcome], "--outcome")
     since_at = parse_since(since)
     with CliContext(config) as ctx:
@@ -266,6 +275,8 @@ def messages_show(
     as_json: JsonOption = False,
 ) -> None:
     """One message: its decision, evidence, error, folder and audit events."""
+    from reset_mailbot.cli.shapes import audit_detail, message_detail, why_filed
+
     with CliContext(config) as ctx:
         with ctx.store.unit_of_work() as uow:
             message = uow.messages.get(message_id)
@@ -309,6 +320,8 @@ def stats(
     as_json: JsonOption = False,
 ) -> None:
     """Counts by outcome, reason code, state and municipality; median time to reset."""
+    from reset_mailbot.adapters.db import queries
+
     since_at = parse_since(since)
     with CliContext(config) as ctx:
         with ctx.store.unit_of_work() as uow:

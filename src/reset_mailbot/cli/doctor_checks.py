@@ -1,0 +1,264 @@
+"""The checks of `reset-mailbot doctor` (the command itself is in doctor.py).
+
+`doctor` answers "will `run` work here?" before support finds out from a silent mailbox: it
+tries every outside dependency the daemon needs the way the daemon uses it, and prints one line
+per check (`PASS`/`FAIL`, what, and for a failure a fix hint). Exit code 1 on any failure, so
+it can gate a deployment. It changes nothing, except creating the processed/quarantine IMAP
+folders when missing (exactly what `run` would do first).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from reset_mailbot import bootstrap
+from reset_mailbot.config import (
+    SECTIONS,
+    Config,
+    ConfigError,
+    DatabaseSettings,
+    ExecutorSettings,
+    MetricsSettings,
+    SmtpSettings,
+)
+
+DKIM_SELECTORS = ("selector1", "selector2")  # Microsoft 365's, the most common at municipalities
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the doctor's report."""
+
+    name: str
+    ok: bool
+    detail: str
+    hint: str = ""
+
+    def line(self) -> str:
+        detail = " ".join(self.detail.split())
+        text = f"{'PASS' if self.ok else 'FAIL'} {self.name}: {detail}"
+        return text + (f" (fix: {self.hint})" if not self.ok and self.hint else "")
+
+
+def passed(name: str, detail: str) -> Check:
+    return Check(name, True, detail)
+
+
+def failed(name: str, detail: str, hint: str) -> Check:
+    return Check(name, False, detail, hint)
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def check_config(config: Config) -> Check:
+    problems: list[str] = []
+    for cls in SECTIONS.values():
+        try:
+            config.get(cls)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    if not problems:
+        from reset_mailbot.service.metrics import parse_listen
+
+        try:
+            parse_listen(config.get(MetricsSettings).listen)
+        except ValueError as exc:
+            problems.append(str(exc))
+    where = str(config.path) if config.path else "defaults (no config file)"
+    if problems:
+        return failed("config", "; ".join(problems),
+                       "correct the key named (see reset-mailbot.example.toml)")
+    return passed("config", f"{where}: all {len(SECTIONS)} sections valid")
+
+
+def check_rules(config: Config) -> Check:
+    from reset_mailbot.rules_loader import RulesError
+
+    try:
+        rules = bootstrap.build_rules(config)
+    except (RulesError, ConfigError) as exc:
+        return failed("rules", str(exc), "run `reset-mailbot rules check` and fix the file named")
+    munis = rules.municipalities.municipalities
+    return passed("rules", f"{len(munis)} municipalities, "
+                            f"{sum(len(m.domains) for m in munis)} domains")
+
+
+def check_imap(config: Config) -> list[Check]:
+    """Login, then the inbox and the two folders the daemon moves messages to."""
+    from reset_mailbot.adapters.imap import MailboxAuthError, MailboxError
+
+    try:
+        mailbox = bootstrap.build_mailbox(config)
+    except (ConfigError, ValueError) as exc:
+        return [failed("imap login", str(exc), "correct [mailbox]")]
+    where = f"{mailbox.username} at {mailbox.host}:{mailbox.port} ({mailbox.security})"
+    try:
+        mailbox.connect()
+    except MailboxAuthError as exc:
+        return [failed("imap login", f"{where}: {exc}",
+                        "check [mailbox] username and password (or password_file)")]
+    except MailboxError as exc:
+        return [failed("imap login", f"{where}: {exc}",
+                        "is the IMAP server up? check [mailbox] host, port and security")]
+    checks = [passed("imap login", f"{where}, IDLE {'yes' if mailbox.has('IDLE') else 'no'}")]
+    try:
+        try:
+            mailbox.select_inbox()
+        except MailboxError as exc:
+            checks.append(failed("imap folders", f"inbox {mailbox.inbox!r}: {exc}",
+                                  "check [mailbox] inbox (the folder must exist)"))
+            return checks
+        missing = [f for f in (mailbox.processed_folder, mailbox.quarantine_folder)
+                   if not mailbox.client.folder_exists(f)]
+        try:
+            mailbox.ensure_folders()
+        except MailboxError as exc:
+            checks.append(failed(
+                "imap folders", f"cannot create {', '.join(missing)}: {exc}",
+                "create the folders by hand or give the account the right to create them",
+            ))
+            return checks
+        created = f" (created {', '.join(missing)})" if missing else ""
+        checks.append(passed("imap folders", f"{mailbox.inbox}, {mailbox.processed_folder}, "
+                                              f"{mailbox.quarantine_folder}{created}"))
+        return checks
+    finally:
+        mailbox.close()
+
+
+def check_smtp(config: Config) -> Check:
+    from reset_mailbot.adapters.smtp import SmtpConfigurationError, SmtpError
+
+    try:
+        sender = bootstrap.build_smtp(config)
+        config.get(SmtpSettings)
+    except (ConfigError, ValueError) as exc:
+        return failed("smtp", str(exc), "correct [smtp]")
+    where = f"{sender.host}:{sender.port} ({sender.security})"
+    try:
+        detail = sender.probe()
+    except SmtpConfigurationError as exc:
+        return failed("smtp", f"{where}: {exc}",
+                       "check [smtp] username/password and security (starttls, ssl)")
+    except SmtpError as exc:
+        return failed("smtp", f"{where}: {exc}",
+                       "is the SMTP server up? check [smtp] host, port and security")
+    auth = "with AUTH" if sender.username else "without AUTH"
+    return passed("smtp", f"{detail}, {auth}")
+
+
+def dkim_probe_names(config: Config, explicit: str | None) -> list[str]:
+    """The name(s) to look up: --dkim-probe, else selector1/2 of the first municipal domain."""
+    if explicit:
+        return [explicit]
+    municipalities = bootstrap.build_rules(config).municipalities.municipalities
+    domain = municipalities[0].domains[0]
+    return [f"{selector}._domainkey.{domain}" for selector in DKIM_SELECTORS]
+
+
+def check_dns(config: Config, explicit: str | None) -> Check:
+    """A DKIM key lookup as the decision does it: an answer (even "no key") is a pass."""
+    from reset_mailbot.domain.authentication import TemporaryKeyLookupError
+    from reset_mailbot.rules_loader import RulesError
+
+    try:
+        names = dkim_probe_names(config, explicit)
+        lookup = bootstrap.build_key_lookup(config)
+        dns = config.dns
+    except (ConfigError, RulesError) as exc:
+        return failed("dns", str(exc), "correct [dns] and [rules] first")
+    servers = ", ".join(f"{s}:{dns.port}" for s in dns.nameservers) or "system resolver"
+    for name in names:
+        try:
+            key = lookup(name)
+        except TemporaryKeyLookupError as exc:
+            return failed(
+                "dns", f"{name} via {servers}: {exc}",
+                "check [dns] nameservers, port and timeout_seconds; while DNS fails every "
+                "message is deferred",
+            )
+        if key is not None:
+            return passed("dns", f"DKIM key found at {name} via {servers}")
+    return passed("dns", f"resolver answers via {servers} (no DKIM key at {', '.join(names)})")
+
+
+def check_database(config: Config) -> Check:
+    from reset_mailbot.adapters.db.migrate import current_revision, head_revision
+
+    try:
+        url = config.get(DatabaseSettings).resolved_url()
+        if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+            # connecting would create an empty file: say so instead of leaving one behind
+            return failed("database", f"{url}: no database file",
+                           "run `reset-mailbot db upgrade` (creates it), or check [database]")
+        store = bootstrap.build_store(config)
+    except (ConfigError, ValueError, OSError) as exc:
+        return failed("database", str(exc), "correct [database] url")
+    shown = store.engine.url.render_as_string(hide_password=True)
+    try:
+        current = current_revision(store.engine)
+    except Exception as exc:  # any driver error: unreachable, refused, no such database
+        return failed("database", f"{shown}: {type(exc).__name__}: {str(exc)[:300]}",
+                       "is the database up? check [database] url (or url_file)")
+    finally:
+        store.engine.dispose()
+    head = head_revision()
+    if current is None:
+        return failed("database", f"{shown}: no schema (empty database)",
+                       "run `reset-mailbot db upgrade`")
+    if current != head:
+        return failed("database", f"{shown}: schema at revision {current}, this version needs "
+                                   f"{head}", "run `reset-mailbot db upgrade`")
+    return passed("database", f"{shown}: schema at head ({head})")
+
+
+def check_executor(config: Config) -> Check:
+    try:
+        settings = config.get(ExecutorSettings)
+        executor = bootstrap.build_executor(config)
+    except (ConfigError, ValueError) as exc:
+        return failed("executor", str(exc), "correct [executor]")
+    if executor is None:
+        return passed("executor", "manual: a person resets and records it (nothing to reach)")
+    try:
+        detail = executor.probe()
+    except Exception as exc:  # each executor raises its own error type
+        hint = ("check [executor] url and token, and that Forus is reachable from here"
+                if settings.kind == "http" else
+                "check [executor] url, the database user's rights (docs/executor-forus-db.md)")
+        return failed("executor", f"{settings.kind}: {exc}", hint)
+    finally:
+        close = getattr(executor, "close", None)
+        if callable(close):
+            with contextlib.suppress(Exception):
+                close()
+    return passed("executor", f"{settings.kind}: {detail}")
+
+
+# ----------------------------------------------------------------------------- command
+
+
+def run_checks(config: Config, dkim_probe: str | None = None,
+               emit: Callable[[Check], None] | None = None) -> list[Check]:
+    """Every check in order; `emit` sees each one as soon as it is known."""
+    results: list[Check] = []
+    steps: list[Callable[[], Check | list[Check]]] = [
+        lambda: check_config(config),
+        lambda: check_rules(config),
+        lambda: check_imap(config),
+        lambda: check_smtp(config),
+        lambda: check_dns(config, dkim_probe),
+        lambda: check_database(config),
+        lambda: check_executor(config),
+    ]
+    for step in steps:
+        outcome = step()
+        for check in outcome if isinstance(outcome, list) else [outcome]:
+            results.append(check)
+            if emit is not None:
+                emit(check)
+    return results
