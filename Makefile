@@ -37,6 +37,7 @@ demo: venv
 
 bench: venv
 	$(BIN)/python bench/check_throughput.py
+	$(BIN)/python bench/daemon_drain.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build dist src/*.egg-info

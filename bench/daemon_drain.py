@@ -1,28 +1,29 @@
 """The daemon against real services: drain a 1,000-message backlog, then IDLE latency.
 
     .venv/bin/python bench/daemon_drain.py [--messages 1000] [--trickle 30]
-                                           [--database sqlite|postgresql] [--profile FILE]
+                                           [--database both|sqlite|postgresql] [--once]
 
 Starts (as root, from the checkout) a private Dovecot, the harness DNS server publishing the
 DEMO-ONLY DKIM key, an SMTP sink process and the fake Forus executor process (the services of
-`make demo`, reset_mailbot.demo_loop). Then:
+`make demo`, reset_mailbot.demo_loop), and for PostgreSQL a private cluster. Then, for each
+database (both by default, one after the other, fresh services each):
 
-1. Drain: APPENDs N mixed, DKIM-signed messages to INBOX (complete, incomplete, group mailbox,
-   unsigned, out-of-office; small plain text, Outlook HTML with padding, some with a PDF
-   attachment), runs `reset-mailbot run --once` as a subprocess and times it. Checked after
-   it exits: every message decided and moved, every queued reply sent (and in the sink), every
-   execution final (and seen by the executor). Printed: messages/second and the daemon's peak
-   RSS (ru_maxrss from wait4 on that process).
-2. Trickle: starts `reset-mailbot run` (IDLE on, poll every 30 s) and delivers single messages
-   over LMTP every 0.5-1 s; latency = the sink's receive time of the reply minus the time LMTP
-   delivery returned. Printed: p50/p95/max. Dovecot batches IDLE notifications for ~0.5 s, so
-   that is the floor.
+1. Drain (issue #14, item 3): APPENDs N mixed, DKIM-signed messages to INBOX (70 % complete,
+   the rest incomplete, group mailbox, unsigned, out-of-office; small plain text, Outlook HTML
+   with padding, some with a PDF attachment), then starts `reset-mailbot run` (IDLE on, poll
+   every 30 s, the HTTP executor answering at once) and samples the database every 0.2 s.
+   Printed, in seconds from the daemon's start: every message decided and moved, the last
+   reset executed, the last reply sent (target: all within 60 s); the daemon's peak RSS
+   (target < 200 MB) and CPU. Checked after SIGTERM: nothing left undecided, unsent or
+   unexecuted, every reply in the sink. `--once` measures `run --once` instead (the older
+   figure, messages per second).
+2. Trickle: `reset-mailbot run` again, single messages delivered over LMTP every 0.5-1 s;
+   latency = the sink's receive time of the reply minus the time LMTP delivery returned,
+   per kind (target p95: incomplete < 1 s, complete < 3 s including the executor call).
+   Dovecot batches IDLE notifications for ~0.5 s, so that is the floor.
 
-Targets (2-core machine): >= 50 messages/s, peak RSS < 200 MB, p95 < 2 s.
-`--repeat N` drains N times (fresh services each time) and prints the median: on a shared
-machine one run can be 15% off. `--profile FILE` runs the drain under cProfile
-(`python -m cProfile -o FILE`); the rate is then lower than without. The package is
-byte-compiled first, as an installed one is.
+`--repeat N` drains N times (fresh services each time). `--profile FILE` / `--py-spy FILE`
+profile a `--once` drain. The package is byte-compiled first, as an installed one is.
 """
 
 from __future__ import annotations
@@ -81,10 +82,11 @@ class Spec:
 
 
 def plan(n: int, seed: int = 4) -> list[Spec]:
-    """A fixed, shuffled mix: 30% complete, 25% incomplete, 10% group, 15% unsigned, 20% OOO."""
+    """A fixed, shuffled mix (issue #14): 70% complete, 12% incomplete, 5% group mailbox,
+    5% unsigned, 8% out-of-office."""
     rng = random.Random(seed)
-    kinds = (["complete"] * 30 + ["incomplete"] * 25 + ["group"] * 10 + ["unsigned"] * 15
-             + ["ooo"] * 20)
+    kinds = (["complete"] * 70 + ["incomplete"] * 12 + ["group"] * 5 + ["unsigned"] * 5
+             + ["ooo"] * 8)
     specs = []
     for i in range(n):
         kind = kinds[i % len(kinds)]
@@ -302,6 +304,58 @@ def drain(bench: Bench, raws: list[bytes], profile: str | None, py_spy: str | No
             "cpu_seconds": rusage.ru_utime + rusage.ru_stime, "exit": proc.returncode}
 
 
+def drain_running(bench: Bench, raws: list[bytes], complete: int,
+                  limit_seconds: float = 300.0) -> dict[str, object]:
+    """The backlog is in the inbox when `reset-mailbot run` starts (IDLE on, poll every 30 s):
+    seconds from the daemon's start until the last message is decided and moved, the last
+    reset executed and the last reply sent (sampled every 0.2 s from the database)."""
+    client = bench.dovecot.client(SUPPORT)
+    try:
+        for raw in raws:
+            client.append("INBOX", raw)
+    finally:
+        client.logout()
+    n = len(raws)
+    log = (bench.state / "drain.log").open("w")
+    started = time.monotonic()
+    proc = subprocess.Popen([*CLI, "run", "--config", str(bench.config_path)],
+                            stdout=subprocess.DEVNULL, stderr=log)
+    marks: dict[str, float] = {}
+    ended: tuple[int, int, object] | None = None  # (pid, status, rusage) once it exited
+    try:
+        while time.monotonic() - started < limit_seconds:
+            ended = os.wait4(proc.pid, os.WNOHANG)
+            if ended[0] != 0:
+                break  # the daemon died: the checks below say what was left
+            ended = None
+            time.sleep(0.2)
+            now = time.monotonic() - started
+            filed = bench.sql("select count(*) from messages where folder_moved_to is not null")
+            if "intake" not in marks and int(filed[0][0]) >= n:  # type: ignore[call-overload]
+                marks["intake"] = now
+            done = bench.sql("select count(*) from executions "
+                             "where state in ('succeeded', 'failed')")
+            if "resets" not in marks and int(done[0][0]) >= complete:  # type: ignore[call-overload]
+                marks["resets"] = now
+            if "intake" in marks and "resets" in marks:
+                waiting = bench.sql("select count(*) from outbox where state <> 'sent'")
+                if int(waiting[0][0]) == 0:  # type: ignore[call-overload]
+                    marks["replies"] = now
+                    break
+    finally:
+        if ended is None:
+            proc.send_signal(signal.SIGTERM)
+            ended = os.wait4(proc.pid, 0)
+        _, status, rusage = ended
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        log.close()
+    if proc.returncode != 0:
+        print((bench.state / "drain.log").read_text()[-3000:])
+    return {"marks": marks, "peak_rss_mb": rusage.ru_maxrss / 1024,
+            "cpu_seconds": rusage.ru_utime + rusage.ru_stime, "exit": proc.returncode,
+            "seconds": marks.get("replies", float("nan"))}
+
+
 def check_drained(bench: Bench, n: int) -> list[str]:
     """What is not finished after the drain (empty when everything is)."""
     problems = []
@@ -335,13 +389,14 @@ def check_drained(bench: Bench, n: int) -> list[str]:
     return problems
 
 
-def trickle(bench: Bench, signer: DemoSigner, count: int) -> list[float]:
-    """Deliver `count` single messages into a running daemon; latencies in seconds."""
+def trickle(bench: Bench, signer: DemoSigner, count: int) -> list[tuple[str, float]]:
+    """Deliver `count` single messages into a running daemon; (kind, latency in seconds)."""
     log = (bench.state / "daemon.log").open("w")
     daemon = subprocess.Popen([*CLI, "run", "--config", str(bench.config_path)],
                               stdout=subprocess.DEVNULL, stderr=log)
     rng = random.Random(7)
     arrivals: dict[str, float] = {}
+    kinds: dict[str, str] = {}
     try:
         time.sleep(3.0)  # first poll done, IDLE watching
         for i in range(count):
@@ -352,6 +407,7 @@ def trickle(bench: Bench, signer: DemoSigner, count: int) -> list[float]:
             msgid = str(email.message_from_bytes(raw)["Message-ID"])
             bench.dovecot.deliver(raw, rcpt=SUPPORT)
             arrivals[msgid] = time.time()
+            kinds[msgid] = kind
             time.sleep(rng.uniform(0.5, 1.0))
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -374,7 +430,7 @@ def trickle(bench: Bench, signer: DemoSigner, count: int) -> list[float]:
     missing = len(arrivals) - len(first_reply)
     if missing:
         print(f"trickle: {missing} of {len(arrivals)} messages got no reply within 20 s")
-    return sorted(first_reply[m] - arrivals[m] for m in first_reply)
+    return sorted((kinds[m], first_reply[m] - arrivals[m]) for m in first_reply)
 
 
 def calibrate(raws: list[bytes], count: int = 200) -> float:
@@ -412,8 +468,9 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def run_once_with_services(
-    args: argparse.Namespace, specs: list[Spec], raws: list[bytes], trickle_count: int
-) -> tuple[dict[str, float], list[str], list[float], int]:
+    args: argparse.Namespace, database: str, specs: list[Spec], raws: list[bytes],
+    trickle_count: int,
+) -> tuple[dict[str, object], list[str], list[tuple[str, float]], int]:
     """Fresh services and state, one drain (and the trickle, if asked); stops everything."""
     state = Path(f"/tmp/reset-mailbot-bench-{os.getpid()}")
     shutil.rmtree(state, ignore_errors=True)
@@ -421,7 +478,7 @@ def run_once_with_services(
     os.chmod(state, 0o755)
     accounts = [account(s.index) for s in specs if s.kind == "complete"]
     accounts += [account(100_000 + i) for i in range(0, trickle_count, 2)]
-    bench = Bench(state, args.database)
+    bench = Bench(state, database)
     previous = signal.signal(signal.SIGTERM, _interrupt)
     failed = True
     problems: list[str] = []
@@ -429,7 +486,10 @@ def run_once_with_services(
         bench.start(accounts)
         bench.write_config()
         bench.cli("db", "upgrade")
-        result = drain(bench, raws, args.profile, args.py_spy)
+        if args.once:
+            result = drain(bench, raws, args.profile, args.py_spy)
+        else:
+            result = drain_running(bench, raws, sum(s.kind == "complete" for s in specs))
         problems = check_drained(bench, args.messages)
         latencies = trickle(bench, DemoSigner(), trickle_count) if trickle_count else []
         posts = bench.stop()
@@ -452,7 +512,9 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=1,
                         help="drain this many times, fresh services and state each time (the "
                              "trickle runs after the last); prints every run and the median")
-    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--database", choices=("sqlite", "postgresql", "both"), default="both")
+    parser.add_argument("--once", action="store_true",
+                        help="drain with `run --once` (the old measure) instead of `run`")
     parser.add_argument("--profile", help="cProfile output file for the drain run")
     parser.add_argument("--py-spy", dest="py_spy",
                         help="py-spy (must be installed) raw output file for the drain run, "
@@ -472,35 +534,63 @@ def main() -> int:
                                      sorted(Counter(s.layout for s in specs).items())))
     print(f"calibration: parse + decide {calibrate(raws):.2f} ms CPU per message in-process "
           "(2.3 on the quiet 2-core reference machine)")
-    rates: list[float] = []
     problems: list[str] = []
-    exit_codes: list[float] = []
-    latencies: list[float] = []
-    posts = 0
-    for run in range(args.repeat):
-        last = run == args.repeat - 1
-        result, run_problems, latencies, posts = run_once_with_services(
-            args, specs, raws, args.trickle if last else 0
-        )
-        problems += run_problems
-        exit_codes.append(result["exit"])
-        rate = args.messages / float(result["seconds"])
-        rates.append(rate)
-        print()
-        print(f"database: {args.database}; executor POSTs seen: {posts}")
-        print(f"drain: {args.messages} messages in {result['seconds']:.2f} s = {rate:.1f} "
-              f"messages/s (target >= 50); daemon CPU {result['cpu_seconds']:.1f} s")
-        print(f"peak RSS of run --once: {result['peak_rss_mb']:.0f} MB (target < 200 MB)")
+    exit_codes: list[object] = []
+    databases = ("sqlite", "postgresql") if args.database == "both" else (args.database,)
+    summary: list[str] = []
+    for database in databases:
+        rates: list[float] = []
+        latencies: list[tuple[str, float]] = []
+        posts = 0
+        for run in range(args.repeat):
+            last = run == args.repeat - 1
+            result, run_problems, latencies, posts = run_once_with_services(
+                args, database, specs, raws, args.trickle if last else 0
+            )
+            problems += [f"{database}: {p}" for p in run_problems]
+            exit_codes.append(result["exit"])
+            print()
+            print(f"database: {database}; executor POSTs seen: {posts}")
+            if args.once:
+                rate = args.messages / float(result["seconds"])  # type: ignore[arg-type]
+                rates.append(rate)
+                print(f"run --once: {args.messages} messages in {result['seconds']:.2f} s = "
+                      f"{rate:.1f} messages/s; daemon CPU {result['cpu_seconds']:.1f} s")
+            else:
+                marks: dict[str, float] = result["marks"]  # type: ignore[assignment]
+                line = (f"{database:<10} run: decided and moved {marks.get('intake', -1):6.1f} s"
+                        f" ({args.messages / marks['intake'] if 'intake' in marks else 0:.1f}"
+                        f" msg/s), last reset {marks.get('resets', -1):6.1f} s, last reply"
+                        f" {marks.get('replies', -1):6.1f} s (target <= 60 s); peak RSS"
+                        f" {result['peak_rss_mb']:.0f} MB (< 200); CPU"
+                        f" {result['cpu_seconds']:.1f} s")
+                print(line)
+                summary.append(line)
+            if not args.once:
+                continue
+            print(f"peak RSS of run --once: {result['peak_rss_mb']:.0f} MB (target < 200 MB)")
+        if len(rates) > 1:
+            print(f"{database}: drain over {len(rates)} runs: median "
+                  f"{statistics.median(rates):.1f} messages/s, min {min(rates):.1f}, "
+                  f"max {max(rates):.1f}")
+        for kind, target in (("incomplete", 1.0), ("complete", 3.0)):
+            values = [v for k, v in latencies if k == kind]
+            if values:
+                line = (f"{database:<10} IDLE arrival-to-reply, {kind:<10} ({len(values)}): "
+                        f"p50 {percentile(values, 50):.2f} s, p95 {percentile(values, 95):.2f} s,"
+                        f" max {max(values):.2f} s (target p95 < {target:.0f} s)")
+                print(line)
+                summary.append(line)
+    print()
+    print("summary (one run of this script, same machine):")
+    for line in summary:
+        print("  " + line)
     # the host's speed drifts during a run (up to 1.8x on the reference machine): measured
     # again after the drains, the two calibrations bracket the conditions the drains met
     print(f"calibration after the drains: {calibrate(raws):.2f} ms CPU per message")
     if len(rates) > 1:
         print(f"drain over {len(rates)} runs: median {statistics.median(rates):.1f} messages/s, "
               f"min {min(rates):.1f}, max {max(rates):.1f}")
-    if latencies:
-        print(f"IDLE arrival-to-reply over {len(latencies)} messages: "
-              f"p50 {percentile(latencies, 50):.2f} s, p95 {percentile(latencies, 95):.2f} s, "
-              f"max {max(latencies):.2f} s (target p95 < 2 s)")
     for problem in problems:
         print(f"NOT DRAINED: {problem}")
     return 1 if problems or any(code != 0 for code in exit_codes) else 0
