@@ -13,7 +13,8 @@ Then, in one process, for every message:
 After a warm-up pass, the two are run alternately (floor then decision, the order swapped every
 round) for --rounds rounds; each message keeps its best time per side, which removes most
 scheduling noise. Printed: messages/second (N / sum of the per-message best times), p50 and p99
-milliseconds per message, the ratio decision/floor throughput (target >= 0.70) and the peak RSS.
+milliseconds per message, the ratio decision/floor throughput (issue #14's target: >= 1.5 on the
+mix and >= 1.0 per kind) and the peak RSS.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ from reset_mailbot_testing.dkim_signing import (
     rsa_key,
 )
 
-TARGET_RATIO = 0.70
+TARGET_RATIO = 1.5  # issue #14: the whole mix
+TARGET_KIND_RATIO = 1.0  # issue #14: every kind of message
 SUPPORT = "support@forus.test"
 SENDERS = [
     ("Jan de Vries", "j.devries"), ("Marieke Bakker", "m.bakker"), ("Sanne Elzinga", "s.elzinga"),
@@ -217,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"  {kind:<10} n={len(idx):<5} floor p50 {percentile(kf, 50) * 1000:7.3f} ms, "
             f"decision p50 {percentile(kd, 50) * 1000:7.3f} ms, ratio {sum(kf) / sum(kd):.3f}"
+            f" (target >= {TARGET_KIND_RATIO:.1f})"
         )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     print(f"peak RSS {peak / 1024:.0f} MB")
