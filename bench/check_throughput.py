@@ -29,8 +29,10 @@ import resource
 import statistics
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from email.utils import formataddr
+from pathlib import Path
 
 import dkim
 import mailparser
@@ -155,12 +157,69 @@ def profile(func: Callable[[bytes], object], messages: list[bytes], top: int = 2
     return out.getvalue()
 
 
+def measure_cli(messages: list[bytes], zone: dict[str, str], in_process_rate: float) -> None:
+    """`reset-mailbot check` over every message in one call, keys from the harness DNS server
+    on loopback, next to the in-process rate measured in this run (issue #14: >= 0.9x); and
+    the start-up: `check` on one message, best of five (issue #14: <= 0.3 s)."""
+    import json
+    import subprocess
+    import tempfile
+
+    from reset_mailbot.demo_loop import ServiceProcess
+
+    with tempfile.TemporaryDirectory(prefix="check-bench-") as tmp:
+        folder = Path(tmp)
+        (folder / "zone.json").write_text(json.dumps(zone))
+        (folder / "faults.json").write_text('{"servfail": [], "timeout": []}')
+        dns = ServiceProcess("dns", [sys.executable, "-m", "reset_mailbot_testing.dns_server",
+                                     "--zone", str(folder / "zone.json"), "--faults",
+                                     str(folder / "faults.json"), "--port", "0", "--address",
+                                     "127.0.0.1", "--exit-on-stdin-eof"],
+                             folder, folder / "dns.log")
+        try:
+            port = int(dns.ready_line.split()[2])
+            config = folder / "reset-mailbot.toml"
+            config.write_text(f'[mailbox]\naddress = "{SUPPORT}"\n[dns]\n'
+                              f'nameservers = ["127.0.0.1"]\nport = {port}\n'
+                              '[log]\nlevel = "warning"\n')
+            files = []
+            for i, raw in enumerate(messages):
+                path = folder / f"{i:05d}.eml"
+                path.write_bytes(raw)
+                files.append(str(path))
+            argv = [sys.executable, "-m", "reset_mailbot.cli", "check", "--json",
+                    "--config", str(config)]
+            started = time.perf_counter()
+            done = subprocess.run([*argv, *files], capture_output=True, text=True, check=False)
+            seconds = time.perf_counter() - started
+            outcomes = [json.loads(line)["outcome"] for line in done.stdout.splitlines()]
+            startup = min(_timed_run([*argv, files[0]]) for _ in range(5))
+        finally:
+            dns.stop()
+    rate = len(messages) / seconds
+    print(f"check over {len(messages)} files in one call: {seconds:.2f} s = {rate:.1f} msg/s,"
+          f" {rate / in_process_rate:.2f}x the in-process rate {in_process_rate:.1f} msg/s "
+          f"(target >= 0.90); outcomes {dict(sorted(Counter(outcomes).items()))}")
+    print(f"check start-up to the first decision (one file, best of 5): {startup:.2f} s "
+          "(target <= 0.30)")
+
+
+def _timed_run(argv: list[str]) -> float:
+    import subprocess
+
+    started = time.perf_counter()
+    subprocess.run(argv, capture_output=True, check=False)
+    return time.perf_counter() - started
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000, help="number of messages (default 2000)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
     parser.add_argument("--seed", type=int, default=20261126)
     parser.add_argument("--profile", action="store_true", help="always print a cProfile")
+    parser.add_argument("--no-cli", dest="cli", action="store_false",
+                        help="skip the `reset-mailbot check` measurement")
     args = parser.parse_args(argv)
 
     t0 = time.perf_counter()
@@ -223,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     print(f"peak RSS {peak / 1024:.0f} MB")
+    if args.cli:
+        measure_cli(messages, zone, len(messages) / sum(best_decision))
     verdict = "OK" if ratio >= TARGET_RATIO else "BELOW TARGET"
     print(f"ratio decision/floor = {ratio:.3f} (target >= {TARGET_RATIO:.2f}): {verdict}")
     if ratio < TARGET_RATIO or args.profile:
