@@ -283,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     print(f"peak RSS {peak / 1024:.0f} MB")
     if args.cli:
-        measure_cli(messages, zone, len(messages) / sum(best_decision))
+        # a whole pass, as the CLI makes one (the best-of-rounds figure drops the slow runs)
+        measure_cli(messages, zone, statistics.median(d for _, d in round_rates))
     verdict = "OK" if ratio >= TARGET_RATIO else "BELOW TARGET"
     print(f"ratio decision/floor = {ratio:.3f} (target >= {TARGET_RATIO:.2f}): {verdict}")
     if ratio < TARGET_RATIO or args.profile:
