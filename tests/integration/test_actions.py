@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from reset_mailbot.adapters.db import queries
 from reset_mailbot.adapters.db.schema import OutboxItem, Request
 from reset_mailbot.adapters.db.unit_of_work import Store
 from reset_mailbot.adapters.executors.base import ExecutionJob, ExecutionStatus, Executor
@@ -106,7 +107,7 @@ def submit(
 
 def request_row(store: Store, request_id: str) -> Request:
     with store.unit_of_work() as uow:
-        request = uow.requests.get(request_id, full=True)
+        request = queries.request_story(uow, request_id)
         assert request is not None
         return request
 

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from reset_mailbot.adapters.db import queries
 from reset_mailbot.adapters.db.unit_of_work import Store
 from reset_mailbot.adapters.executors.base import ExecutionJob, ExecutionResult, ExecutionStatus
 from reset_mailbot.domain.models import Decision, ResetRequest, SenderInfo
@@ -88,7 +89,7 @@ def test_drain_runs_the_whole_backlog_once_each_in_one_call(store: Store) -> Non
     assert len(batches) >= 2  # the outbox is woken after every batch, not only at the end
     with store.unit_of_work() as uow:
         states = {uow.requests.get(i).state for i in ids}  # type: ignore[union-attr]
-        kinds = [r.kind for r in uow.requests.get(ids[0], full=True).outbox]  # type: ignore[union-attr]
+        kinds = [r.kind for r in queries.request_story(uow, ids[0]).outbox]  # type: ignore[union-attr]
     assert states == {"executed"}
     assert kinds == ["confirmation"]
     assert w.drain() == 0  # nothing is due any more

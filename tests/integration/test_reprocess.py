@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
+from reset_mailbot.adapters.db import queries
 from reset_mailbot.adapters.db.schema import Execution, OutboxItem, Request
 from reset_mailbot.adapters.db.unit_of_work import Store
 from reset_mailbot.domain.decision import DecisionContext
@@ -79,7 +80,7 @@ def test_incomplete_message_completes_its_own_request_once(
 ) -> None:
     pk = arrive(processor, monkeypatch, decision(Outcome.INCOMPLETE, identity=False))
     with store.unit_of_work() as uow:
-        [request] = uow.requests.search()
+        [request] = queries.list_requests(uow)
         first_id = request.id
         assert request.state == "incomplete"
     replies = count(store, OutboxItem)

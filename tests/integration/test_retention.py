@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import select, text
 
+from reset_mailbot.adapters.db import queries
 from reset_mailbot.adapters.db.schema import AuditEntry, Message, OutboxItem, Request
 from reset_mailbot.adapters.db.unit_of_work import Store, UnitOfWork
 from reset_mailbot.adapters.executors.base import ExecutionResult, ExecutionStatus
@@ -145,7 +146,7 @@ def test_anonymisation_keeps_statistics_and_removes_every_personal_value(store: 
     now = T0 + timedelta(days=366)
     with store.unit_of_work() as uow:
         before = {r.id: (r.state, r.municipality, r.created_at, r.executed_at,
-                         r.identity_verified) for r in uow.requests.search()}
+                         r.identity_verified) for r in queries.list_requests(uow)}
 
     dry = purge(store, SETTINGS, now, dry_run=True)
     report = purge(store, SETTINGS, now)
@@ -159,9 +160,9 @@ def test_anonymisation_keeps_statistics_and_removes_every_personal_value(store: 
 
     with store.unit_of_work() as uow:
         after = {r.id: (r.state, r.municipality, r.created_at, r.executed_at,
-                        r.identity_verified) for r in uow.requests.search()}
+                        r.identity_verified) for r in queries.list_requests(uow)}
         assert after == before  # statistics survive
-        req = uow.requests.get(done, full=True)
+        req = queries.request_story(uow, done)
         assert req is not None
         assert req.anonymised_at == now
         assert (req.sender, req.account_email) == ("***@utrecht.nl", "***@hotmail.com")

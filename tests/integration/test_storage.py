@@ -18,7 +18,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, select
 from sqlalchemy.exc import StatementError
 
-from reset_mailbot.adapters.db import migrate
+from reset_mailbot.adapters.db import migrate, queries
 from reset_mailbot.adapters.db.audit_log import AuditLogIsAppendOnly
 from reset_mailbot.adapters.db.engine import create_db_engine
 from reset_mailbot.adapters.db.executions import ExecutionState
@@ -253,7 +253,8 @@ def test_failed_message_keeps_its_error_and_can_be_decided_later(store: Store) -
                                            raw=b"\xff", mailbox="INBOX", uidvalidity=1, uid=9)
         uow.messages.mark_moved(failed, "Quarantine")
     with store.unit_of_work() as uow:
-        assert [m.error for m in uow.messages.search(errors_only=True)] == ["ValueError: boom"]
+        errors = queries.list_messages(uow, errors_only=True)
+        assert [m.error for m in errors] == ["ValueError: boom"]
         message = uow.messages.record(decision(key), raw=b"\xff")  # messages reprocess
         assert message.error is None and message.outcome == "complete"
 
@@ -303,7 +304,7 @@ def test_kill_9_inside_a_unit_of_work_keeps_what_was_committed(store: Store,
     with store.unit_of_work() as uow:
         assert uow.messages.by_key("<kept@utrecht.nl>") is not None
         assert uow.messages.by_key("<lost@utrecht.nl>") is None
-        assert len(uow.requests.search()) == 1
+        assert len(queries.list_requests(uow)) == 1
     with store.unit_of_work() as uow:  # the killed writer's lock is gone
         uow.messages.record(decision("<lost@utrecht.nl>"), raw=b"2")
 
@@ -352,7 +353,7 @@ def test_decision_request_reply_and_execution_in_one_transaction(store: Store) -
         assert uow.executions.create(request).id == execution.id  # one intent per key
         request_id = request.id
     with store.unit_of_work() as uow:
-        full = uow.requests.get(request_id, full=True)
+        full = queries.request_story(uow, request_id)
         assert full is not None
         assert [m.message_key for m in full.messages] == ["<full@utrecht.nl>"]
         assert full.messages[0].decision is not None
@@ -373,7 +374,7 @@ def test_decision_request_reply_and_execution_in_one_transaction(store: Store) -
                         body="Gedaan", rfc822=b"From: ...", reply_message_id="<c@forus.test>",
                         request=executing)
     with store.unit_of_work() as uow:
-        done = uow.requests.get(request_id, full=True)
+        done = queries.request_story(uow, request_id)
         assert done is not None
         assert done.state == "executed" and done.result_code == "reset"
         assert done.executed_at == T0 + timedelta(seconds=1) == done.closed_at
@@ -623,7 +624,7 @@ def test_thread_lookup_and_merge(store: Store) -> None:
         assert found is not None and found.id == request_id
         with pytest.raises(InvalidTransition):
             uow.requests.merge(found, reply, second)
-        full = uow.requests.get(request_id, full=True)
+        full = queries.request_story(uow, request_id)
         assert full is not None
         assert [m.message_key for m in full.messages] == ["<first@utrecht.nl>",
                                                           "<second@utrecht.nl>"]
@@ -693,13 +694,15 @@ def test_list_requests_filters(store: Store) -> None:
                                now=T0 + timedelta(hours=1))
         b.deadline_at = T0 + timedelta(hours=2)
     with store.unit_of_work() as uow:
-        assert [r.id for r in uow.requests.search()] == [b.id, a.id]  # newest first
-        assert [r.id for r in uow.requests.search(state="complete")] == [a.id]
-        assert [r.id for r in uow.requests.search(state=["complete", "incomplete"],
-                                                municipality="Eindhoven")] == [b.id]
-        assert [r.id for r in uow.requests.search(since=T0 + timedelta(minutes=30))] == [b.id]
-        assert [r.id for r in uow.requests.search(overdue_at=T0 + timedelta(days=1))] == [b.id]
-        assert len(uow.requests.search(limit=1)) == 1
+        assert [r.id for r in queries.list_requests(uow)] == [b.id, a.id]  # newest first
+        assert [r.id for r in queries.list_requests(uow, state="complete")] == [a.id]
+        assert [r.id for r in queries.list_requests(uow, state=["complete", "incomplete"],
+                                                    municipality="Eindhoven")] == [b.id]
+        later = T0 + timedelta(minutes=30)
+        assert [r.id for r in queries.list_requests(uow, since=later)] == [b.id]
+        tomorrow = T0 + timedelta(days=1)
+        assert [r.id for r in queries.list_requests(uow, overdue_at=tomorrow)] == [b.id]
+        assert len(queries.list_requests(uow, limit=1)) == 1
         assert uow.requests.get("R-NOTHERE") is None
         assert uow.outbox.count_replies_to(SENDER, T0) == 0
         assert uow.requests.count_executed(T0 - timedelta(days=1), municipality="Utrecht") == 0

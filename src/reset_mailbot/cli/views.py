@@ -77,6 +77,7 @@ def requests_list(
     from rich.markup import escape
     from rich.table import Table
 
+    from reset_mailbot.adapters.db import queries
     from reset_mailbot.cli.shapes import request_row
     from reset_mailbot.domain.request_state import RequestState
 
@@ -84,8 +85,8 @@ def requests_list(
     since_at = parse_since(since)
     with CliContext(config) as ctx:
         with ctx.store.unit_of_work() as uow:
-            rows = uow.requests.search(
-                state=state, municipality=municipality, since=since_at,
+            rows = queries.list_requests(
+                uow, state=state, municipality=municipality, since=since_at,
                 overdue_at=ctx.now if overdue else None, limit=limit,
             )
             data = [request_row(r, ctx.now) for r in rows]
@@ -117,6 +118,7 @@ def requests_show(
     as_json: JsonOption = False,
 ) -> None:
     """The whole story of one request: messages and decisions, audit, replies, executions."""
+    from reset_mailbot.adapters.db import queries
     from reset_mailbot.cli.shapes import (
         audit_detail,
         execution_detail,
@@ -127,7 +129,7 @@ def requests_show(
 
     with CliContext(config) as ctx:
         with ctx.store.unit_of_work() as uow:
-            request = uow.requests.get(request_id.strip().upper(), full=True)
+            request = queries.request_story(uow, request_id.strip().upper())
             if request is None:
                 raise not_found(f"no request {request_id}")
             data = {
@@ -240,6 +242,7 @@ def messages_list(
     from rich.markup import escape
     from rich.table import Table
 
+    from reset_mailbot.adapters.db import queries
     from reset_mailbot.cli.shapes import message_row
     from reset_mailbot.domain.reasons import Outcome
 
@@ -247,7 +250,8 @@ def messages_list(
     since_at = parse_since(since)
     with CliContext(config) as ctx:
         with ctx.store.unit_of_work() as uow:
-            rows = uow.messages.search(outcome=outcome, errors_only=errors, since=since_at,
+            rows = queries.list_messages(uow, outcome=outcome, errors_only=errors,
+                                         since=since_at,
                                      limit=limit)
             data = [message_row(m) for m in rows]
         if as_json:

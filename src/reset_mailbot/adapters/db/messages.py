@@ -314,26 +314,6 @@ class MessageStore(AuditedStore):
             query = query.where(Message.received_at >= received_since)
         return list(self.session.scalars(query.order_by(Message.id)))
 
-    def search(
-        self,
-        *,
-        outcome: str | None = None,
-        errors_only: bool = False,
-        since: datetime | None = None,
-        limit: int | None = None,
-    ) -> list[Message]:
-        query = select(Message)
-        if outcome is not None:
-            query = query.where(Message.outcome == outcome)
-        if errors_only:
-            query = query.where(Message.error.is_not(None))
-        if since is not None:
-            query = query.where(Message.received_at >= since)
-        query = query.order_by(Message.received_at.desc(), Message.id.desc())
-        if limit is not None:
-            query = query.limit(limit)
-        return list(self.session.scalars(query))
-
     def _message(self, message: Message | int) -> Message:
         if isinstance(message, Message):
             return message

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
 
 from reset_mailbot.adapters.db.outbox import OutboxState
 from reset_mailbot.adapters.db.schema import Message, OutboxItem, Request
@@ -121,3 +123,73 @@ def stats(uow: UnitOfWork, since: datetime | None) -> dict[str, Any]:
             "median_seconds_to_reset": statistics.median(durations) if durations else None,
         },
     }
+
+
+def list_requests(
+    uow: UnitOfWork,
+    *,
+    state: str | Iterable[str] | None = None,
+    municipality: str | None = None,
+    since: datetime | None = None,
+    overdue_at: datetime | None = None,
+    limit: int | None = None,
+) -> list[Request]:
+    """Requests newest first (`requests list`). `overdue_at`: open requests whose deadline is
+    before it."""
+    query = select(Request)
+    if state is not None:
+        states = [state] if isinstance(state, str) else list(state)
+        query = query.where(Request.state.in_(states))
+    if municipality is not None:
+        query = query.where(Request.municipality == municipality)
+    if since is not None:
+        query = query.where(Request.created_at >= since)
+    if overdue_at is not None:
+        query = query.where(
+            Request.deadline_at.is_not(None),
+            Request.deadline_at < overdue_at,
+            Request.state.not_in([s.value for s in FINAL_STATES]),
+        )
+    query = query.order_by(Request.created_at.desc(), Request.id)
+    if limit is not None:
+        query = query.limit(limit)
+    return list(uow.session.scalars(query))
+
+
+def request_story(uow: UnitOfWork, request_id: str) -> Request | None:
+    """A request with its messages, audit, replies, executions and thread ids loaded
+    (`requests show`), in a few queries instead of lazy loads."""
+    query = (
+        select(Request)
+        .where(Request.id == request_id)
+        .options(
+            selectinload(Request.messages),
+            selectinload(Request.audit),
+            selectinload(Request.outbox),
+            selectinload(Request.executions),
+            selectinload(Request.thread_ids),
+        )
+    )
+    return uow.session.scalars(query).one_or_none()
+
+
+def list_messages(
+    uow: UnitOfWork,
+    *,
+    outcome: str | None = None,
+    errors_only: bool = False,
+    since: datetime | None = None,
+    limit: int | None = None,
+) -> list[Message]:
+    """Decided messages newest first (`messages list`)."""
+    query = select(Message)
+    if outcome is not None:
+        query = query.where(Message.outcome == outcome)
+    if errors_only:
+        query = query.where(Message.error.is_not(None))
+    if since is not None:
+        query = query.where(Message.received_at >= since)
+    query = query.order_by(Message.received_at.desc(), Message.id.desc())
+    if limit is not None:
+        query = query.limit(limit)
+    return list(uow.session.scalars(query))

@@ -15,7 +15,6 @@ from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy import inspect as sa_inspect
-from sqlalchemy.orm import selectinload
 
 from reset_mailbot.adapters.db.audit_log import AuditedStore
 from reset_mailbot.adapters.db.bound import SYSTEM
@@ -100,51 +99,8 @@ class RequestStore(AuditedStore):
         )
         return bool(getattr(result, "rowcount", 0) == 1)
 
-    def get(self, request_id: str, *, full: bool = False) -> Request | None:
-        """A request; with `full`, its messages, audit, outbox and executions loaded too."""
-        if not full:
-            return self.session.get(Request, request_id)
-        query = (
-            select(Request)
-            .where(Request.id == request_id)
-            .options(
-                selectinload(Request.messages),
-                selectinload(Request.audit),
-                selectinload(Request.outbox),
-                selectinload(Request.executions),
-                selectinload(Request.thread_ids),
-            )
-        )
-        return self.session.scalars(query).one_or_none()
-
-    def search(
-        self,
-        *,
-        state: str | Iterable[str] | None = None,
-        municipality: str | None = None,
-        since: datetime | None = None,
-        overdue_at: datetime | None = None,
-        limit: int | None = None,
-    ) -> list[Request]:
-        """Requests newest first. `overdue_at`: open requests whose deadline is before it."""
-        query = select(Request)
-        if state is not None:
-            states = [state] if isinstance(state, str) else list(state)
-            query = query.where(Request.state.in_(states))
-        if municipality is not None:
-            query = query.where(Request.municipality == municipality)
-        if since is not None:
-            query = query.where(Request.created_at >= since)
-        if overdue_at is not None:
-            query = query.where(
-                Request.deadline_at.is_not(None),
-                Request.deadline_at < overdue_at,
-                Request.state.not_in([s.value for s in FINAL_STATES]),
-            )
-        query = query.order_by(Request.created_at.desc(), Request.id)
-        if limit is not None:
-            query = query.limit(limit)
-        return list(self.session.scalars(query))
+    def get(self, request_id: str) -> Request | None:
+        return self.session.get(Request, request_id)
 
     def for_thread(
         self,
