@@ -19,15 +19,21 @@ def run(
 ) -> None:
     """Run the daemon: poll the support mailbox, decide, execute, reply."""
     from reset_mailbot import bootstrap
+    from reset_mailbot.adapters.db.instance_lock import InstanceLocked, single_instance
     from reset_mailbot.adapters.imap import MailboxError
+    from reset_mailbot.config import DatabaseSettings
 
     cfg = load_config(config)
-    daemon = bootstrap.build_daemon(cfg)
     if not once:
-        daemon.run_forever()
+        # one daemon per SQLite file; a `run --once` beside it is safe (claims, unique keys)
+        try:
+            with single_instance(cfg.get(DatabaseSettings).resolved_url()):
+                bootstrap.build_daemon(cfg).run_forever()
+        except InstanceLocked as exc:
+            raise CliError(str(exc)) from None
         return
     try:
-        report = daemon.run_once()
+        report = bootstrap.build_daemon(cfg).run_once()
     except MailboxError as exc:
         raise CliError(f"mailbox: {exc}", ExitCode.REFUSED) from None
     typer.echo(
