@@ -154,8 +154,12 @@ class ExecutionWorker:
                                                       float(self.concurrency))))
 
     def drain(self, stop: threading.Event | None = None) -> int:
-        """Run batches while executions are due (a retry is due later, so this ends)."""
-        batch = self.concurrency * 5
+        """Run batches while executions are due (a retry is due later, so this ends).
+
+        A batch is what the rate allows in about ten seconds (at most five rounds of
+        `concurrency`): a claimed execution never waits for its turn anywhere near its lease.
+        """
+        batch = max(1, min(self.concurrency * 5, int(self.max_calls_per_second * 10)))
         total = 0
         while stop is None or not stop.is_set():
             ran = self.run_due(limit=batch)

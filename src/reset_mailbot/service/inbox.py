@@ -198,7 +198,7 @@ class InboxProcessor:
         """Parse and decide with the pure core, outside any transaction.
 
         The decision may wait for DNS and must not hold the database's write lock meanwhile.
-        The duplicate check comes later (record_message's unique key), so a duplicate costs one
+        The duplicate check comes later (uow.messages.record's unique key), so a duplicate costs one
         wasted decision, nothing more. An exception is kept on the result for `commit`.
         """
         item = DecidedMessage(raw=raw, uid=uid, received_at=now or self.clock(),

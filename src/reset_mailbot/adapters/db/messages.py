@@ -238,7 +238,7 @@ class MessageStore(AuditedStore):
             select(SignatureSeen).where(SignatureSeen.signature.in_(fresh))
         )}
         other = next((mid for mid in known.values() if mid != message.id), None)
-        if other is not None:  # recorded since record_message looked
+        if other is not None:  # recorded since `record` looked
             raise DuplicateMessage(self.session.get_one(Message, other))
         try:
             with self.session.begin_nested():
