@@ -184,7 +184,7 @@ def reprocess_message(
         unchanged = (previous_outcome == decision.outcome.value
                      and previous_reasons == new_reasons and previous_missing == new_missing)
 
-        # make the row decidable again (UnitOfWork.may_decide_again), then record as usual
+        # make the row decidable again (MessageStore.may_decide_again), then record as usual
         row.outcome = None
         row.error = REPROCESS_MARK
         message = uow.messages.record(
