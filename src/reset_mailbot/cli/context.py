@@ -108,14 +108,14 @@ def _operator_message(exc: Exception) -> str | None:
     return None
 
 
-def load_config(config_path: Path | None, *, log_level: str | None = None) -> Config:
-    """The configuration, with logging set up from it (or at `log_level`)."""
+def load_config(config_path: Path | None) -> Config:
+    """The configuration, with logging set up from its `[log]` section."""
     from reset_mailbot.config import LogSettings
     from reset_mailbot.config import load_config as _load_config
     from reset_mailbot.logs import configure_logging
 
     config = _load_config(config_path)
-    configure_logging(log_level or config.get(LogSettings).level)
+    configure_logging(config.get(LogSettings).level)
     return config
 
 
