@@ -7,9 +7,13 @@ dkimpy verifies one signature at a time and swallows DNS failures, so this modul
   one passes (they can only explain `dkim_not_aligned`), at most MAX_SIGNATURES in all;
 * the stricter rules of our policy (no rsa-sha1, From signed, l= covering the whole body, RSA
   between 1024 and 4096 bits, x= not expired) are checked around dkimpy's verdict;
-* cost before trust: each canonical body is computed once per message in linear time and the
-  body hash compared before any DNS lookup, so ten bogus signatures cost one canonicalisation
-  and no DNS; dkimpy then hashes the already canonical body (canonicalisation is idempotent);
+* cost before trust: each canonical body is computed once per message in linear time (dkimpy's
+  relaxed canonicalisation is quadratic on long runs of blanks) and the body hash compared
+  before any DNS lookup, so ten bogus signatures cost one canonicalisation and no DNS; dkimpy
+  never touches the body;
+* dkimpy parses and validates the tags and canonicalises and hashes the signed header fields;
+  the key record is parsed once per distinct record and the signature checked by OpenSSL
+  (dkim_keys.py: half the time of a small message was dkimpy's pure-Python RSA and ASN.1);
 * the key lookup is injected, and a `TemporaryKeyLookupError` from it becomes a `temperror` for
   that signature instead of a failure.
 The aligned passing signature also says what is trustworthy: the header names in its h= (the
@@ -27,11 +31,17 @@ from collections.abc import Callable
 from functools import lru_cache
 
 import dkim
-from dkim.canonicalization import Relaxed, correct_empty_body, strip_trailing_lines
+from dkim.canonicalization import (
+    CanonicalizationPolicy,
+    InvalidCanonicalizationPolicyError,
+    correct_empty_body,
+    strip_trailing_lines,
+)
 from dkim.util import InvalidTagValueList, parse_tag_value
 from publicsuffixlist import PublicSuffixList
 
 from reset_mailbot.domain.addresses import InvalidAddress, normalise_domain
+from reset_mailbot.domain.dkim_keys import KeyRecordError, PublicKey, public_key
 from reset_mailbot.domain.models import (
     AuthenticationResult,
     DkimStatus,
@@ -112,14 +122,6 @@ def relaxed_body(body: bytes) -> bytes:
     return correct_empty_body(strip_trailing_lines(compressed.replace(b" \r\n", b"\r\n")))
 
 
-#: dkimpy's own relaxed body canonicalisation, kept for the equivalence test.
-DKIMPY_RELAXED_BODY = Relaxed.canonicalize_body
-# dkimpy canonicalises the body again inside `verify` (we hand it the canonical body, which the
-# algorithm leaves unchanged). Its `[\t ]+` substitution matches every single space: on a 25 MB
-# body that is millions of matches and ~700 MB of temporary objects. `relaxed_body` returns the
-# same bytes (property-tested against DKIMPY_RELAXED_BODY) without touching lone spaces.
-Relaxed.canonicalize_body = staticmethod(relaxed_body)  # type: ignore[method-assign]
-
 _BODY_CANONICALISATION = {b"simple": simple_body, b"relaxed": relaxed_body}
 _HASHES = {b"rsa-sha256": hashlib.sha256, b"ed25519-sha256": hashlib.sha256}
 
@@ -191,18 +193,42 @@ class _Verifier:
             self._hashes[key] = _HASHES[algorithm](body).digest()
         return self._hashes[key]
 
-    def _dnsfunc(self, name: bytes, timeout: float = 5) -> bytes | None:
+    def _key(self, tags: dict[bytes, bytes]) -> PublicKey:
+        """The signer's published key: looked up (TemporaryKeyLookupError passes through),
+        parsed once per distinct record, refused when its size or exponent is out of bounds."""
+        name = tags[b"s"] + b"._domainkey." + tags[b"d"] + b"."  # as dkimpy builds it
         record = self.lookup(name.decode("ascii", "replace"))
-        if record:
-            try:
-                pk, size, ktag, _tls = dkim.evaluate_pk(name, record)
-            except Exception:  # dkimpy reports the bad record itself
-                return record
-            if ktag == b"rsa" and size > MAX_RSA_BITS:
-                raise _KeyRefused(f"RSA key of {size} bits (at most {MAX_RSA_BITS} verified)")
-            if ktag == b"rsa" and pk["publicExponent"] > MAX_RSA_EXPONENT:
-                raise _KeyRefused("RSA public exponent above 2**32 (not verified)")
-        return record
+        if not record:
+            raise KeyRecordError(f"no key published at {name.decode('ascii', 'replace')}")
+        key = public_key(name, record)
+        if key.ktag == b"rsa" and key.bits > MAX_RSA_BITS:
+            raise _KeyRefused(f"RSA key of {key.bits} bits (at most {MAX_RSA_BITS} verified)")
+        if key.ktag == b"rsa" and key.exponent > MAX_RSA_EXPONENT:
+            raise _KeyRefused("RSA public exponent above 2**32 (not verified)")
+        if key.tlsrpt:  # dkimpy: "Message is not tlsrpt and Service Type is tlsrpt"
+            raise _KeyRefused("the key is for TLS reports only (s=tlsrpt)")
+        return key
+
+    def _headers_signed(self, sig: _Signature) -> tuple[bool, PublicKey]:
+        """dkimpy's `verify` without its body pass (`_precheck` compared the body hash) and
+        with the RSA step done by OpenSSL: dkimpy parses and validates the tags, canonicalises
+        and hashes the signed header fields; `dkim_keys` checks the signature."""
+        prep = self.dkim.verify_headerprep(sig.index)
+        if not prep:
+            raise dkim.ValidationError("no such signature")
+        tags, include_headers, sig_fields = prep
+        key = self._key(tags)
+        try:
+            policy = CanonicalizationPolicy.from_c_value(tags.get(b"c", b"simple/simple"))
+        except InvalidCanonicalizationPolicyError as exc:
+            raise dkim.MessageFormatError(f"invalid c= value: {exc.args[0]}") from exc
+        if b"from" in include_headers:  # as dkimpy (its bug#644046): an extra From is hashed
+            include_headers.append(b"from")
+        hasher = _HASHES[tags[b"a"]]()
+        headers = policy.canonicalize_headers(self.dkim.headers)
+        dkim.hash_headers(hasher, policy, headers, include_headers, sig_fields[sig.index], tags)
+        signature = base64.b64decode(_BLANKS.sub(b"", tags[b"b"]))
+        return key.verify(signature, hasher.digest()), key
 
     def _precheck(self, sig: _Signature, now: float) -> str | None:
         """What refuses the signature before any DNS lookup, or None."""
@@ -245,14 +271,11 @@ class _Verifier:
         refused = self._precheck(sig, now)
         if refused is not None:
             return sig.result(SignatureVerdict.FAIL, refused)
-        c_value = sig.tags.get(b"c", b"simple/simple").strip()
-        body_c = c_value.split(b"/")[1] if b"/" in c_value else b"simple"
-        self.dkim.body = self.canonical(body_c)  # idempotent: dkimpy's pass is now cheap
         try:
-            ok = self.dkim.verify(idx=sig.index, dnsfunc=self._dnsfunc)
+            ok, key = self._headers_signed(sig)
         except TemporaryKeyLookupError as exc:
             return sig.result(SignatureVerdict.TEMPERROR, f"key lookup failed temporarily: {exc}")
-        except _KeyRefused as exc:
+        except (_KeyRefused, KeyRecordError) as exc:
             return sig.result(SignatureVerdict.FAIL, str(exc))
         except dkim.DKIMException as exc:
             return sig.result(SignatureVerdict.FAIL, str(exc)[:200])
@@ -260,9 +283,8 @@ class _Verifier:
             return sig.result(SignatureVerdict.FAIL, f"{type(exc).__name__}: {str(exc)[:200]}")
         if not ok:
             return sig.result(SignatureVerdict.FAIL, "signature does not verify")
-        if self.dkim.ktag == b"rsa" and (self.dkim.keysize or 0) < MIN_RSA_BITS:
-            return sig.result(SignatureVerdict.FAIL,
-                              f"RSA key too small: {self.dkim.keysize} bits")
+        if key.ktag == b"rsa" and key.bits < MIN_RSA_BITS:
+            return sig.result(SignatureVerdict.FAIL, f"RSA key too small: {key.bits} bits")
         return sig.result(SignatureVerdict.PASS, "verified")
 
 

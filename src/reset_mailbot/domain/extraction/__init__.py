@@ -19,6 +19,7 @@ from reset_mailbot.domain.extraction.account import AccountFinding, account_emai
 from reset_mailbot.domain.extraction.allowlist import read_confirmations
 from reset_mailbot.domain.extraction.body import rendered_bodies
 from reset_mailbot.domain.extraction.confirmations import identity_verified, reset_instructed
+from reset_mailbot.domain.extraction.grammar import SentenceVerdict
 from reset_mailbot.domain.extraction.quotes import Sender, segments
 from reset_mailbot.domain.extraction.reference import case_reference
 from reset_mailbot.domain.extraction.rules import ExtractionRules
@@ -41,8 +42,10 @@ def extract_text(
     excluded_addresses: frozenset[str],
     sender: Sender | None = None,
     doubtful_addresses: frozenset[str] = frozenset(),
+    judged: dict[str, SentenceVerdict] | None = None,
 ) -> ResetRequest:
-    """Extract the request items from a body that is already text (quotes not yet cut)."""
+    """Extract the request items from a body that is already text (quotes not yet cut);
+    `judged` shares sentence verdicts between the renderings of one message."""
     compiled = rules.compiled
     parts = segments(text[:MAX_TEXT_CHARS], compiled, sender)
     answers, template_lines = template_answers(parts.body, compiled)
@@ -65,7 +68,7 @@ def extract_text(
         details[Item.ACCOUNT_EMAIL] = account.detail
 
     if grammar is not None:
-        found = read_confirmations(units, answers, grammar)
+        found = read_confirmations(units, answers, grammar, judged)
         identity, instruction = found[Item.IDENTITY_VERIFIED], found[Item.RESET_INSTRUCTED]
     else:  # rule sets without rules/grammar.yaml (tests of the older phrase reader)
         identity = identity_verified(units, answers, compiled)
@@ -151,8 +154,9 @@ def extract_request(
         bodies = rendered_bodies(message.message, rules.compiled.plain_stub)
         mailbox = message.from_mailbox
         sender = Sender(mailbox.address, mailbox.display_name) if mailbox else None
-        found = [extract_text(b.text, rules, excluded_addresses, sender, doubtful_addresses)
-                 for b in bodies]
+        judged: dict[str, SentenceVerdict] = {}
+        found = [extract_text(b.text, rules, excluded_addresses, sender, doubtful_addresses,
+                              judged) for b in bodies]
         return found[0] if len(found) == 1 else both_renderings(found[0], found[1])
     except Exception:  # a bug must cost a polite "incomplete" reply, never a false confirmation
         return ResetRequest()

@@ -129,14 +129,18 @@ def _judge_item(
 
 
 def read_confirmations(
-    units: list[Sentence], answers: list[TemplateAnswer], grammar: Grammar
+    units: list[Sentence], answers: list[TemplateAnswer], grammar: Grammar,
+    judged: dict[str, SentenceVerdict] | None = None,
 ) -> dict[Item, Finding]:
     """The identity and instruction findings of the sender's new text.
 
     A retraction that names the reset ("niet resetten", "do not reset the 2FA yet") takes back
     the instruction only: the identity is still judged with every veto (a sentence after it
     that doubts it, a topic word with a doubt word...). Any other retraction ("wacht hier nog
-    even mee", "please disregard") names no item and takes back the whole request."""
+    even mee", "please disregard") names no item and takes back the whole request.
+
+    `judged` carries verdicts between the renderings of one message (text/plain and HTML
+    mostly hold the same sentences): a verdict depends on the sentence and the grammar only."""
     negated: Finding | None = None
     for unit in units:
         phrase = retraction(grammar, unit.text)
@@ -148,7 +152,13 @@ def read_confirmations(
             return {Item.IDENTITY_VERIFIED: taken_back, Item.RESET_INSTRUCTED: taken_back}
         negated = negated or Finding(False, unit.text, detail=MissingDetail.NEGATED,
                                      stopped_at=phrase)
-    verdicts = [judge_sentence(grammar, unit.text) for unit in units]
+    judged = {} if judged is None else judged
+    verdicts = []
+    for unit in units:
+        verdict = judged.get(unit.text)
+        if verdict is None:
+            verdict = judged[unit.text] = judge_sentence(grammar, unit.text)
+        verdicts.append(verdict)
     found = {
         item: _judge_item(item, units, verdicts, answers, grammar)
         for item in (Item.IDENTITY_VERIFIED, Item.RESET_INSTRUCTED)

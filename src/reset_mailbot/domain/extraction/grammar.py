@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -72,8 +72,9 @@ def _strip_marks(text: str) -> str:
 
 def normalise(text: str) -> str:
     """NFKC, curly quotes made plain: the form every clause is read in."""
-    text = unicodedata.normalize("NFKC", text)
-    return text.translate(_QUOTES)
+    if not text.isascii():  # ASCII is NFKC already and holds no curly quote
+        text = unicodedata.normalize("NFKC", text).translate(_QUOTES)
+    return text
 
 
 _QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"',
@@ -112,8 +113,15 @@ def _script(ch: str) -> str | None:
 def suspicious(text: str) -> str | None:
     """Why a clause can never confirm whatever its words: an invisible format character
     (zero-width space, soft hyphen, BOM: Unicode category Cf) or a word mixing letters of two
-    scripts (a Cyrillic "е" in "niet"). Returns the offending word, else None."""
+    scripts (a Cyrillic "е" in "niet"). Returns the offending word, else None.
+
+    ASCII words are skipped: every format character is above U+00AD and every ASCII letter is
+    Latin, so neither test can fire on them (most words of a Dutch or English request)."""
+    if text.isascii():
+        return None
     for word in text.split():
+        if word.isascii():
+            continue
         if any(unicodedata.category(ch) == "Cf" for ch in word):
             return word.encode("unicode_escape").decode("ascii")
         scripts = {s for ch in word if (s := _script(ch)) is not None}
@@ -175,6 +183,27 @@ class Grammar:
         word is `word`, and those starting with a class that can (a builtin can start with any
         word). Matching tries only these: most classes are ruled out by their first word. The
         index is built per class from the grammar alone, so its size never depends on input."""
+        literal, other = self.phrases_split_at(name, word)
+        return literal + other
+
+    def phrases_split_at(
+        self, name: str, word: str
+    ) -> tuple[tuple[tuple[str, ...], ...], tuple[tuple[str, ...], ...]]:
+        """`phrases_at`, as (phrases of literal words only, which start with `word`; the
+        others): the matcher compares a literal phrase with one slice of the clause."""
+        split = self.__dict__.setdefault("_split_index", {})
+        key = (name, word)
+        found = split.get(key)
+        if found is None:
+            phrases = self._phrases_at(name, word)
+            found = split[key] = (
+                tuple(p for p in phrases if not any(w.startswith("<") for w in p)),
+                tuple(p for p in phrases if any(w.startswith("<") for w in p)))
+            if len(split) > 100_000:  # keyed by clause words: bounded whatever the input
+                split.clear()
+        return found
+
+    def _phrases_at(self, name: str, word: str) -> tuple[tuple[str, ...], ...]:
         indexes = self.__dict__.setdefault("_index", {})
         index = indexes.get(name)
         if index is None:
@@ -218,12 +247,35 @@ class Grammar:
         """Can `form` match a sentence made of these words at all? Each required slot needs
         one of its class's words (`_needs`); a sentence without any of them cannot hold that
         clause, so the matcher skips the form. Only ever rules out, never lets in."""
-        needs = self.__dict__.setdefault("_form_needs", {})
-        key = (form.item, form.name)
-        if key not in needs:
-            needs[key] = tuple(n for n in (self._needs(slot.name) for slot in form.slots
-                                           if slot.low) if n is not None)
-        return all(not need.isdisjoint(words) for need in needs[key])
+        return self.possible_forms(words)(form)
+
+    def possible_forms(self, words: frozenset[str]) -> Callable[[Form], bool]:
+        """`possible` for one sentence, as a test per form: the needs the sentence's words
+        meet are collected once (word -> needs holding it, indexed per grammar), and a form is
+        possible when every need of its required slots is among them."""
+        index = self.__dict__.get("_need_index")
+        if index is None:
+            index = self.__dict__["_need_index"] = self._index_needs()
+        by_word, by_form = index
+        met: set[int] = set()
+        for word in words:
+            held = by_word.get(word)
+            if held is not None:
+                met |= held
+        return lambda form: by_form[id(form)] <= met
+
+    def _index_needs(self) -> tuple[dict[str, frozenset[int]], dict[int, frozenset[int]]]:
+        numbers: dict[frozenset[str], int] = {}
+        by_form: dict[int, frozenset[int]] = {}
+        for form in self.forms:
+            needs = (self._needs(slot.name) for slot in form.slots if slot.low)
+            by_form[id(form)] = frozenset(numbers.setdefault(need, len(numbers))
+                                          for need in needs if need is not None)
+        by_word: dict[str, set[int]] = {}
+        for need, number in numbers.items():
+            for word in need:
+                by_word.setdefault(word, set()).add(number)
+        return {w: frozenset(v) for w, v in by_word.items()}, by_form
 
     def _needs(self, name: str) -> frozenset[str] | None:
         """Words of which every match of class `name` holds at least one (None: no such set,
@@ -312,13 +364,18 @@ def phrase_words(phrase: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+_NOTHING: frozenset[int] = frozenset()
+
+
 class _Matcher:
     """One clause against the grammar: memoised (class, position) -> end positions."""
 
     def __init__(self, grammar: Grammar, toks: Sequence[Token]) -> None:
         self.grammar = grammar
         self.toks = toks
-        self.words = frozenset(t.norm for t in toks)
+        self.norms = tuple(t.norm for t in toks)
+        self.size = len(toks)
+        self.words = frozenset(self.norms)
         self.memo: dict[tuple[str, int], frozenset[int]] = {}
         self.furthest = 0
 
@@ -411,21 +468,37 @@ class _Matcher:
 
     def match_class(self, name: str, pos: int) -> frozenset[int]:
         key = (name, pos)
-        if key in self.memo:
-            return self.memo[key]
-        self.memo[key] = frozenset()  # a class that reaches itself matches nothing more
+        memo = self.memo
+        result = memo.get(key)
+        if result is not None:
+            return result
+        memo[key] = _NOTHING  # a class that reaches itself matches nothing more
         if name in BUILTINS:
             result = self.builtin(name, pos)
-        elif pos >= len(self.toks):
-            result = frozenset()
+        elif pos >= self.size:
+            result = _NOTHING
         else:
+            norms = self.norms
+            literal, other = self.grammar.phrases_split_at(name, norms[pos])
             found: set[int] = set()
-            for phrase in self.grammar.phrases_at(name, self.toks[pos].norm):
+            reach = self.furthest
+            for phrase in literal:  # its first word is norms[pos] (the index says so)
+                end = pos + len(phrase)
+                if norms[pos:end] == phrase:
+                    found.add(end)
+                    reach = max(reach, end)
+                    continue
+                k = 1  # how far it got: where a failed parse stopped
+                while k < len(phrase) and pos + k < self.size and norms[pos + k] == phrase[k]:
+                    k += 1
+                reach = max(reach, pos + k)
+            self.furthest = reach
+            for phrase in other:
                 found |= self.match_phrase(phrase, pos)
-            result = frozenset(found)
-        for end in result:
-            self._reach(end)
-        self.memo[key] = result
+            result = frozenset(found) if found else _NOTHING
+        if result:
+            self.furthest = max(self.furthest, max(result))
+        memo[key] = result
         return result
 
     def match_phrase(self, phrase: tuple[str, ...], pos: int) -> set[int]:
@@ -476,6 +549,7 @@ class _Matcher:
         set of items (at most a handful)."""
         size = len(self.toks)
         paths: dict[int, dict[frozenset[str], tuple[Form, ...]]] = {0: {frozenset(): ()}}
+        possible = self.grammar.possible_forms(self.words)
         for pos in range(size + 1):
             if pos not in paths:
                 continue
@@ -488,7 +562,7 @@ class _Matcher:
                 if start >= size:
                     continue
                 for form in self.grammar.sentence_forms_at(self.toks[start].norm):
-                    if prune and not self.grammar.possible(form, self.words):
+                    if prune and not possible(form):
                         continue
                     for end in self.form_ends(form, start):
                         if end <= start:

@@ -7,7 +7,8 @@ the structure still shows it: at the first blockquote, Gmail/Yahoo/Thunderbird q
 Outlook's `div#appendonsend`/`divRplyFwdMsg` or border-top divider block, a QUOTE_MARK line is
 written and the walk stops. Signature containers get a SIGNATURE_MARK line.
 
-lxml (libxml2) parses; the walk is iterative, so deep nesting cannot exhaust the stack.
+lxml (libxml2's HTML parser) parses; the walk is iterative, so deep nesting cannot exhaust
+the stack.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import re
 
 from lxml import etree
-from lxml import html as lxml_html
 
 QUOTE_MARK = "\x1equote\x1e"
 SIGNATURE_MARK = "\x1esig\x1e"
@@ -48,17 +48,17 @@ _CELL_GAP = re.compile(r"(?<![ \t])[ \t]*\t[ \t]*")
 _MAILTO = re.compile(r"^\s*mailto:([^?\s]+)", re.IGNORECASE)
 
 
-def _is_quote(el: etree._Element, tag: str) -> bool:
+def _is_quote(attrs: dict[str, str], tag: str) -> bool:
     if tag == "blockquote":
         return True
-    cls = (el.get("class") or "").lower()
-    if any(c in cls for c in _QUOTE_CLASSES):
+    cls = attrs.get("class", "").lower()
+    if cls and any(c in cls for c in _QUOTE_CLASSES):
         return True
-    ident = (el.get("id") or "").lower()
+    ident = attrs.get("id", "").lower()
     if ident.startswith(_QUOTE_IDS):
         return True
     if tag == "div":
-        style = el.get("style") or ""
+        style = attrs.get("style", "")
         # Outlook desktop: the reply header sits in a div with only a top border
         if _BORDER_TOP.search(style) and "border:none" in style.replace(" ", "").lower():
             return True
@@ -74,27 +74,29 @@ _WHITE = re.compile(r"(?:^|;)color:(?:#fff(?:fff)?|white|rgb\(255,255,255\))(?:;
 _BACKGROUND = re.compile(r"background(?:-color)?:")
 
 
-def _is_hidden(el: etree._Element) -> bool:
+def _is_hidden(attrs: dict[str, str]) -> bool:
     """Text a reader does not see (issue #12: "what is read is what is shown"): the hidden
     attribute, display:none, visibility:hidden, Outlook's mso-hide:all, zero font size or
     opacity, a collapsed box, and white text on the default white background."""
-    if el.get("hidden") is not None:
+    if "hidden" in attrs:
         return True
-    style = (el.get("style") or "").replace(" ", "").replace("\t", "").lower()
+    style = attrs.get("style", "").replace(" ", "").replace("\t", "").lower()
     if style:
         if _HIDDEN_STYLE.search(style):
             return True
         if _WHITE.search(style) and not _BACKGROUND.search(style):
             return True
-    color = (el.get("color") or "").replace(" ", "").lower()  # <font color=...>
+    color = attrs.get("color", "").replace(" ", "").lower()  # <font color=...>
     return color in {"#fff", "#ffffff", "white"}
 
 
-def _is_signature(el: etree._Element) -> bool:
-    cls = (el.get("class") or "").lower()
-    ident = (el.get("id") or "").lower()
+def _is_signature(attrs: dict[str, str]) -> bool:
+    cls = attrs.get("class", "").lower()
+    ident = attrs.get("id", "").lower()
     return any(c in cls for c in _SIGNATURE_CLASSES) or ident in _SIGNATURE_IDS
 
+
+_NO_ATTRIBUTES: dict[str, str] = {}
 
 #: A document tree costs ~150 bytes per element whatever the markup: 300 KB of bare "<p>"
 #: (100,000 elements) took 15 MB, 50x its size. Outlook's markup has ~30 bytes per opening tag.
@@ -111,8 +113,11 @@ def html_to_text(markup: str) -> str:
     if tags > _MANY_TAGS and len(markup) < tags * _MIN_BYTES_PER_TAG:
         return ""
     try:
-        root = lxml_html.document_fromstring(markup)
-    except (etree.ParserError, ValueError, TypeError):
+        # plain etree elements: lxml.html's per-element class lookup doubled the walk's cost
+        root = etree.fromstring(markup, etree.HTMLParser())
+    except (etree.ParserError, etree.XMLSyntaxError, ValueError, TypeError):
+        return _stripped(markup)
+    if root is None:  # libxml2 found no document in it
         return _stripped(markup)
     out: list[str] = []
     in_cell = 0
@@ -131,14 +136,16 @@ def html_to_text(markup: str) -> str:
             if tag in _SKIP:
                 walker.skip_subtree()
                 continue
-            if _is_hidden(el):
+            items = el.items()
+            attrs = dict(items) if items else _NO_ATTRIBUTES  # each attribute read once
+            if attrs and _is_hidden(attrs):
                 walker.skip_subtree()  # its end event still comes: the tail is written there
                 hidden.add(el)
                 continue
-            if _is_quote(el, tag):
+            if _is_quote(attrs, tag):
                 out.append("\n" + QUOTE_MARK + "\n")
                 break
-            if _is_signature(el):
+            if attrs and _is_signature(attrs):
                 out.append("\n" + SIGNATURE_MARK + "\n")
             if tag in _CELL:
                 in_cell += 1
@@ -147,7 +154,7 @@ def html_to_text(markup: str) -> str:
             elif tag in _BLOCK:
                 out.append(" " if in_cell and tag != "tr" else "\n")
             elif tag == "a":
-                match = _MAILTO.match(el.get("href") or "")
+                match = _MAILTO.match(attrs.get("href", ""))
                 pending_mailto.append(match.group(1) if match else None)
             if el.text:
                 out.append(_SPACE.sub(" ", el.text))
