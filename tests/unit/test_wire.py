@@ -272,7 +272,39 @@ def test_long_base64_runs_are_shortened_without_touching_structure_or_text() -> 
             assert mine.get_payload() == reference.get_payload()
     attachment = ours[-1]
     assert attachment.get_content_type() == "application/pdf"
-    assert 700_000 < len(attachment.get_payload()) < 800_000  # cut to 10,000 lines
+    assert len(attachment.get_payload()) == 64 * 78 + len("ecsVNxZBoIo+lhwc\r\n")  # 64 lines
+
+
+def _base64_part(content_type: str, data: bytes) -> bytes:
+    import base64
+
+    encoded = base64.encodebytes(data).replace(b"\n", b"\r\n")
+    return (b"--b\r\nContent-Type: " + content_type.encode()
+            + b"\r\nContent-Transfer-Encoding: base64\r\n\r\n" + encoded)
+
+
+@pytest.mark.parametrize("size", [100_000, 3 * 1024 * 1024])
+def test_a_long_base64_text_part_is_read_whole(size: int) -> None:
+    """A base64 text/html part as long as an attachment: the first parse cuts it, sees that the
+    cut landed in a part that is read, and parses the body again whole (above 2 MB: with runs
+    cut to their first 760 KB)."""
+    import random
+
+    html = b"<p>De identiteit is gecontroleerd.</p>" + random.Random(size).randbytes(size).hex(
+        ).encode()[:size] + b"<p>Niet resetten.</p>"
+    raw = (b"From: a@utrecht.nl\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+           + _base64_part("text/html; charset=utf-8", html)
+           + _base64_part("application/pdf", bytes(200_000)) + b"--b--\r\n")
+    parsed = parse_message(raw)
+    assert parsed.message is not None
+    text_part, pdf = [p for p in parsed.message.walk() if not p.is_multipart()]
+    decoded = text_part.get_payload(decode=True)
+    if size < 2 * 1024 * 1024:
+        assert decoded == html  # whole: the tail's "Niet resetten." is read
+        assert len(pdf.get_payload()) > 200_000
+    else:
+        assert decoded[:570_000] == html[:570_000]  # 10,000 lines kept
+        assert len(pdf.get_payload()) > 200_000
 
 
 def test_mime_bombs_are_limited() -> None:

@@ -211,44 +211,73 @@ def _failed(raw: bytes, digest: str, reason: ReasonCode, detail: str) -> ParsedM
 _BASE64_RUN = re.compile(rb"^(?:[A-Za-z0-9+/]{76}\r\n)+", re.MULTILINE)
 _KEEP_BASE64_LINES = 10_000  # 760 KB encoded: more than the extraction ever reads of a part
 _SHORTEN_ABOVE = 2 * 1024 * 1024
+#: runs longer than this are cut to their first line for the first parse (5 KB of base64)
+_CUT_RUNS_ABOVE = 64 * 78
+#: the parts whose bodies nothing reads: the decision reads text/* parts (body.py) and every
+#: part's content type (automatic.py), never the bytes of these
+_UNREAD_TYPES = frozenset({"application", "image", "audio", "video", "font", "model"})
 
 
-def _shortened_base64(body: bytes) -> bytes:
-    """The body with every run of more than _KEEP_BASE64_LINES full base64 lines cut to that
-    many. The stdlib parser splits every line of a multipart body into an object (a 25 MB
-    attachment: ~0.7 s and ~9x its size); the decision never reads an attachment, and reads at
-    most 800 KB of a text part. Only lines of exactly 76 base64 characters go: boundary lines
-    ("--..."), part headers and text with spaces or "=" never match, so the MIME structure and
-    every readable part stay as they are. What is parsed is therefore a prefix-preserving
-    shortening of exactly the body DKIM verified."""
-    if len(body) <= _SHORTEN_ABOVE:
-        return body
+def _shortened_base64(body: bytes, keep: int = 78 * _KEEP_BASE64_LINES
+                      ) -> tuple[bytes, list[str]]:
+    """The body with every run of more than `keep` bytes of full base64 lines cut to its first
+    `keep` bytes, and the first line of every run cut. The stdlib parser splits every line of a
+    multipart body into an object (a 25 MB attachment: ~0.7 s and ~9x its size; a 1 MB one
+    ~15 ms). Only lines of exactly 76 base64 characters go: boundary lines ("--..."), part
+    headers and text with spaces or "=" never match, and no such line can end a part, so the
+    MIME structure stays as it is and every cut run stays inside the one part it was in. What
+    is parsed is a prefix-preserving shortening of exactly the body DKIM verified."""
     pieces: list[bytes] = []
+    cut: list[str] = []
     start = 0
-    keep = 78 * _KEEP_BASE64_LINES
     for run in _BASE64_RUN.finditer(body):
         if run.end() - run.start() > keep:
             pieces.append(body[start : run.start() + keep])
+            cut.append(body[run.start() : run.start() + 76].decode("ascii"))
             start = run.end()
     if not pieces:
-        return body
+        return body, []
     pieces.append(body[start:])
-    return b"".join(pieces)
+    return b"".join(pieces), cut
+
+
+def _cut_where_read(tree: email.message.Message, cut: list[str]) -> bool:
+    """Whether a cut run landed in a part whose body the decision may read (anything but an
+    application/image/audio/video/font/model leaf): then that part must be parsed whole."""
+    for part in tree.walk():
+        if part.is_multipart():
+            continue
+        try:
+            unread = part.get_content_maintype().lower() in _UNREAD_TYPES
+        except Exception:
+            unread = False
+        payload = part.get_payload()
+        if not unread and isinstance(payload, str) and any(line in payload for line in cut):
+            return True
+    return False
 
 
 def _mime_tree(wire: WireMessage) -> email.message.Message:
     """The stdlib's MIME tree of the gate's canonical bytes; ValueError if that parser split
-    the header section differently from the gate (the differential check, at run time)."""
+    the header section differently from the gate (the differential check, at run time).
+
+    A multipart body is parsed with its long base64 runs cut to 64 lines, first: attachments
+    cost nothing then. When a cut run turns out to sit in a part that may be read (a base64
+    text part), it is parsed again with runs kept up to 760 KB (above 2 MB) or whole."""
     content_type = wire.get("content-type")
     main_type = content_type.text.split("/", 1)[0].strip().lower() if content_type else "text"
+    head = b"".join(field.name + b":" + field.value for field in wire.fields) + b"\r\n"
     if main_type != "text":  # multipart, message/*, and whatever else: the parser's own tree
-        head = b"".join(field.name + b":" + field.value for field in wire.fields)
-        message = _PARSER.parsebytes(head + b"\r\n" + _shortened_base64(wire.body))
+        body, cut = _shortened_base64(wire.body, _CUT_RUNS_ABOVE)
+        message = _PARSER.parsebytes(head + body)
+        if cut and _cut_where_read(message, cut):
+            body = (_shortened_base64(wire.body)[0] if len(wire.body) > _SHORTEN_ABOVE
+                    else wire.body)
+            message = _PARSER.parsebytes(head + body)
     else:
         # a single part: compat32's payload is the body as it is (its parser only splits the
         # body into lines and joins them again); setting it directly saves ~4x the body size
-        head = b"".join(field.name + b":" + field.value for field in wire.fields)
-        message = _PARSER.parsebytes(head + b"\r\n", headersonly=True)
+        message = _PARSER.parsebytes(head, headersonly=True)
         message.set_payload(wire.body.decode("ascii", "surrogateescape"))
     seen = [name.lower() for name in message]
     expected = [field.key for field in wire.fields]

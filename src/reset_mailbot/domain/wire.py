@@ -46,7 +46,6 @@ _ENCODED_WORD = re.compile(rb"=\?")
 _CRLF_BLANK = re.compile(rb"\r\n(?=[ \t])")
 _LF = re.compile(rb"\r?\n")
 _BOUNDARY_LINE = re.compile(rb"^--\S", re.MULTILINE)
-_MULTIPART = re.compile(rb"multipart/", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -134,8 +133,7 @@ def _split_lines(raw: bytes) -> tuple[list[bytes], bytes]:
         if lines and lines[-1] == b"":  # a header section ended by the file's last LF
             lines.pop()
         return lines, body.replace(b"\n", b"\r\n")
-    if raw.count(b"\r") != raw.count(b"\r\n"):
-        raise WireError(ReasonCode.MALFORMED_MESSAGE, "bare CR (a CR not followed by LF)")
+    # read_wire refused a bare CR before calling this
     end = raw.find(b"\r\n\r\n")
     if raw.startswith(b"\r\n"):
         head, body = b"", raw[2:]
@@ -148,7 +146,7 @@ def _split_lines(raw: bytes) -> tuple[list[bytes], bytes]:
         raise WireError(ReasonCode.MALFORMED_MESSAGE, "bare LF in the header section")
     if lines and lines[-1] == b"":  # header section ended by the raw's last CRLF
         lines.pop()
-    bare_lf = body.count(b"\n") != body.count(b"\r\n")
+    bare_lf = b"\n" in body and body.count(b"\n") != body.count(b"\r\n")
     return lines, _LF.sub(b"\r\n", body) if bare_lf else body
 
 
@@ -216,13 +214,20 @@ def _check_body_lines(body: bytes, limit: int) -> None:
 
 
 def _check_mime_size(body: bytes, limits: WireLimits) -> None:
-    for pattern, bound, what in (
-        (_BOUNDARY_LINE, limits.max_boundary_lines, "MIME delimiter lines"),
-        (_MULTIPART, limits.max_multipart_types, "multipart containers"),
-    ):
-        for count, _match in enumerate(pattern.finditer(body), start=1):
-            if count > bound:
-                raise WireError(ReasonCode.LIMIT_EXCEEDED, f"more than {bound} {what}")
+    # cheap upper bounds first (one C-level count each): a delimiter line starts after a line
+    # end or at the start; the regular expression runs only when the bound could be exceeded.
+    # A case-insensitive regular expression over a 1 MB attachment cost ~6 ms.
+    if body.count(b"\n--") + 1 > limits.max_boundary_lines:
+        _count_at_most(_BOUNDARY_LINE, body, limits.max_boundary_lines, "MIME delimiter lines")
+    bound = limits.max_multipart_types
+    if body.count(b"/") > bound and body.lower().count(b"multipart/") > bound:  # as re.I on bytes
+        raise WireError(ReasonCode.LIMIT_EXCEEDED, f"more than {bound} multipart containers")
+
+
+def _count_at_most(pattern: re.Pattern[bytes], body: bytes, bound: int, what: str) -> None:
+    for count, _match in enumerate(pattern.finditer(body), start=1):
+        if count > bound:
+            raise WireError(ReasonCode.LIMIT_EXCEEDED, f"more than {bound} {what}")
 
 
 def read_wire(raw: bytes, limits: WireLimits = DEFAULT_LIMITS) -> WireMessage:
