@@ -7,6 +7,7 @@ settings section it works by (`SlaSettings`, `RetentionSettings`).
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,7 @@ from reset_mailbot.config import (
     ConfigError,
     DatabaseSettings,
     ExecutorSettings,
+    HaSettings,
     MetricsSettings,
     RepliesSettings,
     RetentionSettings,
@@ -85,6 +87,7 @@ def build_store(config: Config) -> Store:
     return Store.from_url(
         url,
         max_outbox_attempts=smtp.max_attempts,
+        claim_timeout=timedelta(seconds=config.get(HaSettings).claim_timeout_seconds),
     )
 
 
@@ -169,6 +172,7 @@ def build_daemon(config: Config) -> Daemon:
     store = build_store(config)
     ensure_schema(store.engine, auto_upgrade=config.get(DatabaseSettings).auto_upgrade)
     executor = config.get(ExecutorSettings)
+    ha = config.get(HaSettings)
     return Daemon(DaemonParts(
         store=store,
         context=build_decision_context(config),
@@ -185,4 +189,17 @@ def build_daemon(config: Config) -> Daemon:
         sla=config.get(SlaSettings),
         retention=config.get(RetentionSettings),
         metrics_listen=config.get(MetricsSettings).listen,
+        failover_seconds=ha.failover_seconds,
+        instance_id=ha.instance_id,
+        use_lease=store.engine.dialect.name == "postgresql",
+        version=_version(),
     ))
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("reset-mailbot")
+    except PackageNotFoundError:
+        return "unknown"

@@ -244,6 +244,20 @@ class MetricsSettings(_Section):
     listen: str | None = "127.0.0.1:9464"
 
 
+class HaSettings(_Section):
+    """Several daemons on one PostgreSQL database (issue #15; adapters/db/instances.py)."""
+
+    section: ClassVar[str] = "ha"
+    model_config = _section_config("ha")
+
+    # a standby takes the mailbox over within this many seconds of the leader dying or hanging
+    failover_seconds: float = Field(15.0, ge=3, le=600)
+    # a claimed reset or reply whose instance stopped heart-beating this long is taken over
+    claim_timeout_seconds: float = Field(30.0, ge=5, le=3600)
+    # default: "<host>:<pid>:<random>"; set it to name instances in logs and `doctor`
+    instance_id: str | None = Field(None, min_length=1, max_length=200)
+
+
 class RetentionSettings(_Section):
     section: ClassVar[str] = "retention"
     model_config = _section_config("retention")
@@ -272,6 +286,7 @@ SECTIONS: dict[str, type[_Section]] = {
         PolicySettings,
         SlaSettings,
         MetricsSettings,
+        HaSettings,
         RetentionSettings,
         LogSettings,
     )

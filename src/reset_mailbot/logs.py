@@ -90,8 +90,30 @@ def _library_event(
     return named
 
 
+_PROCESS: dict[str, str] = {}
+
+
+def set_instance(instance_id: str | None) -> None:
+    """Name the daemon instance in every log line from now on, whatever the thread (issue #15:
+    with two daemons on one database, each line says which one wrote it). Context variables
+    would not do: the scheduler's threads do not inherit them."""
+    if instance_id:
+        _PROCESS["instance"] = instance_id
+    else:
+        _PROCESS.pop("instance", None)
+
+
+def _add_instance(
+    _logger: Any, _name: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    for key, value in _PROCESS.items():
+        event.setdefault(key, value)
+    return event
+
+
 _SHARED_PROCESSORS: list[Any] = [
     structlog.contextvars.merge_contextvars,
+    _add_instance,
     structlog.processors.add_log_level,
     structlog.processors.TimeStamper(fmt="iso", utc=True),
 ]

@@ -12,6 +12,10 @@ A committed poll batch wakes `executions` and `outbox` at once, and each execute
 - `metrics`: refresh the database gauges (metrics.py); `/metrics` and `/healthz` are served on
   `[metrics] listen` while the daemon runs.
 - `retention`: daily purge (retention.py).
+With several daemons on one PostgreSQL database (issue #15, service/ha.py) only the leader
+polls (and watches IDLE) and runs `sla`, `metrics` and `retention`; every instance runs
+`outbox` and `executions`, its claims carrying its instance id and kept alive by its heartbeat
+thread. A standby serves /metrics and /healthz and takes over within `[ha] failover_seconds`.
 The IDLE watcher keeps its own IMAP connection and, when the server announces new mail, moves
 the `poll` job's next run to now; polling every `poll_interval_seconds` goes on regardless.
 SIGTERM/SIGINT set a stop flag: the poll finishes the message in hand, the scheduler waits for
@@ -20,12 +24,14 @@ running jobs, and the process exits 0.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from reset_mailbot.adapters.db.unit_of_work import Store
@@ -35,9 +41,10 @@ from reset_mailbot.adapters.smtp import SmtpSender
 from reset_mailbot.config import RetentionSettings, SlaSettings
 from reset_mailbot.domain.backoff import Backoff
 from reset_mailbot.domain.decision import DecisionContext
-from reset_mailbot.logs import get_logger
+from reset_mailbot.logs import get_logger, set_instance
 from reset_mailbot.service.delivery import ExecutionWorker, OutboxWorker
 from reset_mailbot.service.filing import PollStats
+from reset_mailbot.service.ha import Leadership, new_instance_id
 from reset_mailbot.service.inbox import InboxProcessor
 from reset_mailbot.service.inbox_policy import InboxPolicy
 from reset_mailbot.service.metrics import Metrics, MetricsServer, parse_listen
@@ -91,6 +98,10 @@ class DaemonParts:
     metrics_listen: str | None
     executor_concurrency: int = 4  # [executor] concurrency
     executor_max_calls_per_second: float = 20.0  # [executor] max_calls_per_second
+    failover_seconds: float = 15.0  # [ha] failover_seconds
+    instance_id: str | None = None  # [ha] instance_id; default: host:pid:random
+    use_lease: bool = False  # PostgreSQL: several daemons share the database (service/ha.py)
+    version: str = ""
 
 
 class Daemon:
@@ -100,9 +111,16 @@ class Daemon:
         self.parts = parts
         self.store = parts.store
         self.health = Health()
+        self.leadership = Leadership(
+            parts.store, parts.instance_id or new_instance_id(),
+            failover_seconds=parts.failover_seconds, use_lease=parts.use_lease,
+            version=parts.version,
+        )
+        self.leadership.on_change = self._leadership_changed
         self.metrics = Metrics(
             poll_interval_seconds=parts.poll_interval_seconds,
             last_successful_poll=lambda: self.health.last_successful_poll,
+            leadership=self.leadership,
         )
         self.metrics_server: MetricsServer | None = None
         self.processor = InboxProcessor(
@@ -135,7 +153,12 @@ class Daemon:
     # ----------------------------------------------------------------- jobs
 
     def poll(self) -> PollStats | None:
-        """One pass over the inbox; connection problems reschedule with capped backoff."""
+        """One pass over the inbox; connection problems reschedule with capped backoff. A
+        standby does not poll (and drops a connection it held as the leader)."""
+        if not self.leadership.is_leader():
+            if self.mailbox.connected:
+                self.mailbox.close()
+            return None
         try:
             if not self.mailbox.connected:
                 self.mailbox.connect()
@@ -178,7 +201,9 @@ class Daemon:
                 if job in self._due:
                     self._due[job].set()
                 if job not in self._busy:
-                    self.scheduler.modify_job(job, next_run_time=datetime.now(UTC))
+                    # JobLookupError: woken before the scheduler has the job, or after
+                    with contextlib.suppress(JobLookupError):
+                        self.scheduler.modify_job(job, next_run_time=datetime.now(UTC))
 
     def _drain_job(self, job: str, work: Callable[[], int]) -> int:
         """`work` until it was not woken during its last round (see `_wake`)."""
@@ -212,7 +237,10 @@ class Daemon:
         return self._drain_job("executions", lambda: executions.drain(self.stop))
 
     def check_sla(self) -> SlaReport | None:
-        """Flag requests near or past their deadline (once each); wake the outbox for notices."""
+        """Flag requests near or past their deadline (once each); wake the outbox for notices.
+        The leader's job: one scan, one notice per request, however many instances run."""
+        if not self.leadership.is_leader():
+            return None
         try:
             report = check_sla(self.store, self.parts.sla, datetime.now(UTC),
                                templates=self.parts.context.rules.templates,
@@ -226,6 +254,9 @@ class Daemon:
         return report
 
     def refresh_metrics(self) -> None:
+        """The database gauges; the leader's job (the figures are the same from any instance)."""
+        if not self.leadership.is_leader():
+            return
         try:
             self.metrics.refresh_from_db(self.store)
         except Exception as exc:
@@ -235,10 +266,17 @@ class Daemon:
         """The daily retention run (AVG/GDPR): raw bytes and then personal data age out."""
         from reset_mailbot.service import retention
 
+        if not self.leadership.is_leader():
+            return
         try:
             retention.purge(self.store, self.parts.retention, datetime.now(UTC))
         except Exception as exc:
             log.error("job_failed", job="retention", error=f"{type(exc).__name__}: {exc}"[:300])
+
+    def _leadership_changed(self, leading: bool) -> None:
+        """A new leader polls, scans and refreshes at once instead of at the next interval."""
+        if leading:
+            self._wake("poll", "sla", "metrics")
 
     def _start_metrics_server(self) -> None:
         """Serve /metrics and /healthz; a busy port is logged, never fatal to the daemon."""
@@ -258,6 +296,7 @@ class Daemon:
     def run_once(self) -> OnceReport:
         """Process the inbox, then drive executions and replies until nothing more is due now."""
         report = OnceReport()
+        self.leadership.lead_alone()
         try:
             self.mailbox.connect()
             self.mailbox.ensure_folders()
@@ -297,9 +336,17 @@ class Daemon:
         if self.parts.idle:
             watcher = threading.Thread(target=self._watch_idle, name="imap-idle", daemon=True)
         self._install_signal_handlers()
+        leadership = self.leadership
+        set_instance(leadership.instance_id)
+        leadership.beat()  # registered before any claim carries the id
+        self.store.instance_id = leadership.instance_id
+        heart = threading.Thread(target=leadership.run, args=(self.stop,), name="heartbeat",
+                                 daemon=True)
         log.info("daemon_started", poll_interval_seconds=poll_every, idle=bool(watcher),
-                 executor=self.parts.executor_kind)
+                 executor=self.parts.executor_kind, leader=leadership.is_leader(),
+                 failover_seconds=leadership.failover_seconds if self.parts.use_lease else None)
         self._start_metrics_server()
+        heart.start()
         scheduler.start()
         if watcher is not None:
             watcher.start()
@@ -309,6 +356,8 @@ class Daemon:
         finally:
             log.info("daemon_stopping")
             scheduler.shutdown(wait=True)
+            heart.join(timeout=5)
+            leadership.leave()  # after the jobs: nothing is claimed any more
             if self.metrics_server is not None:
                 self.metrics_server.stop()
             if watcher is not None:
@@ -330,6 +379,10 @@ class Daemon:
         failures = 0
         watcher: Mailbox = self.parts.open_mailbox()
         while not self.stop.is_set():
+            if not self.leadership.is_leader():  # a standby holds no IMAP connection
+                watcher.close()
+                self.stop.wait(self.leadership.interval_seconds)
+                continue
             try:
                 if not watcher.connected:
                     watcher.connect()

@@ -18,6 +18,7 @@ Metric names (all prefixed `reset_mailbot_`):
 - `sla_events_total{event}`: sla_warning | sla_breach
 - `requests{state}`, `requests_overdue`, `outbox_length` (gauges from the database)
 - `seconds_since_last_successful_poll`: since the daemon started while no poll succeeded yet
+- `leader`: 1 on the instance that reads the mailbox, 0 on a standby (issue #15)
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from reset_mailbot.adapters.db.schema import utcnow
 from reset_mailbot.adapters.db.unit_of_work import Store
 from reset_mailbot.domain.models import Decision
 from reset_mailbot.domain.request_state import RequestState
+from reset_mailbot.service.ha import Leadership
 
 PREFIX = "reset_mailbot_"
 HEALTHY_POLL_INTERVALS = 3
@@ -60,11 +62,13 @@ class Metrics:
         poll_interval_seconds: float,
         last_successful_poll: Callable[[], datetime | None],
         clock: Callable[[], datetime] = utcnow,
+        leadership: Leadership | None = None,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.poll_interval_seconds = poll_interval_seconds
         self._last_poll = last_successful_poll
         self._clock = clock
+        self._leadership = leadership
         self.started_at = clock()
         r = self.registry
         self.messages = Counter(f"{PREFIX}messages", "Messages decided, by outcome",
@@ -94,6 +98,10 @@ class Metrics:
         poll_age = Gauge(f"{PREFIX}seconds_since_last_successful_poll",
                          "Seconds since the inbox was last polled successfully", registry=r)
         poll_age.set_function(self.seconds_since_last_poll)
+        leader = Gauge(f"{PREFIX}leader",
+                       "1 while this instance reads the mailbox (the leader), 0 on standby",
+                       registry=r)
+        leader.set_function(lambda: 1.0 if self.leading() else 0.0)
         for state in RequestState:
             self.requests.labels(state=state.value)
 
@@ -143,8 +151,21 @@ class Metrics:
         last = self._last_poll() or self.started_at
         return max(0.0, (self._clock() - last).total_seconds())
 
+    def leading(self) -> bool:
+        return self._leadership is None or self._leadership.is_leader()
+
     def health(self) -> tuple[bool, str]:
-        """Healthy while the last successful poll (or the start) is within 3 poll intervals."""
+        """The leader: healthy while the last successful poll (or the start) is within 3 poll
+        intervals. A standby: healthy while its heartbeat reaches the database (it polls
+        nothing; it must be able to take over)."""
+        ship = self._leadership
+        if ship is not None and not ship.is_leader():
+            since = ship.seconds_since_beat()
+            limit = ship.failover_seconds
+            if since is None:
+                return False, "standby: no heartbeat written yet"
+            return since <= limit, (f"standby: last heartbeat {since:.1f}s ago "
+                                    f"(limit {limit:.0f}s)")
         age = self.seconds_since_last_poll()
         limit = HEALTHY_POLL_INTERVALS * self.poll_interval_seconds
         polled = self._last_poll() is not None

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, contains_eager, joinedload
 
 from reset_mailbot.adapters.db.audit_log import AuditedStore, AuditLog
 from reset_mailbot.adapters.db.bound import iso
+from reset_mailbot.adapters.db.instances import owner_gone
 from reset_mailbot.adapters.db.requests import RequestStore, sender_name_of
 from reset_mailbot.adapters.db.schema import Execution, Request
 from reset_mailbot.adapters.executors.base import ExecutionJob, ExecutionResult
@@ -190,19 +191,24 @@ class ExecutionStore(AuditedStore):
     # ------------------------------------------------------------------ mailbox
 
     def claim_due(
-        self, *, lease: timedelta, limit: int, now: datetime, request_id: str | None = None
+        self, *, lease: timedelta, limit: int, now: datetime, request_id: str | None = None,
+        owner: str | None = None, claim_timeout: timedelta | None = None,
     ) -> list[ExecutionClaim]:
         """Claim due executions (pending, retry, expired `running` leases); request → executing.
 
         Only executions of requests in `complete` (or still `executing` after a crash) are due:
         a request waiting for approval or denied never runs, whatever its execution row says.
         `request_id`: only that request's (`requests approve` runs the one it approved).
+        `owner`: the claiming daemon's instance id, recorded on the row; a `running` row whose
+        owner has not beaten for `claim_timeout` is due again (instances.py), and any `running`
+        row after `lease` (claims without an owner: `run --once`, the CLI).
         """
         due = or_(
             and_(Execution.state.in_([ExecutionState.PENDING, ExecutionState.RETRY]),
                  Execution.next_attempt_at <= now),
             and_(Execution.state == ExecutionState.RUNNING,
-                 Execution.claimed_at <= now - lease),
+                 or_(Execution.claimed_at <= now - lease,
+                     owner_gone(Execution.claimed_by, now, claim_timeout or lease))),
         )
         query = (
             select(Execution)
@@ -225,6 +231,7 @@ class ExecutionStore(AuditedStore):
             reclaimed = execution.state == ExecutionState.RUNNING
             execution.state = ExecutionState.RUNNING
             execution.claimed_at = now
+            execution.claimed_by = owner
             execution.attempts += 1
             if request.state != RequestState.EXECUTING:
                 self._requests.transition(request, RequestState.EXECUTING, now=now)
@@ -232,7 +239,8 @@ class ExecutionStore(AuditedStore):
                                request=request, now=now,
                                data={"execution_id": execution.id,
                                      "attempts": execution.attempts,
-                                     "idempotency_key": execution.idempotency_key})
+                                     "idempotency_key": execution.idempotency_key,
+                                     "instance": owner})
             claims.append(ExecutionClaim(
                 id=execution.id, attempts=execution.attempts, reclaimed=reclaimed,
                 work=execution_job(request, execution.idempotency_key),

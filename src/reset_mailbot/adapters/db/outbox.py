@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, undefer
 
 from reset_mailbot.adapters.db.audit_log import AuditedStore, AuditLog
 from reset_mailbot.adapters.db.bound import iso
+from reset_mailbot.adapters.db.instances import owner_gone
 from reset_mailbot.adapters.db.requests import RequestStore
 from reset_mailbot.adapters.db.schema import Message, OutboxItem, Request
 from reset_mailbot.domain.backoff import Backoff
@@ -176,19 +177,22 @@ class OutboxStore(AuditedStore):
         return int(self.session.scalar(query) or 0)
 
     def claim_due(
-        self, *, lease: timedelta, limit: int, now: datetime
+        self, *, lease: timedelta, limit: int, now: datetime, owner: str | None = None,
+        claim_timeout: timedelta | None = None,
     ) -> list[OutboxClaim]:
         """Claim queued replies that are due (and expired `sending` leases) for this worker.
 
         The caller commits (`Store.claim_due_outbox`): then the rows are `sending` with
         `attempts` counted, and no other worker takes them until the lease expires. PostgreSQL
         skips rows another claimer has locked (`FOR UPDATE SKIP LOCKED`); SQLite's write lock
-        serialises claimers.
+        serialises claimers. `owner` and `claim_timeout`: as for executions (a `sending` row of
+        a silent owner is due again after `claim_timeout`, any after `lease`).
         """
         due = or_(
             and_(OutboxItem.state == OutboxState.QUEUED, OutboxItem.next_attempt_at <= now),
             and_(OutboxItem.state == OutboxState.SENDING,
-                 OutboxItem.claimed_at <= now - lease),
+                 or_(OutboxItem.claimed_at <= now - lease,
+                     owner_gone(OutboxItem.claimed_by, now, claim_timeout or lease))),
         )
         query = (
             select(OutboxItem).where(due)
@@ -202,11 +206,13 @@ class OutboxStore(AuditedStore):
             reclaimed = item.state == OutboxState.SENDING
             item.state = OutboxState.SENDING
             item.claimed_at = now
+            item.claimed_by = owner
             item.attempts += 1
             if reclaimed:
                 self._audit.append("reply_reclaimed", request_id=item.request_id,
                                    message=item.message_id, now=now,
-                                   data={"outbox_id": item.id, "attempts": item.attempts})
+                                   data={"outbox_id": item.id, "attempts": item.attempts,
+                                         "instance": owner})
             claims.append(OutboxClaim(
                 id=item.id, request_id=item.request_id, message_id=item.message_id,
                 kind=item.kind, to_address=item.to_address,

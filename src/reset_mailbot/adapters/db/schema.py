@@ -41,6 +41,7 @@ from sqlalchemy.types import TypeDecorator
 # RFC 5322 limits a header line to 998 characters; a Message-ID cannot be longer.
 MSGID_LEN = 998
 ADDRESS_LEN = 320
+INSTANCE_LEN = 200  # "host:pid:random", see adapters/db/instances.py
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -231,6 +232,7 @@ class OutboxItem(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None]
     claimed_at: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(INSTANCE_LEN))  # instances.id
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
@@ -251,6 +253,7 @@ class Execution(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None]
     claimed_at: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(INSTANCE_LEN))  # instances.id
     result_code: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -282,3 +285,28 @@ class MailboxState(Base):
     uidvalidity: Mapped[int] = mapped_column(BigInteger)
     last_seen_uid: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Instance(Base):
+    """A running daemon and its heartbeat (issue #15): a claim whose owner stopped beating for
+    `[ha] claim_timeout_seconds` may be taken by another instance. No foreign key from the
+    claims: a row outlives its instance's deregistration on a clean stop."""
+
+    __tablename__ = "instances"
+
+    id: Mapped[str] = mapped_column(String(INSTANCE_LEN), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    version: Mapped[str] = mapped_column(String(64), default="")
+
+
+class Lease(Base):
+    """A named lease held by one instance until `expires_at` (issue #15): `poller` is the
+    leadership - the instance that reads the mailbox and runs the singleton jobs."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(INSTANCE_LEN))
+    acquired_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]

@@ -1,10 +1,10 @@
 """The unit-of-work port the service layer talks to, and the `Store` that opens one.
 
 A `UnitOfWork` is one transaction with its stores: `messages` (and `mailboxes`), `requests`,
-`executions`, `outbox` and `audit_log`. The stores load and store; the domain decides
-(`domain/lifecycle.py`, `domain/request_state.py`); the service applies the decision through
-them. Read models (views, stats, metrics, the SLA scan, retention's selection) are in
-`queries.py` and `retention.py`.
+`executions`, `outbox`, `audit_log` and `instances` (heartbeats and the leader lease). The
+stores load and store; the domain decides (`domain/lifecycle.py`, `domain/request_state.py`);
+the service applies the decision through them. Read models (views, stats, metrics, the SLA
+scan, retention's selection) are in `queries.py` and `retention.py`.
 
 How the daemon keeps "at most once, never lost" (issue #4, item 4) on the storage side:
 
@@ -20,7 +20,8 @@ How the daemon keeps "at most once, never lost" (issue #4, item 4) on the storag
   `sending` / `running` and counts the attempt. PostgreSQL uses `SELECT ... FOR UPDATE SKIP
   LOCKED`, so two workers never get the same row; SQLite takes the write lock up front
   (`BEGIN IMMEDIATE`, see `engine.py`), which serialises claimers. A row left in `sending` or
-  `running` longer than the lease (a worker died) becomes claimable again. Executions carry an
+  `running` whose owner stopped heart-beating for `claim_timeout` (instances.py), or longer than
+  the lease whatever its owner, becomes claimable again. Executions carry an
   idempotency key, so a repeated call is the same reset; for the one window SMTP leaves open
   see `outbox.py`.
 * **Audit log is append-only** (`audit_log.py`).
@@ -39,6 +40,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from reset_mailbot.adapters.db.audit_log import AuditLog, guard_audit_log
 from reset_mailbot.adapters.db.engine import create_db_engine
 from reset_mailbot.adapters.db.executions import ExecutionClaim, ExecutionStore
+from reset_mailbot.adapters.db.instances import InstanceStore
 from reset_mailbot.adapters.db.messages import MailboxPositions, MessageStore
 from reset_mailbot.adapters.db.outbox import OutboxClaim, OutboxStore
 from reset_mailbot.adapters.db.requests import RequestStore
@@ -68,6 +70,7 @@ class UnitOfWork:
         self.executions = ExecutionStore(session, clock, self.audit_log,
                                          requests=self.requests,
                                          backoff=store.execution_backoff)
+        self.instances = InstanceStore(session, clock)
 
     def commit(self) -> None:
         """Commit now; the block goes on in a new transaction. Usually the block's end commits."""
@@ -129,6 +132,7 @@ class Store:
         engine: Engine,
         *,
         lease: timedelta = timedelta(minutes=10),
+        claim_timeout: timedelta = timedelta(seconds=30),
         outbox_backoff: Backoff = RETRY_BACKOFF,
         execution_backoff: Backoff = RETRY_BACKOFF,
         max_outbox_attempts: int = 20,
@@ -136,6 +140,9 @@ class Store:
     ) -> None:
         self.engine = engine
         self.lease = lease
+        self.claim_timeout = claim_timeout
+        #: set by a daemon (service/ha.py) once it has registered: its claims carry this id
+        self.instance_id: str | None = None
         self.outbox_backoff = outbox_backoff
         self.execution_backoff = execution_backoff
         self.max_outbox_attempts = max_outbox_attempts
@@ -160,7 +167,9 @@ class Store:
         """Claim due replies in a transaction of their own, committed before they are sent."""
         with self.unit_of_work() as uow:
             return uow.outbox.claim_due(lease=self.lease, limit=limit,
-                                        now=now if now is not None else self.clock())
+                                        now=now if now is not None else self.clock(),
+                                        owner=self.instance_id,
+                                        claim_timeout=self.claim_timeout)
 
     def claim_due_executions(
         self, *, limit: int = 5, now: datetime | None = None, request_id: str | None = None
@@ -169,4 +178,5 @@ class Store:
         with self.unit_of_work() as uow:
             return uow.executions.claim_due(lease=self.lease, limit=limit,
                                             now=now if now is not None else self.clock(),
-                                            request_id=request_id)
+                                            request_id=request_id, owner=self.instance_id,
+                                            claim_timeout=self.claim_timeout)
