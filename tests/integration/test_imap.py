@@ -374,3 +374,31 @@ def test_fetch_batches_are_bounded_by_bytes(box: Mailbox, mailbox: MailUser) -> 
     # small ones share a batch (up to batch_size=2), a large one goes alone
     assert calls == [[u[0]], [u[1]], [u[2], u[3]], [u[4]]]
     assert [[uid for uid, _ in batch] for batch in batches] == calls
+
+
+def test_a_move_colliding_with_another_session_is_not_a_failure(
+    box: Mailbox, mailbox: MailUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue #15: another session moved one of the set after this one last synchronised.
+    Dovecot refuses the whole UID MOVE (NO [EXPUNGEISSUED]); the adapter moves what is left."""
+    for n in range(3):
+        mailbox.deliver(_raw(n))
+    uids = [uid for uid, _ in box.list_uids_with_sizes()]
+    other = Mailbox(mailbox.host, mailbox.imap_port, "none", mailbox.user, mailbox.password,
+                    timeout=10)
+    other.connect()
+    try:
+        other.select_inbox()
+        other.move(uids[0], "Processed")
+    finally:
+        other.close()
+    rechecks: list[list[int]] = []
+    real = box._still_in_inbox
+    monkeypatch.setattr(box, "_still_in_inbox",
+                        lambda batch: rechecks.append(batch) or real(batch))
+    box.move_many(uids[:2], "Processed")  # no exception: a collision, not a connection failure
+    assert rechecks == [uids[:2]]  # Dovecot did refuse the first MOVE
+    assert [uid for uid, _ in box.list_uids_with_sizes()] == [uids[2]]
+    moved = sorted(m.split(b"Subject: ")[1].split(b"\r\n")[0] for m in
+                   mailbox.list_folder("Processed"))
+    assert moved == [b"Verzoek 0", b"Verzoek 1"]  # each once

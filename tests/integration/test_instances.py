@@ -171,3 +171,38 @@ def test_sqlite_deployments_lead_without_a_lease(tmp_path: object) -> None:
             assert [i.id for i in uow.instances.all()] == ["solo"]
     finally:
         engine.dispose()
+
+
+def test_reset_limits_hold_with_two_instances_deciding_at_once(postgres_url: str) -> None:
+    """Two transactions (two instances) make a complete request for one municipality at the
+    same moment, with a limit of one reset per day: without the lock both counted zero."""
+    from reset_mailbot.adapters.db import migrate
+    from reset_mailbot.service.limits import ResetLimits, hold_reason
+
+    migrate.upgrade(postgres_url)
+    engine = create_db_engine(postgres_url)
+    limits = ResetLimits(per_municipality_per_day=1, per_account_per_30_days=5)
+    held: list[bool] = []
+    barrier = threading.Barrier(2)
+    try:
+        store = Store(engine)
+
+        def decide(n: int) -> None:
+            with store.unit_of_work() as uow:
+                _, request = record_complete(uow, f"<limit-{n}@utrecht.nl>",
+                                             account=f"resident{n}@example.org")
+                uow.flush()
+                barrier.wait()  # both inside their transactions before either counts
+                hold = hold_reason(uow, request, limits, datetime.now(UTC))
+                if hold is None:
+                    uow.executions.create(request)
+                held.append(hold is not None)
+
+        threads = [threading.Thread(target=decide, args=(n,)) for n in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(held) == [False, True]  # one reset, one held for approval
+    finally:
+        engine.dispose()

@@ -145,3 +145,8 @@ class FakeUnitOfWork:
         self.requests = FakeRequests(self.audit_log)
         self.executions = FakeExecutions(self.audit_log)
         self.outbox = FakeOutbox(self.audit_log, self.requests.threads)
+        self.limit_checks = 0
+
+    def serialise_reset_limits(self) -> None:
+        """One in-memory unit of work: nothing to serialise; counted so tests can see it."""
+        self.limit_checks += 1

@@ -292,18 +292,42 @@ class Mailbox:
         One UID MOVE for many messages costs about what one costs for a single message (the
         server's fsync dominates), which is most of what draining a backlog takes. A UID that
         is no longer in the inbox (moved by someone else) is skipped by the server, not an error.
+
+        A collision is not a failure either (issue #15): when another session expunged some of
+        the set since this one last synchronised, Dovecot refuses the whole MOVE with
+        `NO [EXPUNGEISSUED]` and moves none. The UIDs still in the inbox are then looked up and
+        moved; only a second refusal is an error.
         """
         for batch in _batches(sorted(set(uids)), self.batch_size):
             with self._errors(f"move {len(batch)} message(s) to {folder}"):
-                if self.has("MOVE"):
-                    self.client.move(batch, folder)
-                elif self.has("UIDPLUS"):
-                    self.client.copy(batch, folder)
-                    self.client.add_flags(batch, [b"\\Deleted"])
-                    self.client.uid_expunge(batch)
-                else:
-                    self.client.copy(batch, folder)
-                    self.client.add_flags(batch, [MOVED_KEYWORD])
+                try:
+                    self._move(batch, folder)
+                except IMAPClientAbortError:
+                    raise
+                except IMAPClientError:  # a tagged NO/BAD: the connection is fine
+                    remaining = self._still_in_inbox(batch)
+                    if remaining:
+                        self._move(remaining, folder)
+
+    def _move(self, batch: list[int], folder: str) -> None:
+        if self.has("MOVE"):
+            self.client.move(batch, folder)
+        elif self.has("UIDPLUS"):
+            self.client.copy(batch, folder)
+            self.client.add_flags(batch, [b"\\Deleted"])
+            self.client.uid_expunge(batch)
+        else:
+            self.client.copy(batch, folder)
+            self.client.add_flags(batch, [MOVED_KEYWORD])
+
+    def _still_in_inbox(self, batch: list[int]) -> list[int]:
+        """The UIDs of `batch` the inbox still holds, after a sync point (NOOP) that lets the
+        server report what others expunged."""
+        criteria: list[str | bytes] = ["UID", ",".join(str(uid) for uid in batch)]
+        if not (self.has("MOVE") or self.has("UIDPLUS")):
+            criteria = [*criteria, "NOT", "KEYWORD", MOVED_KEYWORD]
+        self.client.noop()
+        return sorted(int(uid) for uid in self.client.search(criteria))
 
     # -- waiting --------------------------------------------------------------------------------
 

@@ -70,6 +70,7 @@ def hold_reason(
             "automatically",
             {"staff_domain": staff},
         )
+    uow.serialise_reset_limits()  # counted and acted on in one transaction, one at a time
     if request.municipality:
         count = uow.requests.count_executed(
             now - DAY, municipality=request.municipality, include_in_flight=True,

@@ -34,7 +34,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from reset_mailbot.adapters.db.audit_log import AuditLog, guard_audit_log
@@ -50,6 +50,8 @@ from reset_mailbot.domain.context import EarlierMessage, Facts, ThreadRequest
 from reset_mailbot.domain.models import Decision
 from reset_mailbot.domain.reasons import Outcome
 
+#: the advisory lock key of `serialise_reset_limits` ("rmlimits" in ASCII, any fixed number)
+RESET_LIMITS_LOCK = 0x726D6C696D697473
 # replies and executions: 30 s, 1 min, 2 min, ... 1 h
 RETRY_BACKOFF = Backoff(timedelta(seconds=30), timedelta(hours=1))
 
@@ -88,6 +90,15 @@ class UnitOfWork:
         """
         with self.session.begin_nested():
             yield
+
+    def serialise_reset_limits(self) -> None:
+        """Until this transaction ends, no other one may count resets against the limits
+        (issue #15): two instances deciding different messages for one municipality would
+        otherwise both count 9 of 10 and both go ahead. PostgreSQL: a transaction-level
+        advisory lock; SQLite: the write lock each transaction already takes (engine.py)."""
+        if self.session.get_bind().dialect.name == "postgresql":
+            self.session.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                                 {"key": RESET_LIMITS_LOCK})
 
     def facts_for(self, decision: Decision) -> Facts:
         """What the store knows about a decided message (domain/context.py reads it): an
