@@ -12,7 +12,8 @@ import subprocess
 from reset_mailbot_testing.forus_http import DEFAULT_TOKEN
 from tests.e2e.daemon_env import CLI, DaemonEnv
 
-CHECKS = ["config", "rules", "imap login", "imap folders", "smtp", "dns", "database", "executor"]
+CHECKS = ["config", "rules", "imap login", "imap folders", "smtp", "dns", "database", "instances",
+          "executor"]
 
 
 def closed_port() -> int:
@@ -62,6 +63,8 @@ def test_working_setup_passes_every_check(env: DaemonEnv) -> None:
     )
     assert found["executor"].startswith(f"PASS executor: http: {env.forus.url} reachable")
     assert found["database"].endswith("schema at head (" + found["database"].split("(")[-1])
+    assert found["instances"] == (
+        "PASS instances: no daemon registered (none has run on this database)")
     # folders exist now: the second run creates nothing
     again = lines(doctor(env))
     assert again["imap folders"] == "PASS imap folders: INBOX, Processed, Quarantine"

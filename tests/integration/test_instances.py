@@ -145,7 +145,7 @@ def test_leadership_fails_over_and_a_frozen_leader_stands_down(database_url: str
         threading.Event().wait(2.1)  # the lease (2 s) expires in the database
         assert b.beat() and b.is_leader()
         assert not a.beat()  # a woke up: the lease is b's
-        assert changes == [("a", True), ("b", True)]
+        assert changes == [("a", True), ("b", True), ("a", False)]  # a says it stood down
         b.leave()
         assert a.beat()  # released on a clean stop: no wait
         with Store(engine).unit_of_work() as uow:

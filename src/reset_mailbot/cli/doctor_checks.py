@@ -216,6 +216,45 @@ def check_database(config: Config) -> Check:
     return passed("database", f"{shown}: schema at head ({head})")
 
 
+def check_instances(config: Config) -> Check:
+    """The daemons registered on this database (issue #15): the leader and each instance's
+    last heartbeat. Fails only when live instances exist and none holds the lease."""
+    from datetime import UTC, datetime
+
+    from reset_mailbot.config import HaSettings
+
+    failover = config.get(HaSettings).failover_seconds
+    store = bootstrap.build_store(config)
+    try:
+        with store.unit_of_work() as uow:
+            instances = uow.instances.all()
+            lease = uow.instances.lease()
+    except Exception as exc:
+        return failed("instances", f"{type(exc).__name__}: {str(exc)[:300]}",
+                      "is the database up? check [database] url")
+    finally:
+        store.engine.dispose()
+    if not instances:
+        return passed("instances", "no daemon registered (none has run on this database)")
+    now = datetime.now(UTC)
+    parts = []
+    live = 0
+    for instance in instances:
+        age = (now - instance.heartbeat_at).total_seconds()
+        live += age <= failover
+        role = "leader" if instance.leader else ("standby" if age <= failover else "silent")
+        parts.append(f"{instance.id} {role}, heartbeat {age:.0f}s ago")
+    leader = next((i.id for i in instances if i.leader), None)
+    detail = "; ".join(parts)
+    if lease is not None and leader is None and lease.expires_at > now:
+        leader = lease.holder
+    if live and leader is None and store.engine.dialect.name == "postgresql":
+        return failed("instances", f"no instance holds the leader lease: {detail}",
+                      f"a standby takes over within [ha] failover_seconds ({failover:.0f}s); "
+                      "if this stays, check the daemons' logs for heartbeat_failed")
+    return passed("instances", (f"leader {leader}: " if leader else "") + detail)
+
+
 def check_executor(config: Config) -> Check:
     try:
         settings = config.get(ExecutorSettings)
@@ -253,6 +292,7 @@ def run_checks(config: Config, dkim_probe: str | None = None,
         lambda: check_smtp(config),
         lambda: check_dns(config, dkim_probe),
         lambda: check_database(config),
+        lambda: [check_instances(config)] if results[-1].ok else [],  # needs the schema
         lambda: check_executor(config),
     ]
     for step in steps:

@@ -118,6 +118,7 @@ def reply_detail(item: OutboxItem, mask: bool) -> dict[str, Any]:
         "sent_at": _iso(item.sent_at), "next_attempt_at": _iso(item.next_attempt_at),
         "last_error": _masked_text(item.last_error, mask),
         "reply_message_id": item.reply_message_id, "message_id": item.message_id,
+        "instance": item.claimed_by,  # the daemon that sent it (or is sending it)
     }
 
 
@@ -128,6 +129,7 @@ def execution_detail(execution: Execution) -> dict[str, Any]:
         "detail": execution.detail, "created_at": _iso(execution.created_at),
         "finished_at": _iso(execution.finished_at),
         "next_attempt_at": _iso(execution.next_attempt_at),
+        "instance": execution.claimed_by,  # the daemon that ran it (or is running it)
     }
 
 

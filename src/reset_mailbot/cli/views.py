@@ -185,15 +185,17 @@ def _print_request(data: dict[str, Any], ctx: CliContext) -> None:
     for o in data["replies"]:
         sent = (f"sent {when(o['sent_at'])}" if o["sent_at"]
                 else f"next {when(o['next_attempt_at'])}")
+        by = f" by {o['instance']}" if o["instance"] else ""
         lines.append(f"  #{o['id']} {o['kind']} to {o['to']}: {o['state']}, "
-                     f"{o['attempts']} attempt(s), {sent}")
+                     f"{o['attempts']} attempt(s), {sent}{by}")
         if o["last_error"]:
             lines.append(f"      last error: {o['last_error']}")
     lines.append("")
     lines.append(f"executions ({len(data['executions'])}):")
     for e in data["executions"]:
+        by = f" by {e['instance']}" if e["instance"] else ""
         lines.append(f"  #{e['id']} {e['state']}, {e['attempts']} attempt(s), "
-                     f"result {e['result_code'] or '-'}, finished {when(e['finished_at'])}")
+                     f"result {e['result_code'] or '-'}, finished {when(e['finished_at'])}{by}")
         if e["detail"]:
             lines.append(f"      detail: {e['detail']}")
     lines.append("")

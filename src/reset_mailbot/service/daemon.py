@@ -58,6 +58,7 @@ RECONNECT_BACKOFF = Backoff(timedelta(seconds=2), timedelta(seconds=300), jitter
 SLA_INTERVAL_SECONDS = 300.0
 METRICS_INTERVAL_SECONDS = 15.0
 RETENTION_INTERVAL_SECONDS = 24 * 3600.0
+FORGET_INSTANCES_AFTER = timedelta(days=7)
 
 
 @dataclass
@@ -263,13 +264,17 @@ class Daemon:
             log.error("job_failed", job="metrics", error=f"{type(exc).__name__}: {exc}"[:300])
 
     def purge(self) -> None:
-        """The daily retention run (AVG/GDPR): raw bytes and then personal data age out."""
+        """The daily retention run (AVG/GDPR): raw bytes and then personal data age out; and
+        the rows of instances silent for a week (killed ones never deregister)."""
         from reset_mailbot.service import retention
 
         if not self.leadership.is_leader():
             return
+        now = datetime.now(UTC)
         try:
-            retention.purge(self.store, self.parts.retention, datetime.now(UTC))
+            retention.purge(self.store, self.parts.retention, now)
+            with self.store.unit_of_work() as uow:
+                uow.instances.forget_older_than(now - FORGET_INSTANCES_AFTER)
         except Exception as exc:
             log.error("job_failed", job="retention", error=f"{type(exc).__name__}: {exc}"[:300])
 

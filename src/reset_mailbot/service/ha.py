@@ -55,6 +55,7 @@ class Leadership:
         self._monotonic = monotonic
         self._leading_until = float("inf") if not use_lease else 0.0
         self._last_beat: float | None = None
+        self._reported = not use_lease  # what the last beat said (a frozen leader's was True)
         self.on_change: Callable[[bool], None] | None = None
 
     @property
@@ -73,6 +74,7 @@ class Leadership:
         owner and expire by the lease; unique keys keep two pollers from deciding twice)."""
         self.use_lease = False
         self._leading_until = float("inf")
+        self._reported = True
 
     def is_leader(self) -> bool:
         return self._monotonic() < self._leading_until
@@ -87,7 +89,6 @@ class Leadership:
         """Refresh the heartbeat, take or renew the lease; whether this instance leads now.
         A database error propagates (the caller logs it); the belief then simply runs out."""
         started = self._monotonic()
-        was = self.is_leader()
         with self.store.unit_of_work() as uow:
             uow.instances.beat(self.instance_id, version=self.version)
             held = (uow.instances.hold(POLLER, self.instance_id, self.ttl)
@@ -97,7 +98,8 @@ class Leadership:
             self._leading_until = (started + self.ttl.total_seconds() - SAFETY_MARGIN_SECONDS
                                    if held else 0.0)
         now = self.is_leader()
-        if now != was:
+        if now != self._reported:
+            self._reported = now
             log.info("leadership_acquired" if now else "leadership_lost",
                      failover_seconds=self.failover_seconds)
             if self.on_change is not None:

@@ -1,7 +1,9 @@
 """The outbox: every reply is queued in the decision's transaction, then sent by a worker.
 
 **The SMTP trade-off.** SMTP has no idempotency key. If a worker dies after the server
-accepted DATA but before `mark_sent` committed, the lease expires and the reply is sent again.
+accepted DATA but before `mark_sent` committed, the claim is taken over (after the owner's
+heartbeat has been silent for `[ha] claim_timeout_seconds`, or after the lease for claims
+without an owner) and the reply is sent again.
 We choose that rare duplicate over a reply that is silently never sent; it is the same bytes
 with the same Message-ID (stored before the first attempt), so it is recognisably the same
 message, and the window is one SMTP transaction plus one small commit. Reclaims are written
