@@ -38,6 +38,7 @@ demo: venv
 bench: venv
 	$(BIN)/python bench/check_throughput.py
 	$(BIN)/python bench/daemon_drain.py
+	$(BIN)/python bench/failover.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build dist src/*.egg-info
