@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -88,7 +89,6 @@ def test_check_json_shape(tmp_path: Path) -> None:
     files = [str(examples / "056-unsigned.eml"), str(examples / "101-ooo_auto_submitted.eml")]
     proc = run_cli("check", "--json", "--config", str(config), *files)
     assert proc.returncode == 0, proc.stderr
-    import json
 
     lines = [json.loads(x) for x in proc.stdout.splitlines()]
     assert [x["outcome"] for x in lines] == ["rejected", "ignored"]
@@ -118,6 +118,30 @@ def test_check_reads_stdin(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0
     assert b'"outcome": "rejected"' in proc.stdout
+
+
+def test_check_reads_a_named_pipe_whole(tmp_path: Path) -> None:
+    """A pipe given as a file (`check <(...)`) says size 0; it is still read to its end (and a
+    regular file is read by its size, not into a buffer as large as max_message_bytes)."""
+    import os
+    import threading
+
+    from tests.examples import EXAMPLES as examples
+
+    raw = (examples / "001-utrecht_basic.eml").read_bytes()
+    fifo = tmp_path / "message.fifo"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_bytes(raw))
+    writer.start()
+    from_pipe = run_cli("check", "--json", str(fifo))
+    writer.join()
+    copy = tmp_path / "message.eml"
+    copy.write_bytes(raw)
+    from_file = run_cli("check", "--json", str(copy))
+    assert from_pipe.returncode == from_file.returncode == 0
+    whole = json.loads(from_file.stdout)
+    assert whole["message_id"] is not None and whole["sender"]["address"]
+    assert json.loads(from_pipe.stdout) == whole
 
 
 def test_check_missing_file_exit_2(tmp_path: Path) -> None:

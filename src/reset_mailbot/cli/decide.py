@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
 import sys
 import time
 from datetime import datetime
@@ -61,7 +63,11 @@ def _read_bounded(name: str, limit: int) -> bytes:
     if name == "-":
         return sys.stdin.buffer.read(limit + 1)
     with Path(name).open("rb") as handle:
-        return handle.read(limit + 1)
+        # read(limit + 1) allocates the whole limit (25 MB) for every file: a regular file
+        # says its size (a pipe, e.g. <(...), says 0 and is read up to the limit)
+        status = os.fstat(handle.fileno())
+        wanted = min(status.st_size, limit) if stat.S_ISREG(status.st_mode) else limit
+        return handle.read(wanted + 1)
 
 
 def _parse_at(value: str | None) -> float:

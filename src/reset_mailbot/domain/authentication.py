@@ -99,7 +99,11 @@ def organizational_domain(domain: str) -> str:
 
 
 def aligned(signing_domain: str, from_domain: str) -> bool:
-    """Relaxed alignment: same organizational domain."""
+    """Relaxed alignment: same organizational domain. One domain is aligned with itself
+    whatever the list says, which spares loading the Public Suffix List (~0.15 s at start-up)
+    for the usual d= equal to the From domain."""
+    if signing_domain == from_domain:
+        return True
     return organizational_domain(signing_domain) == organizational_domain(from_domain)
 
 
