@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
 
 from reset_mailbot.domain.addresses import is_loopback
 
@@ -236,6 +237,20 @@ class SlaSettings(_Section):
     notify_address: str | None = None
     notice_language: Literal["nl", "en"] = "en"  # of the internal notice to notify_address
 
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        """An IANA zone the deadlines can be computed in, checked when the file is read (a
+        misspelt one used to surface as a traceback in the first deadline computation)."""
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name, e.g. "
+                             "'Europe/Amsterdam')") from None
+        return value
+
 
 class MetricsSettings(_Section):
     section: ClassVar[str] = "metrics"
@@ -297,6 +312,15 @@ S = TypeVar("S", bound=_Section)
 _PATH_KEYS = {"password_file", "url_file", "token_file", "dir", "municipalities", "data_dir"}
 
 
+def _env_problem(exc: SettingsError, section: str) -> str:
+    """One line for an environment value that does not parse: which variable, what form."""
+    text = str(exc)
+    field = text.split('field "', 1)[1].split('"', 1)[0] if 'field "' in text else ""
+    env = f"{ENV_PREFIX}{section.upper()}__{field.upper()}" if field else "the environment"
+    return (f"env {env} does not parse: lists and tables are written as JSON, "
+            f"e.g. {env}='[\"127.0.0.1\"]'")
+
+
 class Config:
     """The loaded file; sections are validated on first use."""
 
@@ -329,6 +353,8 @@ class Config:
             values = self._resolve_paths(self.data.get(name, {}))
             try:
                 section = cls(**values)
+            except SettingsError as exc:  # an environment value pydantic-settings cannot parse
+                raise ConfigError(f"{self._where()}: [{name}]: {_env_problem(exc, name)}") from exc
             except ValidationError as exc:
                 error = exc.errors()[0]
                 key = ".".join(str(p) for p in error["loc"]) if error["loc"] else ""

@@ -142,11 +142,13 @@ def test_broken_configuration(env: DaemonEnv) -> None:
     proc = doctor(env, sla__warn_hours="-1")
     line = only_failure(proc)
     assert line.startswith(f"FAIL config: {env.config_path}: [sla] warn_hours (or env ")
-    assert line.endswith("(fix: correct the key named (see reset-mailbot.example.toml))")
+    assert line.endswith("(fix: correct the setting it names; every key is listed in "
+                         "reset-mailbot.example.toml)")
     proc = doctor(env, metrics__listen="9464")
     assert only_failure(proc) == (
         "FAIL config: [metrics] listen must be host:port, not '9464' "
-        "(fix: correct the key named (see reset-mailbot.example.toml))"
+        "(fix: correct the setting it names; every key is listed in "
+        "reset-mailbot.example.toml)"
     )
     missing = env.tmp / "missing.toml"
     proc = subprocess.run([*CLI, "doctor", "--config", str(missing)],

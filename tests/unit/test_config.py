@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -167,3 +168,27 @@ def test_example_config_is_complete_and_valid(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, uncommented))
     for cls in SECTIONS.values():
         config.get(cls)
+
+
+def test_an_environment_list_that_is_not_json_is_one_line_exit_2(tmp_path: Path) -> None:
+    eml = tmp_path / "m.eml"
+    eml.write_bytes(b"From: a@b.nl\r\n\r\nhi\r\n")
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("RESET_MAILBOT_")}
+    environ["RESET_MAILBOT_DNS__NAMESERVERS"] = "127.0.0.1"
+    proc = subprocess.run(
+        [sys.executable, "-m", "reset_mailbot.cli", "check", str(eml)],
+        capture_output=True, text=True, check=False, env=environ, cwd=tmp_path,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
+    assert "RESET_MAILBOT_DNS__NAMESERVERS" in proc.stderr and "JSON" in proc.stderr
+
+
+def test_a_misspelt_time_zone_is_refused_when_the_file_is_read(tmp_path: Path) -> None:
+    from reset_mailbot.config import SlaSettings
+
+    config = load_config(write(tmp_path, '[sla]\ntimezone = "Europe/Amsterdm"\n'))
+    with pytest.raises(ConfigError, match="unknown time zone 'Europe/Amsterdm'"):
+        config.get(SlaSettings)
+    assert load_config(write(tmp_path, '[sla]\ntimezone = "Europe/Amsterdam"\n', "ok.toml")
+                       ).get(SlaSettings).timezone == "Europe/Amsterdam"

@@ -71,7 +71,8 @@ def check_config(config: Config) -> Check:
     where = str(config.path) if config.path else "defaults (no config file)"
     if problems:
         return failed("config", "; ".join(problems),
-                       "correct the key named (see reset-mailbot.example.toml)")
+                       "correct the setting it names; every key is listed in "
+                       "reset-mailbot.example.toml")
     return passed("config", f"{where}: all {len(SECTIONS)} sections valid")
 
 
