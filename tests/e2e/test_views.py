@@ -55,6 +55,9 @@ def test_request_views_tell_the_whole_story(env: DaemonEnv) -> None:
     assert [r["id"] for r in as_json(env, "requests", "list", "--state", "executed")[
         "requests"]] == [done["id"]]
     assert as_json(env, "requests", "list", "--municipality", "Nijmegen")["count"] == 0
+    # as people type it
+    assert as_json(env, "requests", "list", "--municipality", "utrecht ")["count"] == len(
+        as_json(env, "requests", "list", "--municipality", "Utrecht")["requests"]) > 0
     assert as_json(env, "requests", "list", "--since", "2999-01-01")["count"] == 0
     assert as_json(env, "requests", "list", "--overdue")["count"] == 0
     late = by_state["incomplete"]["id"]

@@ -144,6 +144,17 @@ def test_check_reads_a_named_pipe_whole(tmp_path: Path) -> None:
     assert json.loads(from_pipe.stdout) == whole
 
 
+def test_version_and_the_values_of_filters_in_help() -> None:
+    from importlib.metadata import version
+
+    from reset_mailbot.domain.request_state import RequestState
+
+    proc = run_cli("--version")
+    assert (proc.returncode, proc.stdout) == (0, f"reset-mailbot {version('reset-mailbot')}\n")
+    shown = " ".join(run_cli("requests", "list", "--help").stdout.split())
+    assert all(state.value in shown.replace("│", "") for state in RequestState)
+
+
 def test_check_missing_file_exit_2(tmp_path: Path) -> None:
     proc = run_cli("check", str(tmp_path / "nope.eml"))
     assert proc.returncode == 2

@@ -36,6 +36,25 @@ requests_app = typer.Typer(help="See and act on reset requests.", no_args_is_hel
 messages_app = typer.Typer(help="See and reprocess decided messages.", no_args_is_help=True)
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"reset-mailbot {version('reset-mailbot')}")
+        except PackageNotFoundError:  # run from a checkout that was never installed
+            typer.echo("reset-mailbot (not installed: no version)")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    show_version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                      help="Print the version and exit."),
+) -> None:
+    """Turns e-mail from municipal staff into safe 2FA resets on the Forus platform."""
+
+
 def register(group: typer.Typer, name: str, command: Callable[..., Any]) -> None:
     group.command(name)(operator_errors(command))
 

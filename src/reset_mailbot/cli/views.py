@@ -34,6 +34,8 @@ from reset_mailbot.cli.options import (
     MaskOption,
     SinceOption,
 )
+from reset_mailbot.domain.reasons import Outcome
+from reset_mailbot.domain.request_state import RequestState
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -62,9 +64,11 @@ def _age(delta: timedelta) -> str:
 
 def requests_list(
     config: ConfigOption = None,
-    state: Annotated[str | None, typer.Option("--state", help="Only this state")] = None,
+    state: Annotated[str | None, typer.Option(
+        "--state", help="Only this state: " + ", ".join(s.value for s in RequestState))] = None,
     municipality: Annotated[
-        str | None, typer.Option("--municipality", help="Only this municipality (its name)")
+        str | None, typer.Option("--municipality",
+                                 help="Only this municipality (its name, any case)")
     ] = None,
     overdue: Annotated[
         bool, typer.Option("--overdue", help="Only open requests past their deadline")
@@ -79,7 +83,6 @@ def requests_list(
 
     from reset_mailbot.adapters.db import queries
     from reset_mailbot.cli.shapes import request_row
-    from reset_mailbot.domain.request_state import RequestState
 
     choice(state, [s.value for s in RequestState], "--state")
     since_at = parse_since(since)
@@ -232,7 +235,8 @@ def _message_lines(
 
 def messages_list(
     config: ConfigOption = None,
-    outcome: Annotated[str | None, typer.Option("--outcome", help="Only this outcome")] = None,
+    outcome: Annotated[str | None, typer.Option(
+        "--outcome", help="Only this outcome: " + ", ".join(o.value for o in Outcome))] = None,
     errors: Annotated[
         bool, typer.Option("--errors", help="Only messages that broke processing")
     ] = False,
@@ -246,7 +250,6 @@ def messages_list(
 
     from reset_mailbot.adapters.db import queries
     from reset_mailbot.cli.shapes import message_row
-    from reset_mailbot.domain.reasons import Outcome
 
     choice(outcome, [o.value for o in Outcome], "--outcome")
     since_at = parse_since(since)

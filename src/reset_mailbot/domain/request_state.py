@@ -17,9 +17,12 @@ deciding on their own which state may follow which.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
-from reset_mailbot.domain.models import Evidence, ResetRequest
 from reset_mailbot.domain.reasons import Item, MissingDetail
+
+if TYPE_CHECKING:  # the state names are read by the command line's help: keep them light
+    from reset_mailbot.domain.models import Evidence, ResetRequest
 
 
 class RequestState(StrEnum):
@@ -98,6 +101,8 @@ def merge_items(old: ResetRequest, new: ResetRequest) -> ResetRequest:
     ambiguous addresses) is refused again, because that is the newest word; an item the new text
     does not mention keeps its earlier value and evidence.
     """
+    from reset_mailbot.domain.models import ResetRequest
+
     overridden: set[Item] = set()
     details = dict(old.missing_details)
 

@@ -186,8 +186,14 @@ class Daemon:
         self.health.last_successful_poll = datetime.now(UTC)
         self.health.polls += 1
         self.metrics.observe_poll(True, stats.errors)
-        log.info("poll_done", seen=stats.seen, decided=stats.decided, moved=stats.moved,
-                 skipped=stats.skipped, errors=stats.errors)
+        # a poll that found nothing new is routine: debug, or it would be half the log
+        quiet = not (stats.decided or stats.moved or stats.errors)
+        counts = {"seen": stats.seen, "decided": stats.decided, "moved": stats.moved,
+                  "skipped": stats.skipped, "errors": stats.errors}
+        if quiet:
+            log.debug("poll_done", **counts)
+        else:
+            log.info("poll_done", **counts)
         if stats.decided:
             # new replies or executions may be due now: do not wait for their interval
             self._wake("executions", "outbox")

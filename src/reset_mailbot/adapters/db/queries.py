@@ -141,7 +141,8 @@ def list_requests(
         states = [state] if isinstance(state, str) else list(state)
         query = query.where(Request.state.in_(states))
     if municipality is not None:
-        query = query.where(Request.municipality == municipality)
+        # as people type it: "utrecht" finds "Utrecht"
+        query = query.where(func.lower(Request.municipality) == municipality.strip().lower())
     if since is not None:
         query = query.where(Request.created_at >= since)
     if overdue_at is not None:
