@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -151,6 +152,35 @@ def test_healthz_is_503_when_polling_keeps_failing(env: DaemonEnv) -> None:
         assert value(s, "reset_mailbot_polls_total", result="ok") == 0
         assert value(s, "reset_mailbot_seconds_since_last_successful_poll") > 3
     assert '"event": "imap_reconnect"' in log.read_text()
+
+
+def _image_healthcheck(port: int) -> list[str]:
+    """The Dockerfile's HEALTHCHECK command, pointed at `port` instead of the image's 9464."""
+    import json
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "Dockerfile").read_text()
+    line = text.replace("\\\n", " ").split("HEALTHCHECK", 1)[1].splitlines()[0]
+    command = json.loads(line.split("CMD", 1)[1])
+    return [sys.executable, *command[1:-1],
+            command[-1].replace("127.0.0.1:9464", f"127.0.0.1:{port}")]
+
+
+def test_the_image_healthcheck_passes_on_a_healthy_daemon_and_fails_otherwise(
+    env: DaemonEnv,
+) -> None:
+    with running_daemon(env) as (base, log):
+        wait_until(lambda: get(base + "/healthz")[0] == 200, 20, "healthz 200", log)
+        port = int(base.rsplit(":", 1)[1])
+        check = _image_healthcheck(port)
+        assert subprocess.run(check, capture_output=True, timeout=30).returncode == 0
+    assert subprocess.run(check, capture_output=True, timeout=30).returncode != 0  # stopped
+    closed = free_port()
+    with running_daemon(env, mailbox__port=str(closed),
+                        mailbox__poll_interval_seconds="1") as (base, log):
+        wait_until(lambda: get(base + "/healthz")[0] == 503, 20, "healthz 503", log)
+        unhealthy = _image_healthcheck(int(base.rsplit(":", 1)[1]))
+        assert subprocess.run(unhealthy, capture_output=True, timeout=30).returncode != 0
 
 
 def test_empty_listen_disables_the_endpoint(env: DaemonEnv) -> None:

@@ -1,0 +1,63 @@
+"""The deployment files say what the code accepts (issue #16): every RESET_MAILBOT_* variable
+they set is a real setting, the schema is upgraded before a daemon starts, and the health
+check asks the daemon's own /healthz on the port the image listens on."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import yaml
+
+from reset_mailbot.config import ENV_PREFIX, SECTIONS
+
+ROOT = Path(__file__).resolve().parents[2]
+FILES = ["Dockerfile", "deploy/docker-compose.yml", "deploy/kubernetes.yaml",
+         "deploy/reset-mailbot.service"]
+
+
+def test_every_variable_the_deployment_files_set_is_a_setting() -> None:
+    seen = set()
+    for name in FILES:
+        for variable in re.findall(rf"{ENV_PREFIX}[A-Z_]+", (ROOT / name).read_text()):
+            if variable == f"{ENV_PREFIX}CONFIG":  # the config file's path, not a setting
+                continue
+            section, _, key = variable.removeprefix(ENV_PREFIX).lower().partition("__")
+            assert section in SECTIONS, (name, variable)
+            assert key in SECTIONS[section].model_fields, (name, variable)
+            seen.add(variable)
+    assert f"{ENV_PREFIX}METRICS__LISTEN" in seen and f"{ENV_PREFIX}HA__INSTANCE_ID" in seen
+
+
+def _dockerfile() -> dict[str, str]:
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    return {line.split(None, 1)[0]: line.split(None, 1)[1] for line in text.splitlines()
+            if line.strip() and not line.startswith("#")}
+
+
+def test_the_image_listens_where_it_is_checked_and_exposed() -> None:
+    lines = _dockerfile()
+    assert "RESET_MAILBOT_METRICS__LISTEN=0.0.0.0:9464" in lines["ENV"]
+    assert lines["EXPOSE"].strip() == "9464"
+    command = json.loads(lines["HEALTHCHECK"].split("CMD", 1)[1])
+    assert command[0] == "python" and "http://127.0.0.1:9464/healthz" in command[2]
+
+
+def test_the_schema_is_upgraded_before_any_daemon_runs() -> None:
+    compose = yaml.safe_load((ROOT / "deploy/docker-compose.yml").read_text())["services"]
+    assert compose["migrate"]["command"] == ["db", "upgrade"]
+    daemon = compose["reset-mailbot"]
+    assert daemon["command"] == ["run"] and daemon["deploy"]["replicas"] == 2
+    assert daemon["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    [deployment] = yaml.safe_load_all((ROOT / "deploy/kubernetes.yaml").read_text())
+    pod = deployment["spec"]["template"]["spec"]
+    assert [c["args"] for c in pod["initContainers"]] == [["db", "upgrade"]]
+    [container] = pod["containers"]
+    assert container["args"] == ["run"]
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"metrics": 9464}
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    unit = (ROOT / "deploy/reset-mailbot.service").read_text()
+    assert re.search(r"^ExecStartPre=\S+ db upgrade$", unit, re.MULTILINE)
+    assert re.search(r"^ExecStart=\S+ run$", unit, re.MULTILINE)
