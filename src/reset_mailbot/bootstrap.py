@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from reset_mailbot import __version__
 from reset_mailbot.adapters.dns import make_key_lookup
 from reset_mailbot.config import (
     Config,
@@ -192,14 +193,5 @@ def build_daemon(config: Config) -> Daemon:
         failover_seconds=ha.failover_seconds,
         instance_id=ha.instance_id,
         use_lease=store.engine.dialect.name == "postgresql",
-        version=_version(),
+        version=__version__,
     ))
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("reset-mailbot")
-    except PackageNotFoundError:
-        return "unknown"

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+import reset_mailbot
 from reset_mailbot_testing.dkim_signing import plain_message
 from tests.e2e.daemon_env import CLI, DaemonEnv
 
@@ -137,6 +138,19 @@ def test_counters_move_and_health_is_ok_while_polling(env: DaemonEnv) -> None:
         assert value(s, "reset_mailbot_replies_total", kind="confirmation", result="sent") == 1
         assert value(s, "reset_mailbot_requests", state="executed") == 1
         assert get(base + "/healthz")[0] == 200
+        # exporter conventions (issue #16): build info, process series, a poll timestamp,
+        # no _created series; a duplicate is counted like every logged decision
+        assert value(s, "reset_mailbot_build_info", version=reset_mailbot.__version__) == 1
+        assert value(s, "process_resident_memory_bytes") > 10_000_000
+        assert abs(value(s, "reset_mailbot_last_successful_poll_timestamp_seconds")
+                   - time.time()) < 10
+        assert value(s, "reset_mailbot_leader") == 1
+        assert not [k for k in s if k[0].endswith("_created")]
+        env.deliver(env.folder("Processed")[0])  # the same message once more
+        wait_until(lambda: value(scrape(base), "reset_mailbot_messages_total",
+                                 outcome="ignored") == 1, 20, "the duplicate counted", log)
+        assert value(scrape(base), "reset_mailbot_decision_reasons_total", outcome="ignored",
+                     reason="duplicate") == 1
 
 
 def test_healthz_is_503_when_polling_keeps_failing(env: DaemonEnv) -> None:

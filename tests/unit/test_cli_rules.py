@@ -147,10 +147,12 @@ def test_check_reads_a_named_pipe_whole(tmp_path: Path) -> None:
 def test_version_and_the_values_of_filters_in_help() -> None:
     from importlib.metadata import version
 
+    from reset_mailbot import __version__
     from reset_mailbot.domain.request_state import RequestState
 
     proc = run_cli("--version")
-    assert (proc.returncode, proc.stdout) == (0, f"reset-mailbot {version('reset-mailbot')}\n")
+    assert (proc.returncode, proc.stdout) == (0, f"reset-mailbot {__version__}\n")
+    assert version("reset-mailbot") == __version__  # the package metadata says the same
     shown = " ".join(run_cli("requests", "list", "--help").stdout.split())
     assert all(state.value in shown.replace("│", "") for state in RequestState)
 

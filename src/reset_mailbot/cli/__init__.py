@@ -38,12 +38,9 @@ messages_app = typer.Typer(help="See and reprocess decided messages.", no_args_i
 
 def _version(value: bool) -> None:
     if value:
-        from importlib.metadata import PackageNotFoundError, version
+        from reset_mailbot import __version__
 
-        try:
-            typer.echo(f"reset-mailbot {version('reset-mailbot')}")
-        except PackageNotFoundError:  # run from a checkout that was never installed
-            typer.echo("reset-mailbot (not installed: no version)")
+        typer.echo(f"reset-mailbot {__version__}")
         raise typer.Exit(0)
 
 

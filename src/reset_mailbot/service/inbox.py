@@ -319,6 +319,11 @@ class InboxProcessor:
                 outcome=Outcome.IGNORED.value, reasons=[ReasonCode.DUPLICATE.value],
                 reply=False,
             )
+            if self.on_decision is not None:  # counted like every logged decision
+                self.on_decision(Decision(
+                    message_id=parsed.message_id, message_key=parsed.key,
+                    outcome=Outcome.IGNORED, reasons=[ReasonCode.DUPLICATE],
+                    subject=parsed.subject), None)
 
         return _Recorded(PROCESSED, None, announce)
 

@@ -18,7 +18,10 @@ Metric names (all prefixed `reset_mailbot_`):
 - `sla_events_total{event}`: sla_warning | sla_breach
 - `requests{state}`, `requests_overdue`, `outbox_length` (gauges from the database)
 - `seconds_since_last_successful_poll`: since the daemon started while no poll succeeded yet
+- `last_successful_poll_timestamp_seconds`: the same as a Unix time (the exporter convention)
 - `leader`: 1 on the instance that reads the mailbox, 0 on a standby (issue #15)
+- `build_info{version}`; the standard `process_*` and `python_info` series
+No `_created` series are exported.
 """
 
 from __future__ import annotations
@@ -30,8 +33,18 @@ from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+    make_wsgi_app,
+)
 
+from reset_mailbot import __version__
 from reset_mailbot.adapters.db import queries
 from reset_mailbot.adapters.db.schema import utcnow
 from reset_mailbot.adapters.db.unit_of_work import Store
@@ -41,6 +54,9 @@ from reset_mailbot.service.ha import Leadership
 
 PREFIX = "reset_mailbot_"
 HEALTHY_POLL_INTERVALS = 3
+
+# `_created` series double every counter's series for a value no dashboard reads
+disable_created_metrics()
 
 
 def parse_listen(value: str | None) -> tuple[str, int] | None:
@@ -98,6 +114,16 @@ class Metrics:
         poll_age = Gauge(f"{PREFIX}seconds_since_last_successful_poll",
                          "Seconds since the inbox was last polled successfully", registry=r)
         poll_age.set_function(self.seconds_since_last_poll)
+        # the exporter convention: alert on time() - ..._timestamp_seconds > N
+        poll_at = Gauge(f"{PREFIX}last_successful_poll_timestamp_seconds",
+                        "When the inbox was last polled successfully (Unix time; the start "
+                        "while none has)", registry=r)
+        poll_at.set_function(lambda: (self._last_poll() or self.started_at).timestamp())
+        build = Gauge(f"{PREFIX}build_info", "The running version (always 1)", ["version"],
+                      registry=r)
+        build.labels(version=__version__).set(1)
+        ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_...
+        PlatformCollector(registry=r)  # python_info
         leader = Gauge(f"{PREFIX}leader",
                        "1 while this instance reads the mailbox (the leader), 0 on standby",
                        registry=r)
