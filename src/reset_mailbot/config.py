@@ -10,6 +10,7 @@ Every problem becomes a ConfigError with one line naming the key or the file.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import tomllib
@@ -335,6 +336,14 @@ class Config:
         for name, value in data.items():
             if not isinstance(value, dict):
                 raise ConfigError(f"{self._where()}: [{name}] must be a table")
+            # every command checks every key's name, not only the sections it uses: a typo in
+            # [smtp] must not wait for the first reply to be found
+            known = SECTIONS[name].model_fields
+            for key in value:
+                if key not in known:
+                    close = difflib.get_close_matches(key, list(known), n=1)
+                    hint = f" (did you mean {close[0]}?)" if close else ""
+                    raise ConfigError(f"{self._where()}: [{name}] {key}: unknown key{hint}")
 
     def _where(self) -> str:
         return str(self.path) if self.path else "configuration"

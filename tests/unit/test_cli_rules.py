@@ -157,6 +157,19 @@ def test_version_and_the_values_of_filters_in_help() -> None:
     assert all(state.value in shown.replace("│", "") for state in RequestState)
 
 
+def test_shell_completion_completes_commands() -> None:
+    import os
+
+    script = run_cli("--show-completion", "bash")
+    assert script.returncode == 0 and "_RESET_MAILBOT_COMPLETE" in script.stdout
+    env = {**os.environ, "_RESET_MAILBOT_COMPLETE": "complete_bash",
+           "COMP_WORDS": "reset-mailbot req", "COMP_CWORD": "1"}
+    script_path = Path(sys.executable).with_name("reset-mailbot")  # the installed command
+    done = subprocess.run([str(script_path)], capture_output=True, text=True, env=env,
+                          check=False)
+    assert "requests" in done.stdout.split()
+
+
 def test_check_missing_file_exit_2(tmp_path: Path) -> None:
     proc = run_cli("check", str(tmp_path / "nope.eml"))
     assert proc.returncode == 2

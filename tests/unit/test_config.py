@@ -192,3 +192,27 @@ def test_a_misspelt_time_zone_is_refused_when_the_file_is_read(tmp_path: Path) -
         config.get(SlaSettings)
     assert load_config(write(tmp_path, '[sla]\ntimezone = "Europe/Amsterdam"\n', "ok.toml")
                        ).get(SlaSettings).timezone == "Europe/Amsterdam"
+
+
+def test_a_misspelt_key_is_refused_whichever_section_the_command_uses(tmp_path: Path) -> None:
+    """`check` reads no [smtp], but a typo there is still an error when the file is read."""
+    with pytest.raises(ConfigError, match=r"\[smtp\] hots: unknown key \(did you mean host\?\)"):
+        load_config(write(tmp_path, '[smtp]\nhots = "mail.forus.io"\n'))
+    with pytest.raises(ConfigError, match=r"\[ha\] failover: unknown key \(did you mean "
+                                          r"failover_seconds\?\)"):
+        load_config(write(tmp_path, "[ha]\nfailover = 5\n", "b.toml"))
+
+
+def test_db_upgrade_without_any_configuration_creates_nothing(tmp_path: Path) -> None:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("RESET_MAILBOT_")}
+    proc = subprocess.run([sys.executable, "-m", "reset_mailbot.cli", "db", "upgrade"],
+                          capture_output=True, text=True, check=False, env=environ,
+                          cwd=tmp_path)
+    assert proc.returncode == 2 and "no configuration" in proc.stderr
+    assert list(tmp_path.iterdir()) == []  # no ./var/ left behind
+    environ["RESET_MAILBOT_DATABASE__DATA_DIR"] = str(tmp_path / "state")
+    proc = subprocess.run([sys.executable, "-m", "reset_mailbot.cli", "db", "upgrade"],
+                          capture_output=True, text=True, check=False, env=environ,
+                          cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "state" / "reset-mailbot.sqlite3").is_file()

@@ -27,7 +27,7 @@ app = typer.Typer(
     name="reset-mailbot",
     help="Turns e-mail from municipal staff into safe 2FA resets on the Forus platform.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish
     pretty_exceptions_enable=False,
 )
 rules_app = typer.Typer(help="Inspect and validate the rule files.", no_args_is_help=True)
@@ -81,4 +81,6 @@ app.add_typer(messages_app, name="messages")
 
 
 def main() -> None:
-    app()
+    # one name however it is started (`python -m reset_mailbot.cli` too): help and shell
+    # completion say `reset-mailbot`
+    app(prog_name="reset-mailbot")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
 
-from reset_mailbot.cli.context import CliError, ExitCode, load_config
+from reset_mailbot.cli.context import CliError, ExitCode, fail, load_config
 from reset_mailbot.cli.options import ConfigOption
 
 
@@ -54,6 +55,11 @@ def db_upgrade(config: ConfigOption = None) -> None:
     from reset_mailbot.adapters.db.migrate import current_revision, head_revision, upgrade
 
     cfg = load_config(config)
+    if cfg.path is None and not any(k.startswith("RESET_MAILBOT_DATABASE__")
+                                    for k in os.environ):
+        # the default would be a new SQLite file under ./var of whatever directory this is
+        fail("no configuration: give --config FILE (or RESET_MAILBOT_CONFIG), or name the "
+             "database with RESET_MAILBOT_DATABASE__URL / __DATA_DIR")
     store = bootstrap.build_store(cfg)
     before = current_revision(store.engine)
     upgrade(store.engine)
