@@ -194,3 +194,16 @@ def test_check_db_on_a_file_without_our_schema_is_one_line_exit_2(tmp_path: Path
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "database:" in proc.stderr and "no such table" in proc.stderr
+
+
+def test_quiet_and_log_level_set_this_run_s_logging(tmp_path: Path) -> None:
+    from tests.examples import EXAMPLES as examples
+
+    message = str(examples / "056-unsigned.eml")
+    loud = run_cli("check", message)
+    assert '"event": "decision"' in loud.stderr  # [log] level info by default
+    quiet = run_cli("--quiet", "check", message)
+    assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout == loud.stdout
+    assert run_cli("--log-level", "warning", "check", message).stderr == ""
+    wrong = run_cli("--log-level", "loud", "check", message)
+    assert wrong.returncode == 2 and wrong.stderr.count("\n") == 1 and "one of" in wrong.stderr

@@ -44,12 +44,27 @@ def _version(value: bool) -> None:
         raise typer.Exit(0)
 
 
+_LEVELS = ("debug", "info", "warning", "error")
+
+
 @app.callback()
 def _root(
     show_version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                       help="Print the version and exit."),
+    log_level: str | None = typer.Option(
+        None, "--log-level", help="Log level for this run: " + ", ".join(_LEVELS)
+        + " (default: [log] level)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q",
+                               help="Log errors only (the same as --log-level error)"),
 ) -> None:
     """Turns e-mail from municipal staff into safe 2FA resets on the Forus platform."""
+    from reset_mailbot.cli.context import LOG_LEVEL_OVERRIDE, fail
+
+    if log_level is not None and log_level not in _LEVELS:
+        fail(f"--log-level {log_level!r}: one of {', '.join(_LEVELS)}")
+    LOG_LEVEL_OVERRIDE.clear()
+    if quiet or log_level:
+        LOG_LEVEL_OVERRIDE["level"] = "error" if quiet else str(log_level)
 
 
 def register(group: typer.Typer, name: str, command: Callable[..., Any]) -> None:

@@ -108,14 +108,19 @@ def _operator_message(exc: Exception) -> str | None:
     return None
 
 
+#: `--log-level` / `--quiet` before the command: wins over `[log] level` for this run
+LOG_LEVEL_OVERRIDE: dict[str, str] = {}
+
+
 def load_config(config_path: Path | None) -> Config:
-    """The configuration, with logging set up from its `[log]` section."""
+    """The configuration, with logging set up from its `[log]` section (or the command line's
+    `--log-level` / `--quiet`)."""
     from reset_mailbot.config import LogSettings
     from reset_mailbot.config import load_config as _load_config
     from reset_mailbot.logs import configure_logging
 
     config = _load_config(config_path)
-    configure_logging(config.get(LogSettings).level)
+    configure_logging(LOG_LEVEL_OVERRIDE.get("level") or config.get(LogSettings).level)
     return config
 
 
