@@ -32,7 +32,7 @@ def lines(proc: subprocess.CompletedProcess[str]) -> dict[str, str]:
     out = {}
     for line in proc.stdout.splitlines():
         status, _, rest = line.partition(" ")
-        assert status in {"PASS", "FAIL"}, line
+        assert status in {"PASS", "FAIL", "SKIP"}, line
         out[rest.partition(":")[0]] = line
     return out
 
@@ -72,6 +72,25 @@ def test_working_setup_passes_every_check(env: DaemonEnv) -> None:
         f"PASS dns: resolver answers via 127.0.0.1:{env.dns.port} (no DKIM key at "
         "selector1._domainkey.utrecht.nl, selector2._domainkey.utrecht.nl)"
     )
+
+
+def test_an_unreadable_password_file_is_one_failure(env: DaemonEnv) -> None:
+    """Reported once, by `config`; the checks that need [mailbox] say they were not tried."""
+    missing = env.tmp / "no-such-password"
+    config = env.tmp / "password-file.toml"
+    config.write_text("\n".join(
+        f'password_file = "{missing}"' if line.startswith("password = ") else line
+        for line in env.config_path.read_text().splitlines()))
+    proc = subprocess.run([*CLI, "doctor", "--config", str(config)], capture_output=True,
+                          text=True, check=False)
+    line = only_failure(proc)
+    assert line.startswith(f"FAIL config: {config}: [mailbox]: cannot read "
+                           f"password_file {missing}")
+    found = lines(proc)
+    assert found["imap login"] == (
+        "SKIP imap login: not tried: [mailbox] is invalid (see the config line)")
+    assert found["smtp"] == "SKIP smtp: not tried: [mailbox] is invalid (see the config line)"
+    assert str(missing) not in proc.stdout.replace(line, "")
 
 
 def test_wrong_imap_password(env: DaemonEnv) -> None:

@@ -10,6 +10,7 @@ folders when missing (exactly what `run` would do first).
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,10 +37,12 @@ class Check:
     ok: bool
     detail: str
     hint: str = ""
+    skipped: bool = False  # not tried: what it needs failed already (and was reported)
 
     def line(self) -> str:
         detail = " ".join(self.detail.split())
-        text = f"{'PASS' if self.ok else 'FAIL'} {self.name}: {detail}"
+        status = "SKIP" if self.skipped else ("PASS" if self.ok else "FAIL")
+        text = f"{status} {self.name}: {detail}"
         return text + (f" (fix: {self.hint})" if not self.ok and self.hint else "")
 
 
@@ -49,6 +52,15 @@ def passed(name: str, detail: str) -> Check:
 
 def failed(name: str, detail: str, hint: str) -> Check:
     return Check(name, False, detail, hint)
+
+
+def not_tried(name: str, problem: ConfigError) -> Check:
+    """A check that needs a section the `config` line already reported as invalid: one line
+    says so instead of repeating the same error under another name."""
+    found = re.search(r"\[(\w+)\]", str(problem))
+    section = f"[{found.group(1)}]" if found else "the configuration"
+    return Check(name, True, f"not tried: {section} is invalid (see the config line)",
+                 skipped=True)
 
 
 # ----------------------------------------------------------------------------- checks
@@ -94,7 +106,9 @@ def check_imap(config: Config) -> list[Check]:
 
     try:
         mailbox = bootstrap.build_mailbox(config)
-    except (ConfigError, ValueError) as exc:
+    except ConfigError as exc:
+        return [not_tried("imap login", exc)]
+    except ValueError as exc:
         return [failed("imap login", str(exc), "correct [mailbox]")]
     where = f"{mailbox.username} at {mailbox.host}:{mailbox.port} ({mailbox.security})"
     try:
@@ -137,7 +151,9 @@ def check_smtp(config: Config) -> Check:
     try:
         sender = bootstrap.build_smtp(config)
         config.get(SmtpSettings)
-    except (ConfigError, ValueError) as exc:
+    except ConfigError as exc:
+        return not_tried("smtp", exc)
+    except ValueError as exc:
         return failed("smtp", str(exc), "correct [smtp]")
     where = f"{sender.host}:{sender.port} ({sender.security})"
     try:
