@@ -20,6 +20,7 @@ from reset_mailbot.config import (
     ExecutorSettings,
     HaSettings,
     MetricsSettings,
+    OAuth2Settings,
     RepliesSettings,
     RetentionSettings,
     SlaSettings,
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from reset_mailbot.adapters.db.unit_of_work import Store
     from reset_mailbot.adapters.executors.base import Executor
     from reset_mailbot.adapters.imap import Mailbox
+    from reset_mailbot.adapters.oauth import ClientCredentialsTokens, TokenSource
     from reset_mailbot.adapters.smtp import SmtpSender
     from reset_mailbot.service.daemon import Daemon
     from reset_mailbot.service.inbox_policy import InboxPolicy
@@ -105,14 +107,36 @@ def build_read_only_store(database: str) -> Store:
     return Store.from_url(database, read_only=True)
 
 
-def build_mailbox(config: Config) -> Mailbox:
+def build_tokens(config: Config) -> ClientCredentialsTokens | None:
+    """The OAuth 2.0 token source of `[oauth2]` when `[mailbox] auth = "oauth2"`, else None.
+    Build it once per process: the poller and the IDLE watcher share its cached token."""
+    from reset_mailbot.adapters.oauth import ClientCredentialsTokens
+
+    if config.mailbox.auth != "oauth2":
+        return None
+    try:
+        oauth = config.get(OAuth2Settings).require()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    return ClientCredentialsTokens(str(oauth.token_url), str(oauth.client_id),
+                                   str(oauth.client_secret), oauth.scope,
+                                   timeout=oauth.timeout_seconds)
+
+
+def build_mailbox(config: Config, tokens: TokenSource | None = None) -> Mailbox:
+    """The IMAP adapter; with `[mailbox] auth = "oauth2"` it logs in with `tokens` (built here
+    when not given)."""
     from reset_mailbot.adapters.imap import Mailbox
 
     box = config.mailbox
+    if box.auth == "oauth2" and tokens is None:
+        tokens = build_tokens(config)
     return Mailbox(
         box.host, box.port, box.security, box.username or box.address, box.password or "",
         inbox=box.inbox, processed_folder=box.processed_folder,
         quarantine_folder=box.quarantine_folder, batch_size=box.batch_size,
+        tokens=tokens if box.auth == "oauth2" else None,
+        sasl=config.get(OAuth2Settings).sasl if box.auth == "oauth2" else "XOAUTH2",
     )
 
 
@@ -174,11 +198,12 @@ def build_daemon(config: Config) -> Daemon:
     ensure_schema(store.engine, auto_upgrade=config.get(DatabaseSettings).auto_upgrade)
     executor = config.get(ExecutorSettings)
     ha = config.get(HaSettings)
+    tokens = build_tokens(config)  # one token cache for the poller and the IDLE watcher
     return Daemon(DaemonParts(
         store=store,
         context=build_decision_context(config),
         policy=build_inbox_policy(config),
-        open_mailbox=lambda: build_mailbox(config),
+        open_mailbox=lambda: build_mailbox(config, tokens),
         smtp=build_smtp(config),
         executor=build_executor(config),
         executor_kind=executor.kind,

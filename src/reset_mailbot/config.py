@@ -16,6 +16,7 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -87,6 +88,7 @@ class MailboxSettings(_Section):
     poll_interval_seconds: float = Field(30.0, gt=0)
     idle: bool = True
     max_message_bytes: int = Field(25 * 1024 * 1024, gt=0)
+    auth: Literal["password", "oauth2"] = "password"  # oauth2: see [oauth2]
     batch_size: int = Field(50, ge=1, le=1000)
 
     @model_validator(mode="after")
@@ -95,6 +97,42 @@ class MailboxSettings(_Section):
             self.password = _read_secret(self.password_file, "password_file")
         if self.security == "none" and not is_loopback(self.host):
             raise ValueError("security = \"none\" is only allowed for a loopback host")
+        return self
+
+
+class OAuth2Settings(_Section):
+    """The OAuth 2.0 client the support mailbox logs in with (`[mailbox] auth = "oauth2"`).
+
+    `generic`: RFC 6749 client credentials at `token_url`, for any provider that issues tokens
+    to a confidential client (and for the tests). The `microsoft` and `google` providers of
+    issue #16 are not built yet."""
+
+    section: ClassVar[str] = "oauth2"
+    model_config = _section_config("oauth2")
+
+    provider: Literal["generic"] = "generic"
+    token_url: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+    client_secret_file: Path | None = None
+    scope: str | None = None
+    sasl: Literal["xoauth2", "oauthbearer"] = "xoauth2"
+    timeout_seconds: float = Field(10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _checks(self) -> OAuth2Settings:
+        if self.client_secret is None and self.client_secret_file is not None:
+            self.client_secret = _read_secret(self.client_secret_file, "client_secret_file")
+        return self
+
+    def require(self) -> OAuth2Settings:
+        """The settings a login needs, or ValueError naming the missing one."""
+        for key in ("token_url", "client_id", "client_secret"):
+            if not getattr(self, key):
+                raise ValueError(f"[oauth2] {key} is needed for auth = \"oauth2\"")
+        url = urlsplit(str(self.token_url))
+        if url.scheme != "https" and not (url.scheme == "http" and is_loopback(url.hostname or "")):
+            raise ValueError("[oauth2] token_url must be https:// (plain http only on loopback)")
         return self
 
 
@@ -293,6 +331,7 @@ SECTIONS: dict[str, type[_Section]] = {
     cls.section: cls
     for cls in (
         MailboxSettings,
+        OAuth2Settings,
         DnsSettings,
         RulesSettings,
         SmtpSettings,
@@ -310,7 +349,8 @@ SECTIONS: dict[str, type[_Section]] = {
 
 S = TypeVar("S", bound=_Section)
 
-_PATH_KEYS = {"password_file", "url_file", "token_file", "dir", "municipalities", "data_dir"}
+_PATH_KEYS = {"password_file", "url_file", "token_file", "client_secret_file", "dir",
+              "municipalities", "data_dir"}
 
 
 def _env_problem(exc: SettingsError, section: str) -> str:

@@ -69,7 +69,7 @@ protocols = imap lmtp
 listen = {host}
 ssl = no
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login{oauth_mechanisms}
 auth_failure_delay = 0
 postmaster_address = postmaster@forus.test
 default_internal_user = dovecot
@@ -84,7 +84,7 @@ mail_location = maildir:~/Maildir
 mailbox_idle_check_interval = 1 secs
 mail_max_userip_connections = 100
 
-passdb {{
+{oauth_passdb}passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {state}/users.d/%u
 }}
@@ -144,8 +144,12 @@ service lmtp {{
 class Dovecot:
     """One private Dovecot instance: start/stop, users, delivery and mailbox inspection."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, oauth2_introspection_url: str | None = None) -> None:
+        """`oauth2_introspection_url`: also accept XOAUTH2 and OAUTHBEARER logins, checked by
+        the oauth2 passdb against this RFC 7662 introspection endpoint (introspection_mode =
+        post), as Dovecot is set up in front of an OAuth provider."""
         self.state_dir = state_dir
+        self.oauth2_introspection_url = oauth2_introspection_url
         self.host = HOST
         self.imap_port = 0
         self.lmtp_port = 0
@@ -193,8 +197,24 @@ class Dovecot:
         self.imap_port, self.lmtp_port = free_port(), free_port()
         while self.lmtp_port == self.imap_port:
             self.lmtp_port = free_port()
+        oauth_mechanisms = oauth_passdb = ""
+        if self.oauth2_introspection_url:
+            ext = self.state_dir / "dovecot-oauth2.conf.ext"
+            ext.write_text(
+                "introspection_mode = post\n"
+                f"introspection_url = {self.oauth2_introspection_url}\n"
+                "force_introspection = yes\n"
+                "username_attribute = username\n"
+                "active_attribute = active\n"
+                "active_value = true\n"
+            )
+            oauth_mechanisms = " xoauth2 oauthbearer"
+            oauth_passdb = ("passdb {\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n"
+                            f"  args = {ext}\n}}\n")
         self.config_path.write_text(
             CONFIG_TEMPLATE.format(
+                oauth_mechanisms=oauth_mechanisms,
+                oauth_passdb=oauth_passdb,
                 instance=f"reset-mailbot-tests-{os.getpid()}",
                 state=self.state_dir,
                 host=self.host,

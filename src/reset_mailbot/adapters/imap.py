@@ -33,6 +33,7 @@ from typing import Literal
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
+from reset_mailbot.adapters.oauth import TokenError, TokenSource
 from reset_mailbot.domain.addresses import is_loopback
 
 Security = Literal["ssl", "starttls", "none"]
@@ -75,7 +76,11 @@ class Mailbox:
         batch_size: int = 50,
         timeout: float = 30.0,
         ssl_context: ssl.SSLContext | None = None,
+        tokens: TokenSource | None = None,
+        sasl: str = "XOAUTH2",
     ) -> None:
+        """`tokens`: log in with OAuth 2.0 (SASL `sasl`: XOAUTH2 or OAUTHBEARER) instead of
+        the password (issue #16)."""
         if security not in {"ssl", "starttls", "none"}:
             raise ValueError(f"security must be ssl, starttls or none, not {security!r}")
         if security == "none" and not is_loopback(host):
@@ -93,6 +98,10 @@ class Mailbox:
         self.batch_size = batch_size
         self.timeout = timeout
         self._ssl_context = ssl_context
+        self._tokens = tokens
+        if sasl.upper() not in {"XOAUTH2", "OAUTHBEARER"}:
+            raise ValueError(f"sasl must be XOAUTH2 or OAUTHBEARER, not {sasl!r}")
+        self.sasl = sasl.upper()
         self._client: IMAPClient | None = None
         self._idling = False
         self.capabilities: frozenset[str] = frozenset()
@@ -161,8 +170,38 @@ class Mailbox:
                         "in plain text"
                     )
                 client.starttls(context)
-            client.login(self.username, self._password)
+            if self._tokens is None:
+                client.login(self.username, self._password)
+            else:
+                self._oauth_login(client)
             self.capabilities = frozenset(c.decode().upper() for c in client.capabilities())
+
+    def _oauth_login(self, client: IMAPClient) -> None:
+        """SASL with a bearer token; a refused token is replaced once (revoked or expired
+        early), a second refusal is an authentication error saying where to look."""
+        tokens = self._tokens
+        assert tokens is not None
+        if f"AUTH={self.sasl}" not in {c.decode().upper() for c in client.capabilities()}:
+            raise MailboxAuthError(f"{self.host}:{self.port} does not offer AUTH={self.sasl}")
+        for attempt in (1, 2):
+            try:
+                token = tokens.token()
+            except TokenError as exc:
+                raise MailboxAuthError(f"no OAuth token: {exc}") from exc
+            try:
+                if self.sasl == "XOAUTH2":
+                    client.oauth2_login(self.username, token)
+                else:
+                    client.oauthbearer_login(self.username, token)
+                return
+            except LoginError as exc:
+                tokens.invalidate()
+                if attempt == 2:
+                    raise MailboxAuthError(
+                        f"{self.sasl} login refused twice with a fresh token: {exc} (the "
+                        "mailbox may not be granted to the app, or the scope is wrong)"
+                    ) from exc
+                # the connection is still usable after a refused AUTHENTICATE
 
     def close(self) -> None:
         """Log out (leaving IDLE first if needed); never raises."""

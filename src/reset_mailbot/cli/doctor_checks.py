@@ -101,25 +101,45 @@ def check_rules(config: Config) -> Check:
 
 
 def check_imap(config: Config) -> list[Check]:
-    """Login, then the inbox and the two folders the daemon moves messages to."""
     from reset_mailbot.adapters.imap import MailboxAuthError, MailboxError
+    from reset_mailbot.adapters.oauth import TokenError
 
+    checks: list[Check] = []
     try:
-        mailbox = bootstrap.build_mailbox(config)
+        tokens = bootstrap.build_tokens(config)
     except ConfigError as exc:
-        return [not_tried("imap login", exc)]
+        return [not_tried("imap login", exc)] if "[mailbox]" in str(exc) else [
+            failed("oauth2 token", str(exc), "set [oauth2] token_url, client_id and "
+                                              "client_secret (or client_secret_file)")]
+    if tokens is not None:  # the token first, then the SASL login: two causes, two lines
+        try:
+            tokens.token()
+        except TokenError as exc:
+            return [failed("oauth2 token", str(exc),
+                           "check [oauth2] client_id, client_secret and scope, and the app "
+                           "registration at the provider")]
+        checks.append(passed("oauth2 token", f"issued by {tokens.token_url} to client "
+                                              f"{tokens.client_id}"))
+    try:
+        mailbox = bootstrap.build_mailbox(config, tokens)
+    except ConfigError as exc:
+        return [*checks, not_tried("imap login", exc)]
     except ValueError as exc:
-        return [failed("imap login", str(exc), "correct [mailbox]")]
+        return [*checks, failed("imap login", str(exc), "correct [mailbox]")]
     where = f"{mailbox.username} at {mailbox.host}:{mailbox.port} ({mailbox.security})"
     try:
         mailbox.connect()
     except MailboxAuthError as exc:
-        return [failed("imap login", f"{where}: {exc}",
-                        "check [mailbox] username and password (or password_file)")]
+        hint = ("grant the app access to the mailbox ([mailbox] username) and check the "
+                "[oauth2] scope" if tokens is not None
+                else "check [mailbox] username and password (or password_file)")
+        return [*checks, failed("imap login", f"{where}: {exc}", hint)]
     except MailboxError as exc:
-        return [failed("imap login", f"{where}: {exc}",
-                        "is the IMAP server up? check [mailbox] host, port and security")]
-    checks = [passed("imap login", f"{where}, IDLE {'yes' if mailbox.has('IDLE') else 'no'}")]
+        return [*checks, failed("imap login", f"{where}: {exc}",
+                                "is the IMAP server up? check [mailbox] host, port and security")]
+    how = f", {mailbox.sasl}" if tokens is not None else ""
+    checks.append(passed("imap login",
+                         f"{where}{how}, IDLE {'yes' if mailbox.has('IDLE') else 'no'}"))
     try:
         try:
             mailbox.select_inbox()

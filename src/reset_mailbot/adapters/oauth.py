@@ -1,0 +1,119 @@
+"""OAuth 2.0 access tokens for IMAP and SMTP logins (issue #16, part: the `generic` provider).
+
+`ClientCredentialsTokens` asks a token endpoint for an access token with the client
+credentials grant (RFC 6749 4.4; client authentication with HTTP Basic, 2.3.1), keeps it until
+shortly before it expires and asks again; `invalidate()` drops it after the server refused it,
+so the next login fetches a fresh one (a token revoked or expired early is refreshed once, then
+the refusal is reported). Thread-safe: the poller and the IDLE watcher share one cache.
+
+The SASL strings the IMAP and SMTP adapters send are built here too (XOAUTH2, RFC 7628
+OAUTHBEARER), so both speak the same dialect.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from typing import Protocol
+
+#: a token is renewed this long before the expiry its endpoint announced
+REFRESH_MARGIN_SECONDS = 60.0
+
+
+class TokenError(Exception):
+    """No access token: the endpoint refused (wrong client, scope) or could not be reached."""
+
+
+class TokenSource(Protocol):
+    def token(self) -> str: ...
+
+    def invalidate(self) -> None: ...
+
+
+class ClientCredentialsTokens:
+    """Access tokens from `token_url` for one client (the support mailbox's app registration)."""
+
+    def __init__(
+        self, token_url: str, client_id: str, client_secret: str, scope: str | None = None,
+        *, timeout: float = 10.0, clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.token_url = token_url
+        self.client_id = client_id
+        self._secret = client_secret
+        self.scope = scope
+        self.timeout = timeout
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._token: str | None = None
+        self._valid_until = 0.0
+        self.fetched = 0  # how many tokens were asked for (tests, doctor)
+
+    def __repr__(self) -> str:  # never show the secret
+        return (f"ClientCredentialsTokens(token_url={self.token_url!r}, "
+                f"client_id={self.client_id!r})")
+
+    def token(self) -> str:
+        """A token that is valid for at least REFRESH_MARGIN_SECONDS more (fetched if not)."""
+        with self._lock:
+            if self._token is None or self._clock() >= self._valid_until:
+                self._token, lifetime = self._fetch()
+                margin = min(REFRESH_MARGIN_SECONDS, lifetime / 2)
+                self._valid_until = self._clock() + lifetime - margin
+            return self._token
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._token = None
+
+    def _fetch(self) -> tuple[str, float]:
+        form = {"grant_type": "client_credentials"}
+        if self.scope:
+            form["scope"] = self.scope
+        credentials = (f"{urllib.parse.quote(self.client_id, safe='')}:"
+                       f"{urllib.parse.quote(self._secret, safe='')}")
+        request = urllib.request.Request(
+            self.token_url, data=urllib.parse.urlencode(form).encode(), method="POST",
+            headers={"Content-Type": "application/x-www-form-urlencoded",
+                     "Accept": "application/json",
+                     "Authorization": "Basic " + base64.b64encode(credentials.encode()).decode()},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                answer = json.loads(response.read(64 * 1024))
+        except urllib.error.HTTPError as exc:
+            with exc:
+                body = exc.read(2048).decode("utf-8", "replace")
+            try:
+                error = json.loads(body).get("error", "") or body[:200]
+            except ValueError:
+                error = body[:200]
+            raise TokenError(f"token endpoint {self.token_url} answered {exc.code}: "
+                             f"{error}") from None
+        except (OSError, ValueError) as exc:
+            raise TokenError(f"token endpoint {self.token_url}: {type(exc).__name__}: "
+                             f"{exc}") from None
+        token = answer.get("access_token") if isinstance(answer, dict) else None
+        if not isinstance(token, str) or not token:
+            raise TokenError(f"token endpoint {self.token_url} sent no access_token")
+        self.fetched += 1
+        try:
+            lifetime = float(answer.get("expires_in", 3600))
+        except (TypeError, ValueError):
+            lifetime = 3600.0
+        return token, max(1.0, lifetime)
+
+
+def xoauth2(user: str, token: str) -> str:
+    """The XOAUTH2 initial client response (Google's and Microsoft's IMAP/SMTP dialect)."""
+    return f"user={user}\x01auth=Bearer {token}\x01\x01"
+
+
+def oauthbearer(user: str, token: str) -> str:
+    """The RFC 7628 OAUTHBEARER initial client response."""
+    return f"n,a={user},\x01auth=Bearer {token}\x01\x01"

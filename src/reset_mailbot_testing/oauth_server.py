@@ -1,0 +1,138 @@
+"""A small OAuth 2.0 authorization server for the tests (issue #16): real HTTP, real tokens.
+
+- `POST /token` (RFC 6749 4.4, client credentials; the client authenticates with HTTP Basic or
+  with `client_id`/`client_secret` in the form): a random bearer token for the client's mail
+  user, with `expires_in`;
+- `POST /introspect` (RFC 7662; what Dovecot's oauth2 passdb asks with
+  `introspection_mode = post`): `{"active": true, "username": ..., "scope": ...}` for a live
+  token, `{"active": false}` for an unknown, expired or revoked one.
+
+Tests revoke tokens, shorten their lifetime and read what was issued and asked.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Client:
+    secret: str
+    user: str  # the mailbox the client's tokens are for
+    scope: str = "mail"
+
+
+@dataclass
+class Issued:
+    token: str
+    client_id: str
+    user: str
+    scope: str
+    expires_at: float
+    revoked: bool = False
+
+
+@dataclass
+class OAuthServer:
+    """Start with `start()` (or as a context manager); `url` is its base URL."""
+
+    clients: dict[str, Client] = field(default_factory=dict)
+    lifetime_seconds: float = 3600.0
+    issued: list[Issued] = field(default_factory=list)
+    introspections: int = 0
+    _server: ThreadingHTTPServer | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self) -> OAuthServer:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, name="oauth-server",
+                         daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> OAuthServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "not started"
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def revoke_all(self) -> None:
+        with self._lock:
+            for issued in self.issued:
+                issued.revoked = True
+
+    # -- endpoints ------------------------------------------------------------------------------
+
+    def token(self, form: dict[str, str], authorization: str | None) -> tuple[int, dict[str, Any]]:
+        client_id, secret = form.get("client_id", ""), form.get("client_secret", "")
+        if authorization and authorization.lower().startswith("basic "):
+            decoded = base64.b64decode(authorization[6:]).decode()
+            client_id, _, secret = decoded.partition(":")
+            client_id, secret = urllib.parse.unquote(client_id), urllib.parse.unquote(secret)
+        if form.get("grant_type") != "client_credentials":
+            return 400, {"error": "unsupported_grant_type"}
+        client = self.clients.get(client_id)
+        if client is None or not secrets.compare_digest(client.secret, secret):
+            return 401, {"error": "invalid_client"}
+        scope = form.get("scope", client.scope)
+        if scope != client.scope:
+            return 400, {"error": "invalid_scope"}
+        issued = Issued(secrets.token_urlsafe(24), client_id, client.user, scope,
+                        time.time() + self.lifetime_seconds)
+        with self._lock:
+            self.issued.append(issued)
+        return 200, {"access_token": issued.token, "token_type": "Bearer",
+                     "expires_in": int(self.lifetime_seconds), "scope": scope}
+
+    def introspect(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        with self._lock:
+            self.introspections += 1
+            found = next((i for i in self.issued if i.token == form.get("token")), None)
+        if found is None or found.revoked or found.expires_at <= time.time():
+            return 200, {"active": False}
+        return 200, {"active": True, "username": found.user, "scope": found.scope,
+                     "client_id": found.client_id, "exp": int(found.expires_at)}
+
+
+def _handler(server: OAuthServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length).decode()
+            form = dict(urllib.parse.parse_qsl(body))
+            if self.path == "/token":
+                status, answer = server.token(form, self.headers.get("Authorization"))
+            elif self.path == "/introspect":
+                status, answer = server.introspect(form)
+            else:
+                status, answer = 404, {"error": "not_found"}
+            data = json.dumps(answer).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    return Handler

@@ -1,0 +1,161 @@
+"""IMAP login with OAuth 2.0 against a real Dovecot (issue #16, part): Dovecot's oauth2 passdb
+asks a real authorization server (reset_mailbot_testing.oauth_server) to introspect the bearer
+token our adapter got with the client credentials grant. XOAUTH2 and OAUTHBEARER, a revoked
+token, a token that expires, a wrong secret, a wrong scope and a token for another mailbox."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from reset_mailbot.adapters.imap import Mailbox, MailboxAuthError
+from reset_mailbot.adapters.oauth import ClientCredentialsTokens
+from reset_mailbot_testing.dovecot import Dovecot
+from reset_mailbot_testing.oauth_server import Client, OAuthServer
+from tests.harness.mail_fixtures import state_root
+
+pytestmark = pytest.mark.services
+
+USER = "support@forus.test"
+
+
+@pytest.fixture(scope="module")
+def oauth() -> Iterator[OAuthServer]:
+    server = OAuthServer(clients={
+        "reset-mailbot": Client("client-secret", USER, scope="imap"),
+        "other-app": Client("other-secret", "someone@forus.test", scope="imap"),
+    })
+    with server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def dovecot(oauth: OAuthServer) -> Iterator[Dovecot]:
+    root = state_root() / "imap-oauth"
+    server = Dovecot(root / "dovecot", oauth2_introspection_url=oauth.url + "/introspect")
+    server.start()
+    try:
+        server.add_user(USER, "a password nobody uses here")
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def tokens(oauth: OAuthServer, client: str = "reset-mailbot", secret: str = "client-secret",
+           scope: str = "imap") -> ClientCredentialsTokens:
+    return ClientCredentialsTokens(oauth.url + "/token", client, secret, scope)
+
+
+def mailbox(dovecot: Dovecot, source: ClientCredentialsTokens, sasl: str = "XOAUTH2") -> Mailbox:
+    return Mailbox(dovecot.host, dovecot.imap_port, "none", USER, "", tokens=source, sasl=sasl,
+                   timeout=10)
+
+
+@pytest.mark.parametrize("sasl", ["XOAUTH2", "OAUTHBEARER"])
+def test_login_with_a_bearer_token_and_one_token_for_many_logins(
+    dovecot: Dovecot, oauth: OAuthServer, sasl: str
+) -> None:
+    source = tokens(oauth)
+    dovecot.deliver(b"From: a@utrecht.nl\r\nSubject: x\r\n\r\nhallo\r\n", rcpt=USER)
+    asked = oauth.introspections
+    for _ in range(2):
+        box = mailbox(dovecot, source, sasl)
+        box.connect()
+        try:
+            box.select_inbox()
+            assert box.list_uids_with_sizes()
+        finally:
+            box.close()
+    assert source.fetched == 1  # cached between logins
+    assert oauth.introspections == asked + 2  # Dovecot checked the token at each login
+
+
+def test_a_revoked_token_is_replaced_once(dovecot: Dovecot, oauth: OAuthServer) -> None:
+    source = tokens(oauth)
+    source.token()
+    oauth.revoke_all()  # the cached token is dead; the server does not say so in advance
+    box = mailbox(dovecot, source)
+    box.connect()
+    box.close()
+    assert source.fetched == 2
+
+
+def test_an_expired_token_is_renewed_before_the_next_login(
+    dovecot: Dovecot, oauth: OAuthServer
+) -> None:
+    oauth.lifetime_seconds = 2.0
+    try:
+        source = tokens(oauth)
+        box = mailbox(dovecot, source)
+        box.connect()
+        box.close()
+        time.sleep(2.1)  # renewed a second before expiry (half the lifetime, here)
+        box.connect()
+        box.close()
+        assert source.fetched == 2
+    finally:
+        oauth.lifetime_seconds = 3600.0
+
+
+@pytest.mark.parametrize(("client", "secret", "scope", "says"), [
+    ("reset-mailbot", "wrong", "imap", "answered 401: invalid_client"),
+    ("reset-mailbot", "client-secret", "mail.send", "answered 400: invalid_scope"),
+])
+def test_no_token_is_an_authentication_error(
+    dovecot: Dovecot, oauth: OAuthServer, client: str, secret: str, scope: str, says: str
+) -> None:
+    box = mailbox(dovecot, tokens(oauth, client, secret, scope))
+    with pytest.raises(MailboxAuthError, match=f"no OAuth token: .*{says}"):
+        box.connect()
+    assert not box.connected
+
+
+def test_a_token_for_another_mailbox_is_refused_twice(
+    dovecot: Dovecot, oauth: OAuthServer
+) -> None:
+    source = tokens(oauth, "other-app", "other-secret")
+    box = mailbox(dovecot, source)
+    with pytest.raises(MailboxAuthError, match="refused twice with a fresh token"):
+        box.connect()
+    assert source.fetched == 2
+
+
+def test_the_configuration_and_doctor_log_in_with_oauth(
+    dovecot: Dovecot, oauth: OAuthServer, tmp_path: object
+) -> None:
+    """`[mailbox] auth = "oauth2"` + `[oauth2]`: bootstrap builds the adapter, and doctor
+    checks the token and the SASL login on separate lines."""
+    from pathlib import Path
+
+    from reset_mailbot import bootstrap
+    from reset_mailbot.cli.doctor_checks import check_imap
+    from reset_mailbot.config import load_config
+
+    folder = Path(str(tmp_path))
+    (folder / "secret").write_text("client-secret\n")
+    path = folder / "c.toml"
+    head = (f'[mailbox]\naddress = "{USER}"\nhost = "127.0.0.1"\nport = {dovecot.imap_port}\n'
+            'security = "none"\nauth = "oauth2"\n')
+    path.write_text(head + f'[oauth2]\ntoken_url = "{oauth.url}/token"\n'
+                    'client_id = "reset-mailbot"\nclient_secret_file = "secret"\nscope = "imap"\n'
+                    'sasl = "oauthbearer"\n')
+    config = load_config(path)
+    box = bootstrap.build_mailbox(config)
+    box.connect()
+    assert box.sasl == "OAUTHBEARER"
+    box.close()
+    lines = [c.line() for c in check_imap(config)]
+    assert lines[0] == (f"PASS oauth2 token: issued by {oauth.url}/token to client "
+                        "reset-mailbot")
+    assert lines[1].startswith(f"PASS imap login: {USER} at 127.0.0.1:{dovecot.imap_port} "
+                               "(none), OAUTHBEARER, IDLE yes")
+    (folder / "secret").write_text("wrong\n")
+    [line] = [c.line() for c in check_imap(load_config(path))]
+    assert line.startswith("FAIL oauth2 token: token endpoint") and "invalid_client" in line
+    path.write_text(head + "[oauth2]\n")
+    [line] = [c.line() for c in check_imap(load_config(path))]
+    assert line.startswith('FAIL oauth2 token: [oauth2] token_url is needed for auth = "oauth2"')
