@@ -108,11 +108,12 @@ def build_read_only_store(database: str) -> Store:
 
 
 def build_tokens(config: Config) -> ClientCredentialsTokens | None:
-    """The OAuth 2.0 token source of `[oauth2]` when `[mailbox] auth = "oauth2"`, else None.
-    Build it once per process: the poller and the IDLE watcher share its cached token."""
+    """The OAuth 2.0 token source of `[oauth2]` when `[mailbox]` or `[smtp]` has
+    `auth = "oauth2"`, else None. Build it once per process: the poller, the IDLE watcher and
+    the SMTP sender share its cached token."""
     from reset_mailbot.adapters.oauth import ClientCredentialsTokens
 
-    if config.mailbox.auth != "oauth2":
+    if config.mailbox.auth != "oauth2" and config.get(SmtpSettings).auth != "oauth2":
         return None
     try:
         oauth = config.get(OAuth2Settings).require()
@@ -140,10 +141,18 @@ def build_mailbox(config: Config, tokens: TokenSource | None = None) -> Mailbox:
     )
 
 
-def build_smtp(config: Config) -> SmtpSender:
+def build_smtp(config: Config, tokens: TokenSource | None = None) -> SmtpSender:
+    """The SMTP adapter; with `[smtp] auth = "oauth2"` it authenticates with `tokens` (built
+    here when not given) as `[smtp] username`, else the support address."""
     from reset_mailbot.adapters.smtp import SmtpSender
 
     smtp = config.get(SmtpSettings)
+    if smtp.auth == "oauth2":
+        return SmtpSender(
+            smtp.host, smtp.port, smtp.security, smtp.username or config.mailbox.address,
+            None, timeout=smtp.timeout_seconds, from_address=config.mailbox.address,
+            tokens=tokens or build_tokens(config), sasl=config.get(OAuth2Settings).sasl,
+        )
     return SmtpSender(
         smtp.host, smtp.port, smtp.security, smtp.username, smtp.password,
         timeout=smtp.timeout_seconds, from_address=config.mailbox.address,
@@ -204,7 +213,7 @@ def build_daemon(config: Config) -> Daemon:
         context=build_decision_context(config),
         policy=build_inbox_policy(config),
         open_mailbox=lambda: build_mailbox(config, tokens),
-        smtp=build_smtp(config),
+        smtp=build_smtp(config, tokens),
         executor=build_executor(config),
         executor_kind=executor.kind,
         max_attempts=executor.max_attempts,

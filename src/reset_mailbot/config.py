@@ -175,6 +175,8 @@ class SmtpSettings(_Section):
     password_file: Path | None = None
     timeout_seconds: float = Field(30.0, gt=0)
     max_attempts: int = Field(20, ge=1)
+    # oauth2: AUTH with a token of [oauth2] for `username` (default: [mailbox] address)
+    auth: Literal["password", "oauth2"] = "password"
 
     @model_validator(mode="after")
     def _checks(self) -> SmtpSettings:

@@ -4,12 +4,14 @@ stage or demand AUTH, so delivery failures are tested against a real socket."""
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import os
 import smtplib
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +36,39 @@ class SinkHandler:
         return f"{code} 5.7.1 Refused (test sink)"
 
     def _auth_missing(self, session: Session) -> str | None:
-        if self.sink.auth_credentials is not None and not session.authenticated:
+        demanded = self.sink.auth_credentials is not None or self.sink.bearer is not None
+        if demanded and not session.authenticated:
             return "530 5.7.0 Authentication required"
         return None
+
+    async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:
+        """SASL XOAUTH2 (Google's and Microsoft's dialect): "user=U^Aauth=Bearer T^A^A"."""
+        return await self._bearer(server, args, "user=", "\x01")
+
+    async def auth_OAUTHBEARER(self, server: SMTP, args: list[str]) -> AuthResult:
+        """RFC 7628: "n,a=U,^Aauth=Bearer T^A^A"."""
+        return await self._bearer(server, args, "n,a=", ",")
+
+    async def _bearer(self, server: SMTP, args: list[str], prefix: str, end: str) -> AuthResult:
+        check = self.sink.bearer
+        if check is None:
+            return AuthResult(success=False, handled=False)
+        if len(args) == 1:
+            data = await server.challenge_auth("")
+            if not isinstance(data, bytes):
+                return AuthResult(success=False, handled=False)
+        else:
+            try:
+                data = base64.b64decode(args[1].encode(), validate=True)
+            except ValueError:
+                return AuthResult(success=False, handled=False)
+        text = data.decode("utf-8", "replace")
+        user = text.removeprefix(prefix).split(end, 1)[0] if text.startswith(prefix) else ""
+        token = next((part.removeprefix("auth=Bearer ") for part in text.split("\x01")
+                      if part.startswith("auth=Bearer ")), "")
+        if user and token and check(user, token):
+            return AuthResult(success=True, auth_data=LoginPassword(user.encode(), b""))
+        return AuthResult(success=False, handled=False)
 
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str,
@@ -124,6 +156,8 @@ class SmtpSink:
         self.refuse: int | None = None
         self.refuse_at = "RCPT"
         self.auth_credentials: tuple[str, str] | None = None
+        #: (user, bearer token) -> accepted: demands AUTH XOAUTH2 / OAUTHBEARER (issue #16)
+        self.bearer: Callable[[str, str], bool] | None = None
         self._counter = itertools.count(1)
         self._lock = threading.Lock()
         self._controller: _SinkController | None = None
@@ -190,6 +224,7 @@ class SmtpSink:
         self.refuse = None
         self.refuse_at = "RCPT"
         self.auth_credentials = None
+        self.bearer = None
         self.clear()
 
     def send(self, raw: bytes, mail_from: str, rcpt_tos: list[str]) -> None:

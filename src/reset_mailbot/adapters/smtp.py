@@ -26,6 +26,7 @@ import ssl
 from types import TracebackType
 from typing import Literal
 
+from reset_mailbot.adapters.oauth import TokenError, TokenSource, oauthbearer, xoauth2
 from reset_mailbot.domain.addresses import is_loopback
 
 Security = Literal["ssl", "starttls", "none"]
@@ -87,13 +88,23 @@ class SmtpSender:
         *,
         ssl_context: ssl.SSLContext | None = None,
         local_hostname: str | None = None,
+        tokens: TokenSource | None = None,
+        sasl: str = "XOAUTH2",
     ) -> None:
+        """`tokens`: authenticate as `username` with an OAuth 2.0 access token (SASL `sasl`:
+        XOAUTH2 or OAUTHBEARER) instead of a password (issue #16)."""
         if security not in {"ssl", "starttls", "none"}:
             raise ValueError(f"security must be ssl, starttls or none, not {security!r}")
         if security == "none" and not is_loopback(host):
             raise ValueError('security = "none" is only allowed for a loopback host')
-        if (username is None) != (password is None):
+        if tokens is None and (username is None) != (password is None):
             raise ValueError("give both username and password, or neither")
+        if tokens is not None and not username:
+            raise ValueError("OAuth needs the username the token is for")
+        if sasl.upper() not in {"XOAUTH2", "OAUTHBEARER"}:
+            raise ValueError(f"sasl must be XOAUTH2 or OAUTHBEARER, not {sasl!r}")
+        self._tokens = tokens
+        self.sasl = sasl.upper()
         self.host = host
         self.port = port
         self.security = security
@@ -142,7 +153,9 @@ class SmtpSender:
                     )
                 conn.starttls(context=self._context())
                 conn.ehlo()
-            if self.username is not None and self._password is not None:
+            if self._tokens is not None:
+                self._oauth_login(conn)
+            elif self.username is not None and self._password is not None:
                 conn.login(self.username, self._password)
             return conn
         except BaseException as exc:
@@ -151,6 +164,34 @@ class SmtpSender:
             if isinstance(exc, SmtpError):
                 raise
             raise _translate(exc, f"{self.host}:{self.port}") from exc
+
+    def _oauth_login(self, conn: smtplib.SMTP) -> None:
+        """AUTH with a bearer token; a refused token is replaced once, then the refusal is a
+        configuration error (the mailbox may not be granted to the app)."""
+        tokens, user = self._tokens, str(self.username)
+        assert tokens is not None
+        offered = (conn.esmtp_features.get("auth") or "").upper().split()
+        if self.sasl not in offered:
+            raise SmtpConfigurationError(f"{self.host}:{self.port} does not offer AUTH "
+                                         f"{self.sasl}")
+        build = xoauth2 if self.sasl == "XOAUTH2" else oauthbearer
+        for attempt in (1, 2):
+            try:
+                initial = build(user, tokens.token())
+            except TokenError as exc:
+                raise SmtpConfigurationError(f"no OAuth token: {exc}") from exc
+            try:
+                # a refusal may come as a 334 challenge (an error document): answer it empty
+                conn.auth(self.sasl, lambda challenge=None, first=initial: (
+                    first if challenge is None else ""), initial_response_ok=True)
+                return
+            except smtplib.SMTPAuthenticationError as exc:
+                tokens.invalidate()
+                if attempt == 2:
+                    raise SmtpConfigurationError(
+                        f"{self.host}:{self.port} refused {self.sasl} twice with a fresh "
+                        f"token: {_reply_text(exc.smtp_code, exc.smtp_error)}",
+                        exc.smtp_code) from exc
 
     def open(self) -> None:
         """Keep one connection for several `send` calls until `close()`."""

@@ -179,12 +179,15 @@ def check_smtp(config: Config) -> Check:
     try:
         detail = sender.probe()
     except SmtpConfigurationError as exc:
-        return failed("smtp", f"{where}: {exc}",
-                       "check [smtp] username/password and security (starttls, ssl)")
+        hint = ("check [oauth2] and that the app may send as [smtp] username"
+                if config.get(SmtpSettings).auth == "oauth2"
+                else "check [smtp] username/password and security (starttls, ssl)")
+        return failed("smtp", f"{where}: {exc}", hint)
     except SmtpError as exc:
         return failed("smtp", f"{where}: {exc}",
                        "is the SMTP server up? check [smtp] host, port and security")
-    auth = "with AUTH" if sender.username else "without AUTH"
+    auth = (f"with AUTH {sender.sasl}" if config.get(SmtpSettings).auth == "oauth2"
+            else "with AUTH" if sender.username else "without AUTH")
     return passed("smtp", f"{detail}, {auth}")
 
 
