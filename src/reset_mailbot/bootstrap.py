@@ -39,7 +39,11 @@ if TYPE_CHECKING:
     from reset_mailbot.adapters.db.unit_of_work import Store
     from reset_mailbot.adapters.executors.base import Executor
     from reset_mailbot.adapters.imap import Mailbox
-    from reset_mailbot.adapters.oauth import ClientCredentialsTokens, TokenSource
+    from reset_mailbot.adapters.oauth import (
+        ClientCredentialsTokens,
+        MicrosoftTokens,
+        TokenSource,
+    )
     from reset_mailbot.adapters.smtp import SmtpSender
     from reset_mailbot.service.daemon import Daemon
     from reset_mailbot.service.inbox_policy import InboxPolicy
@@ -107,11 +111,11 @@ def build_read_only_store(database: str) -> Store:
     return Store.from_url(database, read_only=True)
 
 
-def build_tokens(config: Config) -> ClientCredentialsTokens | None:
+def build_tokens(config: Config) -> ClientCredentialsTokens | MicrosoftTokens | None:
     """The OAuth 2.0 token source of `[oauth2]` when `[mailbox]` or `[smtp]` has
     `auth = "oauth2"`, else None. Build it once per process: the poller, the IDLE watcher and
     the SMTP sender share its cached token."""
-    from reset_mailbot.adapters.oauth import ClientCredentialsTokens
+    from reset_mailbot.adapters.oauth import ClientCredentialsTokens, MicrosoftTokens
 
     if config.mailbox.auth != "oauth2" and config.get(SmtpSettings).auth != "oauth2":
         return None
@@ -119,6 +123,11 @@ def build_tokens(config: Config) -> ClientCredentialsTokens | None:
         oauth = config.get(OAuth2Settings).require()
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
+    if oauth.provider == "microsoft":
+        return MicrosoftTokens(
+            str(oauth.tenant_id), str(oauth.client_id), str(oauth.client_secret),
+            oauth.scope or "https://outlook.office365.com/.default",
+            authority_host=oauth.authority_host, timeout=oauth.timeout_seconds)
     return ClientCredentialsTokens(str(oauth.token_url), str(oauth.client_id),
                                    str(oauth.client_secret), oauth.scope,
                                    timeout=oauth.timeout_seconds)

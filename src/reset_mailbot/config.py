@@ -103,15 +103,18 @@ class MailboxSettings(_Section):
 class OAuth2Settings(_Section):
     """The OAuth 2.0 client the support mailbox logs in with (`[mailbox] auth = "oauth2"`).
 
-    `generic`: RFC 6749 client credentials at `token_url`, for any provider that issues tokens
-    to a confidential client (and for the tests). The `microsoft` and `google` providers of
-    issue #16 are not built yet."""
+    `microsoft`: an Entra ID app registration (tenant_id, client_id, client secret), tokens
+    from msal, scope https://outlook.office365.com/.default by default. `generic`: RFC 6749
+    client credentials at `token_url`, for any provider that issues tokens to a confidential
+    client. The `google` provider of issue #16 is not built yet."""
 
     section: ClassVar[str] = "oauth2"
     model_config = _section_config("oauth2")
 
-    provider: Literal["generic"] = "generic"
-    token_url: str | None = None
+    provider: Literal["generic", "microsoft"] = "generic"
+    token_url: str | None = None  # generic
+    tenant_id: str | None = None  # microsoft: the directory (tenant) id
+    authority_host: str = "https://login.microsoftonline.com"  # microsoft: national clouds
     client_id: str | None = None
     client_secret: str | None = None
     client_secret_file: Path | None = None
@@ -127,9 +130,16 @@ class OAuth2Settings(_Section):
 
     def require(self) -> OAuth2Settings:
         """The settings a login needs, or ValueError naming the missing one."""
-        for key in ("token_url", "client_id", "client_secret"):
+        needed = ("tenant_id" if self.provider == "microsoft" else "token_url",
+                  "client_id", "client_secret")
+        for key in needed:
             if not getattr(self, key):
-                raise ValueError(f"[oauth2] {key} is needed for auth = \"oauth2\"")
+                raise ValueError(f"[oauth2] {key} is needed for auth = \"oauth2\" "
+                                 f"(provider {self.provider})")
+        if self.provider == "microsoft":
+            if not self.authority_host.startswith("https://"):
+                raise ValueError("[oauth2] authority_host must be https://")
+            return self
         url = urlsplit(str(self.token_url))
         if url.scheme != "https" and not (url.scheme == "http" and is_loopback(url.hostname or "")):
             raise ValueError("[oauth2] token_url must be https:// (plain http only on loopback)")

@@ -144,12 +144,14 @@ service lmtp {{
 class Dovecot:
     """One private Dovecot instance: start/stop, users, delivery and mailbox inspection."""
 
-    def __init__(self, state_dir: Path, oauth2_introspection_url: str | None = None) -> None:
+    def __init__(self, state_dir: Path, oauth2_introspection_url: str | None = None,
+                 oauth2_ca_file: Path | None = None) -> None:
         """`oauth2_introspection_url`: also accept XOAUTH2 and OAUTHBEARER logins, checked by
         the oauth2 passdb against this RFC 7662 introspection endpoint (introspection_mode =
         post), as Dovecot is set up in front of an OAuth provider."""
         self.state_dir = state_dir
         self.oauth2_introspection_url = oauth2_introspection_url
+        self.oauth2_ca_file = oauth2_ca_file  # the CA of an https introspection endpoint
         self.host = HOST
         self.imap_port = 0
         self.lmtp_port = 0
@@ -207,6 +209,7 @@ class Dovecot:
                 "username_attribute = username\n"
                 "active_attribute = active\n"
                 "active_value = true\n"
+                + (f"tls_ca_cert_file = {self.oauth2_ca_file}\n" if self.oauth2_ca_file else "")
             )
             oauth_mechanisms = " xoauth2 oauthbearer"
             oauth_passdb = ("passdb {\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n"

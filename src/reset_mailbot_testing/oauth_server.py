@@ -5,7 +5,10 @@
   user, with `expires_in`;
 - `POST /introspect` (RFC 7662; what Dovecot's oauth2 passdb asks with
   `introspection_mode = post`): `{"active": true, "username": ..., "scope": ...}` for a live
-  token, `{"active": false}` for an unknown, expired or revoked one.
+  token, `{"active": false}` for an unknown, expired or revoked one;
+- the Microsoft identity platform's shape, for msal: `GET /<tenant>/v2.0/.well-known/
+  openid-configuration` and `POST /<tenant>/oauth2/v2.0/token` (msal wants https: start it
+  with `tls=(certificate, key)`).
 
 Tests revoke tokens, shorten their lifetime and read what was issued and asked.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import ssl
 import threading
 import time
 import urllib.parse
@@ -48,12 +52,17 @@ class OAuthServer:
     lifetime_seconds: float = 3600.0
     issued: list[Issued] = field(default_factory=list)
     introspections: int = 0
+    tls: tuple[str, str] | None = None  # (certificate file, key file): serve https
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> OAuthServer:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
+        if self.tls is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(*self.tls)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         threading.Thread(target=self._server.serve_forever, name="oauth-server",
                          daemon=True).start()
         return self
@@ -73,7 +82,15 @@ class OAuthServer:
     @property
     def url(self) -> str:
         assert self._server is not None, "not started"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
+
+    def discovery(self, tenant: str) -> dict[str, Any]:
+        base = f"{self.url}/{tenant}"
+        return {"issuer": f"{base}/v2.0", "token_endpoint": f"{base}/oauth2/v2.0/token",
+                "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+                "token_endpoint_auth_methods_supported": ["client_secret_post",
+                                                          "client_secret_basic"]}
 
     def revoke_all(self) -> None:
         with self._lock:
@@ -115,22 +132,32 @@ class OAuthServer:
 
 def _handler(server: OAuthServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length).decode()
-            form = dict(urllib.parse.parse_qsl(body))
-            if self.path == "/token":
-                status, answer = server.token(form, self.headers.get("Authorization"))
-            elif self.path == "/introspect":
-                status, answer = server.introspect(form)
+        def do_GET(self) -> None:
+            parts = self.path.split("?", 1)[0].strip("/").split("/")
+            if parts[1:] == ["v2.0", ".well-known", "openid-configuration"]:
+                self._answer(200, server.discovery(parts[0]))
             else:
-                status, answer = 404, {"error": "not_found"}
+                self._answer(404, {"error": "not_found"})
+
+        def _answer(self, status: int, answer: dict[str, Any]) -> None:
             data = json.dumps(answer).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length).decode()
+            form = dict(urllib.parse.parse_qsl(body))
+            if self.path == "/token" or self.path.endswith("/oauth2/v2.0/token"):
+                status, answer = server.token(form, self.headers.get("Authorization"))
+            elif self.path == "/introspect":
+                status, answer = server.introspect(form)
+            else:
+                status, answer = 404, {"error": "not_found"}
+            self._answer(status, answer)
 
         def log_message(self, format: str, *args: Any) -> None:
             pass

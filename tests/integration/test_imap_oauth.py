@@ -159,3 +159,64 @@ def test_the_configuration_and_doctor_log_in_with_oauth(
     path.write_text(head + "[oauth2]\n")
     [line] = [c.line() for c in check_imap(load_config(path))]
     assert line.startswith('FAIL oauth2 token: [oauth2] token_url is needed for auth = "oauth2"')
+
+
+# --- provider "microsoft": msal against an https authority shaped like Entra ID -------------
+
+TENANT = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+OUTLOOK = "https://outlook.office365.com/.default"
+
+
+@pytest.fixture(scope="module")
+def entra() -> Iterator[tuple[OAuthServer, Dovecot, str]]:
+    """An https authorization server (self-signed; trusted through REQUESTS_CA_BUNDLE, as an
+    operator behind a corporate CA would) and a Dovecot introspecting its tokens over https."""
+    import os
+    import subprocess
+
+    root = state_root() / "imap-entra"
+    root.mkdir(parents=True, mode=0o755, exist_ok=True)
+    os.chmod(root, 0o755)
+    cert, key = root / "cert.pem", root / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    os.chmod(cert, 0o644)
+    server = OAuthServer(clients={"app-id": Client("app-secret", USER, scope=OUTLOOK)},
+                         tls=(str(cert), str(key)))
+    with server:
+        dovecot = Dovecot(root / "dovecot", oauth2_introspection_url=server.url + "/introspect",
+                          oauth2_ca_file=cert)
+        dovecot.start()
+        try:
+            dovecot.add_user(USER, "unused")
+            yield server, dovecot, str(cert)
+        finally:
+            dovecot.stop()
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def test_microsoft_provider_logs_in_with_an_msal_token(
+    entra: tuple[OAuthServer, Dovecot, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reset_mailbot.adapters.oauth import MicrosoftTokens
+
+    server, dovecot, ca = entra
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", ca)
+    source = MicrosoftTokens(TENANT, "app-id", "app-secret", authority_host=server.url)
+    for _ in range(2):
+        box = Mailbox(dovecot.host, dovecot.imap_port, "none", USER, "", tokens=source,
+                      timeout=10)
+        box.connect()
+        box.select_inbox()
+        box.close()
+    assert source.fetched == 1  # msal's cache served the second login
+    server.revoke_all()
+    box = Mailbox(dovecot.host, dovecot.imap_port, "none", USER, "", tokens=source, timeout=10)
+    box.connect()  # refused once, a fresh token from a fresh cache
+    box.close()
+    assert source.fetched == 2
+    wrong = MicrosoftTokens(TENANT, "app-id", "not-the-secret", authority_host=server.url)
+    with pytest.raises(MailboxAuthError, match="refused client app-id: invalid_client"):
+        Mailbox(dovecot.host, dovecot.imap_port, "none", USER, "", tokens=wrong,
+                timeout=10).connect()

@@ -216,3 +216,28 @@ def test_db_upgrade_without_any_configuration_creates_nothing(tmp_path: Path) ->
                           cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "state" / "reset-mailbot.sqlite3").is_file()
+
+
+def test_oauth2_providers_name_what_they_need(tmp_path: Path) -> None:
+    from reset_mailbot import bootstrap
+    from reset_mailbot.adapters.oauth import MicrosoftTokens
+
+    head = '[mailbox]\naddress = "support@forus.io"\nauth = "oauth2"\n'
+    config = load_config(write(tmp_path, head + '[oauth2]\nprovider = "microsoft"\n'
+                               'tenant_id = "t-1"\nclient_id = "app"\n'
+                               'client_secret = "hunter2-secret"\n'))
+    tokens = bootstrap.build_tokens(config)
+    assert isinstance(tokens, MicrosoftTokens)
+    assert tokens.token_url == "https://login.microsoftonline.com/t-1"
+    assert tokens.scope == "https://outlook.office365.com/.default"
+    assert "hunter2" not in repr(tokens)  # no secret in logs
+    missing = load_config(write(tmp_path, head + '[oauth2]\nprovider = "microsoft"\n'
+                                'client_id = "app"\nclient_secret = "s"\n', "b.toml"))
+    with pytest.raises(ConfigError, match="tenant_id is needed"):
+        bootstrap.build_tokens(missing)
+    generic = load_config(write(tmp_path, head + '[oauth2]\ntoken_url = "http://idp.example/t"'
+                                '\nclient_id = "app"\nclient_secret = "s"\n', "c.toml"))
+    with pytest.raises(ConfigError, match="must be https://"):
+        bootstrap.build_tokens(generic)
+    plain = load_config(write(tmp_path, '[mailbox]\naddress = "support@forus.io"\n', "d.toml"))
+    assert bootstrap.build_tokens(plain) is None

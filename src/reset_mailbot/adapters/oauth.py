@@ -1,10 +1,12 @@
-"""OAuth 2.0 access tokens for IMAP and SMTP logins (issue #16, part: the `generic` provider).
+"""OAuth 2.0 access tokens for IMAP and SMTP logins (issue #16: `generic` and `microsoft`).
 
-`ClientCredentialsTokens` asks a token endpoint for an access token with the client
-credentials grant (RFC 6749 4.4; client authentication with HTTP Basic, 2.3.1), keeps it until
-shortly before it expires and asks again; `invalidate()` drops it after the server refused it,
-so the next login fetches a fresh one (a token revoked or expired early is refreshed once, then
-the refusal is reported). Thread-safe: the poller and the IDLE watcher share one cache.
+`MicrosoftTokens` gets them from the Microsoft identity platform with msal (the app's client
+credentials; Exchange Online grants the app the mailbox). `ClientCredentialsTokens` asks any
+other token endpoint with the client credentials grant (RFC 6749 4.4; client authentication
+with HTTP Basic, 2.3.1). Both keep a token until shortly before it expires; `invalidate()`
+drops it after a server refused it, so the next login fetches a fresh one (a token revoked or
+expired early is replaced once, then the refusal is reported). Thread-safe: the poller, the
+IDLE watcher and the SMTP sender share one source.
 
 The SASL strings the IMAP and SMTP adapters send are built here too (XOAUTH2, RFC 7628
 OAUTHBEARER), so both speak the same dialect.
@@ -107,6 +109,69 @@ class ClientCredentialsTokens:
         except (TypeError, ValueError):
             lifetime = 3600.0
         return token, max(1.0, lifetime)
+
+
+#: where Microsoft Entra ID issues tokens (national clouds have their own hosts)
+MICROSOFT_AUTHORITY_HOST = "https://login.microsoftonline.com"
+
+
+class MicrosoftTokens:
+    """Tokens for an Entra ID app registration (client credentials), from msal: msal does the
+    tenant discovery and caches each token until shortly before it expires; `invalidate()`
+    starts from an empty cache so the next login gets a fresh one."""
+
+    def __init__(
+        self, tenant_id: str, client_id: str, client_secret: str,
+        scope: str = "https://outlook.office365.com/.default", *,
+        authority_host: str = MICROSOFT_AUTHORITY_HOST, timeout: float = 10.0,
+    ) -> None:
+        self.token_url = f"{authority_host.rstrip('/')}/{tenant_id}"  # the authority
+        self.client_id = client_id
+        self._secret = client_secret
+        self.scope = scope
+        self.timeout = timeout
+        self._known_host = authority_host.rstrip("/") == MICROSOFT_AUTHORITY_HOST
+        self._lock = threading.Lock()
+        self._app: object | None = None
+        self.fetched = 0
+
+    def __repr__(self) -> str:  # never show the secret
+        return f"MicrosoftTokens(authority={self.token_url!r}, client_id={self.client_id!r})"
+
+    def token(self) -> str:
+        import msal
+
+        with self._lock:
+            if self._app is None:
+                self._app = msal.ConfidentialClientApplication(
+                    self.client_id, client_credential=self._secret, authority=self.token_url,
+                    timeout=self.timeout,
+                    # another authority host (a national cloud, the tests) is one the
+                    # operator named: msal need not ask Microsoft whether it exists
+                    validate_authority=self._known_host,
+                    instance_discovery=None if self._known_host else False,
+                )
+            app: msal.ConfidentialClientApplication = self._app  # type: ignore[assignment]
+            try:
+                result = app.acquire_token_for_client(scopes=[self.scope])
+            except Exception as exc:  # msal raises requests' and its own errors
+                self._app = None
+                raise TokenError(f"{self.token_url}: {type(exc).__name__}: "
+                                 f"{str(exc)[:300]}") from None
+        token = result.get("access_token") if isinstance(result, dict) else None
+        if not isinstance(token, str) or not token:
+            error = result.get("error", "no access_token") if isinstance(result, dict) else ""
+            detail = (result.get("error_description") or "").splitlines()[:1] \
+                if isinstance(result, dict) else []
+            raise TokenError(f"{self.token_url} refused client {self.client_id}: {error}"
+                             + (f" ({detail[0][:200]})" if detail else ""))
+        if result.get("token_source") == "identity_provider":
+            self.fetched += 1
+        return token
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._app = None
 
 
 def xoauth2(user: str, token: str) -> str:
