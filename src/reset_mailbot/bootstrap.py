@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from reset_mailbot.adapters.imap import Mailbox
     from reset_mailbot.adapters.oauth import (
         ClientCredentialsTokens,
+        GoogleTokens,
         MicrosoftTokens,
         TokenSource,
     )
@@ -111,7 +112,9 @@ def build_read_only_store(database: str) -> Store:
     return Store.from_url(database, read_only=True)
 
 
-def build_tokens(config: Config) -> ClientCredentialsTokens | MicrosoftTokens | None:
+def build_tokens(
+    config: Config,
+) -> ClientCredentialsTokens | MicrosoftTokens | GoogleTokens | None:
     """The OAuth 2.0 token source of `[oauth2]` when `[mailbox]` or `[smtp]` has
     `auth = "oauth2"`, else None. Build it once per process: the poller, the IDLE watcher and
     the SMTP sender share its cached token."""
@@ -123,6 +126,15 @@ def build_tokens(config: Config) -> ClientCredentialsTokens | MicrosoftTokens | 
         oauth = config.get(OAuth2Settings).require()
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
+    if oauth.provider == "google":
+        from reset_mailbot.adapters.oauth import GoogleTokens, TokenError
+
+        try:
+            return GoogleTokens(oauth.service_account_file,  # type: ignore[arg-type]
+                                config.mailbox.username or config.mailbox.address,
+                                oauth.scope or "https://mail.google.com/")
+        except TokenError as exc:
+            raise ConfigError(f"[oauth2] {exc}") from exc
     if oauth.provider == "microsoft":
         return MicrosoftTokens(
             str(oauth.tenant_id), str(oauth.client_id), str(oauth.client_secret),

@@ -106,15 +106,17 @@ class OAuth2Settings(_Section):
     `microsoft`: an Entra ID app registration (tenant_id, client_id, client secret), tokens
     from msal, scope https://outlook.office365.com/.default by default. `generic`: RFC 6749
     client credentials at `token_url`, for any provider that issues tokens to a confidential
-    client. The `google` provider of issue #16 is not built yet."""
+    client. `google`: a service account with domain-wide delegation (service_account_file)
+    acting as the support mailbox, scope https://mail.google.com/."""
 
     section: ClassVar[str] = "oauth2"
     model_config = _section_config("oauth2")
 
-    provider: Literal["generic", "microsoft"] = "generic"
+    provider: Literal["generic", "microsoft", "google"] = "generic"
     token_url: str | None = None  # generic
     tenant_id: str | None = None  # microsoft: the directory (tenant) id
     authority_host: str = "https://login.microsoftonline.com"  # microsoft: national clouds
+    service_account_file: Path | None = None  # google: the key file (JSON) of the account
     client_id: str | None = None
     client_secret: str | None = None
     client_secret_file: Path | None = None
@@ -130,6 +132,11 @@ class OAuth2Settings(_Section):
 
     def require(self) -> OAuth2Settings:
         """The settings a login needs, or ValueError naming the missing one."""
+        if self.provider == "google":
+            if self.service_account_file is None:
+                raise ValueError("[oauth2] service_account_file is needed for auth = "
+                                 "\"oauth2\" (provider google)")
+            return self
         needed = ("tenant_id" if self.provider == "microsoft" else "token_url",
                   "client_id", "client_secret")
         for key in needed:
@@ -361,7 +368,8 @@ SECTIONS: dict[str, type[_Section]] = {
 
 S = TypeVar("S", bound=_Section)
 
-_PATH_KEYS = {"password_file", "url_file", "token_file", "client_secret_file", "dir",
+_PATH_KEYS = {"password_file", "url_file", "token_file", "client_secret_file",
+              "service_account_file", "dir",
               "municipalities", "data_dir"}
 
 

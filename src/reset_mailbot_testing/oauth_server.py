@@ -6,6 +6,8 @@
 - `POST /introspect` (RFC 7662; what Dovecot's oauth2 passdb asks with
   `introspection_mode = post`): `{"active": true, "username": ..., "scope": ...}` for a live
   token, `{"active": false}` for an unknown, expired or revoked one;
+- `grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer` at `/token`: a service account's
+  signed assertion for a delegated user, as Google's token endpoint takes it (google-auth);
 - the Microsoft identity platform's shape, for msal: `GET /<tenant>/v2.0/.well-known/
   openid-configuration` and `POST /<tenant>/oauth2/v2.0/token` (msal wants https: start it
   with `tls=(certificate, key)`).
@@ -35,6 +37,16 @@ class Client:
 
 
 @dataclass
+class ServiceAccount:
+    """A Google-style service account: JWT assertions signed with its key (RFC 7523) may ask
+    for tokens for the users of `delegated` (domain-wide delegation)."""
+
+    public_key_pem: bytes
+    delegated: frozenset[str]
+    scope: str = "https://mail.google.com/"
+
+
+@dataclass
 class Issued:
     token: str
     client_id: str
@@ -49,6 +61,7 @@ class OAuthServer:
     """Start with `start()` (or as a context manager); `url` is its base URL."""
 
     clients: dict[str, Client] = field(default_factory=dict)
+    service_accounts: dict[str, ServiceAccount] = field(default_factory=dict)  # by client_email
     lifetime_seconds: float = 3600.0
     issued: list[Issued] = field(default_factory=list)
     introspections: int = 0
@@ -105,6 +118,8 @@ class OAuthServer:
             decoded = base64.b64decode(authorization[6:]).decode()
             client_id, _, secret = decoded.partition(":")
             client_id, secret = urllib.parse.unquote(client_id), urllib.parse.unquote(secret)
+        if form.get("grant_type") == "urn:ietf:params:oauth:grant-type:jwt-bearer":
+            return self._jwt_bearer(form.get("assertion", ""))
         if form.get("grant_type") != "client_credentials":
             return 400, {"error": "unsupported_grant_type"}
         client = self.clients.get(client_id)
@@ -119,6 +134,47 @@ class OAuthServer:
             self.issued.append(issued)
         return 200, {"access_token": issued.token, "token_type": "Bearer",
                      "expires_in": int(self.lifetime_seconds), "scope": scope}
+
+    def _jwt_bearer(self, assertion: str) -> tuple[int, dict[str, Any]]:
+        """RFC 7523 as Google's token endpoint does it: the assertion is signed (RS256) by the
+        service account (iss), names the user to act as (sub) and the scope."""
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        def part(text: str) -> bytes:
+            return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+        try:
+            head, body, signature = assertion.split(".")
+            claims = json.loads(part(body))
+            if json.loads(part(head)).get("alg") != "RS256":
+                return 400, {"error": "invalid_grant", "error_description": "alg"}
+        except ValueError:
+            return 400, {"error": "invalid_grant", "error_description": "not a JWT"}
+        account = self.service_accounts.get(str(claims.get("iss")))
+        if account is None:
+            return 401, {"error": "invalid_client"}
+        key = serialization.load_pem_public_key(account.public_key_pem)
+        try:
+            key.verify(part(signature), f"{head}.{body}".encode(),  # type: ignore[union-attr]
+                       padding.PKCS1v15(), hashes.SHA256())  # type: ignore[call-arg]
+        except InvalidSignature:
+            return 400, {"error": "invalid_grant", "error_description": "bad signature"}
+        if float(claims.get("exp", 0)) < time.time():
+            return 400, {"error": "invalid_grant", "error_description": "expired assertion"}
+        subject = str(claims.get("sub", ""))
+        if subject not in account.delegated:
+            return 401, {"error": "unauthorized_client",
+                         "error_description": "no domain-wide delegation for this user"}
+        if claims.get("scope") != account.scope:
+            return 400, {"error": "invalid_scope"}
+        issued = Issued(secrets.token_urlsafe(24), str(claims["iss"]), subject, account.scope,
+                        time.time() + self.lifetime_seconds)
+        with self._lock:
+            self.issued.append(issued)
+        return 200, {"access_token": issued.token, "token_type": "Bearer",
+                     "expires_in": int(self.lifetime_seconds)}
 
     def introspect(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
         with self._lock:

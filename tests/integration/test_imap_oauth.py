@@ -220,3 +220,55 @@ def test_microsoft_provider_logs_in_with_an_msal_token(
     with pytest.raises(MailboxAuthError, match="refused client app-id: invalid_client"):
         Mailbox(dovecot.host, dovecot.imap_port, "none", USER, "", tokens=wrong,
                 timeout=10).connect()
+
+
+# --- provider "google": a service account with domain-wide delegation (google-auth) ----------
+
+
+def _service_account(oauth: OAuthServer, folder: object, delegated: frozenset[str]) -> object:
+    import json
+    from pathlib import Path
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from reset_mailbot_testing.oauth_server import ServiceAccount
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    email = f"reset-mailbot-{len(oauth.service_accounts)}@forus-mail.iam.gserviceaccount.com"
+    oauth.service_accounts[email] = ServiceAccount(
+        key.public_key().public_bytes(serialization.Encoding.PEM,
+                                      serialization.PublicFormat.SubjectPublicKeyInfo),
+        delegated)
+    path = Path(str(folder)) / f"{email}.json"
+    path.write_text(json.dumps({
+        "type": "service_account", "project_id": "forus-mail", "private_key_id": "k1",
+        "private_key": key.private_bytes(serialization.Encoding.PEM,
+                                         serialization.PrivateFormat.PKCS8,
+                                         serialization.NoEncryption()).decode(),
+        "client_email": email, "client_id": "1234567890",
+        "token_uri": f"{oauth.url}/token",
+    }))
+    return path
+
+
+def test_google_provider_acts_as_the_mailbox_through_delegation(
+    dovecot: Dovecot, oauth: OAuthServer, tmp_path: object
+) -> None:
+    from reset_mailbot.adapters.oauth import GoogleTokens
+
+    allowed = _service_account(oauth, tmp_path, frozenset({USER}))
+    source = GoogleTokens(allowed, USER)  # type: ignore[arg-type]
+    for _ in range(2):
+        box = mailbox(dovecot, source)
+        box.connect()
+        box.close()
+    assert source.fetched == 1
+    oauth.revoke_all()
+    box = mailbox(dovecot, source)
+    box.connect()  # refused once; google-auth signs a new assertion
+    box.close()
+    assert source.fetched == 2
+    not_delegated = _service_account(oauth, tmp_path, frozenset({"someone@forus.test"}))
+    with pytest.raises(MailboxAuthError, match=r"no OAuth token: .*unauthorized_client"):
+        mailbox(dovecot, GoogleTokens(not_delegated, USER)).connect()  # type: ignore[arg-type]

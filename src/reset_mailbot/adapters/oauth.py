@@ -1,9 +1,11 @@
-"""OAuth 2.0 access tokens for IMAP and SMTP logins (issue #16: `generic` and `microsoft`).
+"""OAuth 2.0 access tokens for IMAP and SMTP logins (issue #16): generic, microsoft, google.
 
 `MicrosoftTokens` gets them from the Microsoft identity platform with msal (the app's client
-credentials; Exchange Online grants the app the mailbox). `ClientCredentialsTokens` asks any
-other token endpoint with the client credentials grant (RFC 6749 4.4; client authentication
-with HTTP Basic, 2.3.1). Both keep a token until shortly before it expires; `invalidate()`
+credentials; Exchange Online grants the app the mailbox). `GoogleTokens` has a service account
+with domain-wide delegation act as the support mailbox (google-auth). `ClientCredentialsTokens`
+asks any other token endpoint with the client credentials grant (RFC 6749 4.4; client
+authentication with HTTP Basic, 2.3.1). All keep a token until shortly before it expires;
+`invalidate()`
 drops it after a server refused it, so the next login fetches a fresh one (a token revoked or
 expired early is replaced once, then the refusal is reported). Thread-safe: the poller, the
 IDLE watcher and the SMTP sender share one source.
@@ -22,6 +24,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import Protocol
 
 #: a token is renewed this long before the expiry its endpoint announced
@@ -172,6 +175,49 @@ class MicrosoftTokens:
     def invalidate(self) -> None:
         with self._lock:
             self._app = None
+
+
+class GoogleTokens:
+    """Tokens for a Google Workspace mailbox from a service account with domain-wide
+    delegation (google-auth): the account signs an assertion naming the support mailbox as its
+    subject; google-auth refreshes shortly before expiry. The key file is read once, here."""
+
+    def __init__(self, service_account_file: Path, subject: str,
+                 scope: str = "https://mail.google.com/") -> None:
+        from google.oauth2 import service_account
+
+        try:
+            info = json.loads(Path(service_account_file).read_text(encoding="utf-8"))
+            self._credentials = service_account.Credentials.from_service_account_info(
+                info, scopes=[scope], subject=subject)
+        except (OSError, ValueError, KeyError) as exc:
+            raise TokenError(f"service account file {service_account_file}: "
+                             f"{type(exc).__name__}: {exc}") from None
+        self.token_url = str(info.get("token_uri", ""))
+        self.client_id = self._credentials.service_account_email
+        self.scope = scope
+        self._lock = threading.Lock()
+        self.fetched = 0
+
+    def __repr__(self) -> str:
+        return f"GoogleTokens(service_account={self.client_id!r})"
+
+    def token(self) -> str:
+        from google.auth.exceptions import GoogleAuthError
+        from google.auth.transport.requests import Request
+
+        with self._lock:
+            if not self._credentials.valid:  # none yet, or within google-auth's refresh margin
+                try:
+                    self._credentials.refresh(Request())
+                except (GoogleAuthError, OSError) as exc:
+                    raise TokenError(f"{self.token_url}: {str(exc)[:300]}") from None
+                self.fetched += 1
+            return str(self._credentials.token)
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._credentials.token = None  # not valid: the next token() refreshes
 
 
 def xoauth2(user: str, token: str) -> str:
