@@ -356,6 +356,34 @@ def test_manual_failed_sends_the_reason(store: Store) -> None:
     )
 
 
+def test_resets_recorded_by_people_reach_the_daemon_s_executions_counter(store: Store) -> None:
+    """`requests done/failed` run in another process than the daemon: its metrics job reads
+    them from the database and counts them in executions_total (issue #16), once each."""
+    from reset_mailbot.service.metrics import Metrics
+
+    metrics = Metrics(poll_interval_seconds=30, last_successful_poll=lambda: None)
+
+    def counted(result: str, code: str) -> float:
+        return metrics.registry.get_sample_value(
+            "reset_mailbot_executions_total", {"result": result, "code": code}) or 0.0
+
+    earlier, _ = submit(processor(store, executor_kind="manual"), "m-before",
+                        account="earlier@example.nl")
+    actions.mark_done(store, earlier, by="Kees", support_address=SUPPORT, templates=TEMPLATES)
+    metrics.refresh_from_db(store, now=T0)  # where the daemon starts: the past is not counted
+    assert counted("succeeded", "reset") == 0
+    done, _ = submit(processor(store, executor_kind="manual"), "m-done",
+                     account="done@example.nl")
+    failed, _ = submit(processor(store, executor_kind="manual"), "m-failed",
+                       account="failed@example.nl")
+    actions.mark_done(store, done, by="Kees", support_address=SUPPORT, templates=TEMPLATES)
+    actions.mark_failed(store, failed, by="Kees", reason="account bestaat niet",
+                        support_address=SUPPORT, templates=TEMPLATES)
+    metrics.refresh_from_db(store, now=T0)
+    metrics.refresh_from_db(store, now=T0)
+    assert (counted("succeeded", "reset"), counted("failed", "manual_failed")) == (1.0, 1.0)
+
+
 def test_done_and_failed_refuse_a_request_not_waiting_for_a_person(store: Store) -> None:
     request_id, state = submit(processor(store, require_approval=True), "h3")
     assert state == "awaiting_approval"

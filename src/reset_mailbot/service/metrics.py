@@ -13,7 +13,9 @@ Metric names (all prefixed `reset_mailbot_`):
 - `processing_errors_total`: messages quarantined because processing broke
 - `decision_seconds` (histogram): time to decide and record one message
 - `replies_total{kind,result}`: result sent | retry | failed
-- `executions_total{result,code}`: result succeeded | failed | retry | pending_human
+- `executions_total{result,code}`: result succeeded | failed | retry | pending_human; resets a
+  person records with `requests done` / `failed` count too (read from the database by the
+  leader's `metrics` job)
 - `polls_total{result}`: ok | error
 - `sla_events_total{event}`: sla_warning | sla_breach
 - `requests{state}`, `requests_overdue`, `outbox_length` (gauges from the database)
@@ -50,6 +52,8 @@ from reset_mailbot.adapters.db.schema import utcnow
 from reset_mailbot.adapters.db.unit_of_work import Store
 from reset_mailbot.domain.models import Decision
 from reset_mailbot.domain.request_state import RequestState
+from reset_mailbot.service.actions import MANUAL_RESET_CODE
+from reset_mailbot.service.delivery import MANUAL_FAILED_CODE
 from reset_mailbot.service.ha import Leadership
 
 PREFIX = "reset_mailbot_"
@@ -85,6 +89,7 @@ class Metrics:
         self._last_poll = last_successful_poll
         self._clock = clock
         self._leadership = leadership
+        self._audit_mark: int | None = None  # audit rows up to here are counted
         self.started_at = clock()
         r = self.registry
         self.messages = Counter(f"{PREFIX}messages", "Messages decided, by outcome",
@@ -161,10 +166,18 @@ class Metrics:
     # --------------------------------------------------------------- database
 
     def refresh_from_db(self, store: Store, now: datetime | None = None) -> None:
-        """Requests by state, overdue requests and outbox length, read in one transaction."""
+        """Requests by state, overdue requests and outbox length, read in one transaction;
+        and the manual resets recorded since the last refresh."""
         now = now or self._clock()
         with store.unit_of_work() as uow:
             read = queries.gauges(uow, now)
+            manual = queries.manual_outcomes_since(uow, self._audit_mark)
+        # resets people recorded with `requests done/failed` (another process): counted here
+        self._audit_mark = manual.last_id
+        if manual.done:
+            self.executions.labels(result="succeeded", code=MANUAL_RESET_CODE).inc(manual.done)
+        if manual.failed:
+            self.executions.labels(result="failed", code=MANUAL_FAILED_CODE).inc(manual.failed)
         by_state = read.requests_by_state
         for state in {*(s.value for s in RequestState), *by_state}:
             self.requests.labels(state=state).set(by_state.get(state, 0))

@@ -16,8 +16,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
+from reset_mailbot.adapters.db.bound import SYSTEM
 from reset_mailbot.adapters.db.outbox import OutboxState
-from reset_mailbot.adapters.db.schema import Message, OutboxItem, Request
+from reset_mailbot.adapters.db.schema import AuditEntry, Message, OutboxItem, Request
 from reset_mailbot.adapters.db.unit_of_work import UnitOfWork
 from reset_mailbot.domain.request_state import FINAL_STATES, RequestState
 
@@ -45,6 +46,34 @@ def gauges(uow: UnitOfWork, now: datetime) -> Gauges:
     ))
     return Gauges({str(k): int(v) for k, v in by_state.items()}, int(overdue or 0),
                   int(outbox or 0))
+
+
+@dataclass(frozen=True)
+class ManualOutcomes:
+    """Resets a person recorded (`requests done` / `failed`) after audit row `after`."""
+
+    last_id: int
+    done: int = 0
+    failed: int = 0
+
+
+def manual_outcomes_since(uow: UnitOfWork, after: int | None) -> ManualOutcomes:
+    """What people recorded since audit row `after` (None: nothing, only where we are now):
+    the daemon counts those in `executions_total` too, though another process wrote them."""
+    last = int(uow.session.scalar(select(func.max(AuditEntry.id))) or 0)
+    if after is None:
+        return ManualOutcomes(last)
+    rows = uow.session.scalars(select(AuditEntry.data).where(
+        AuditEntry.id > after, AuditEntry.id <= last, AuditEntry.event == "state_changed",
+        AuditEntry.actor != SYSTEM))
+    done = failed = 0
+    for data in rows:
+        if (data or {}).get("to") == RequestState.EXECUTED.value and "done_by" in data:
+            done += 1
+        elif (data or {}).get("to") == RequestState.EXECUTION_FAILED.value and \
+                "failed_by" in data:
+            failed += 1
+    return ManualOutcomes(last, done, failed)
 
 
 def open_near_deadline(uow: UnitOfWork, horizon: datetime) -> list[tuple[str, datetime]]:
