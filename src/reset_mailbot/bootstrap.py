@@ -136,10 +136,16 @@ def build_tokens(
         except TokenError as exc:
             raise ConfigError(f"[oauth2] {exc}") from exc
     if oauth.provider == "microsoft":
-        return MicrosoftTokens(
-            str(oauth.tenant_id), str(oauth.client_id), str(oauth.client_secret),
-            oauth.scope or "https://outlook.office365.com/.default",
-            authority_host=oauth.authority_host, timeout=oauth.timeout_seconds)
+        from reset_mailbot.adapters.oauth import TokenError
+
+        try:
+            return MicrosoftTokens(
+                str(oauth.tenant_id), str(oauth.client_id), oauth.client_secret,
+                oauth.scope or "https://outlook.office365.com/.default",
+                authority_host=oauth.authority_host, timeout=oauth.timeout_seconds,
+                certificate_file=oauth.client_certificate_file)
+        except TokenError as exc:
+            raise ConfigError(f"[oauth2] {exc}") from exc
     return ClientCredentialsTokens(str(oauth.token_url), str(oauth.client_id),
                                    str(oauth.client_secret), oauth.scope,
                                    timeout=oauth.timeout_seconds)

@@ -117,6 +117,7 @@ class OAuth2Settings(_Section):
     tenant_id: str | None = None  # microsoft: the directory (tenant) id
     authority_host: str = "https://login.microsoftonline.com"  # microsoft: national clouds
     service_account_file: Path | None = None  # google: the key file (JSON) of the account
+    client_certificate_file: Path | None = None  # microsoft: certificate + key (PEM), no secret
     client_id: str | None = None
     client_secret: str | None = None
     client_secret_file: Path | None = None
@@ -137,8 +138,9 @@ class OAuth2Settings(_Section):
                 raise ValueError("[oauth2] service_account_file is needed for auth = "
                                  "\"oauth2\" (provider google)")
             return self
-        needed = ("tenant_id" if self.provider == "microsoft" else "token_url",
-                  "client_id", "client_secret")
+        needed = ("tenant_id" if self.provider == "microsoft" else "token_url", "client_id")
+        if not (self.provider == "microsoft" and self.client_certificate_file is not None):
+            needed = (*needed, "client_secret")
         for key in needed:
             if not getattr(self, key):
                 raise ValueError(f"[oauth2] {key} is needed for auth = \"oauth2\" "
@@ -369,7 +371,7 @@ SECTIONS: dict[str, type[_Section]] = {
 S = TypeVar("S", bound=_Section)
 
 _PATH_KEYS = {"password_file", "url_file", "token_file", "client_secret_file",
-              "service_account_file", "dir",
+              "service_account_file", "client_certificate_file", "dir",
               "municipalities", "data_dir"}
 
 

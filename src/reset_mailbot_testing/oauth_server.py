@@ -34,6 +34,7 @@ class Client:
     secret: str
     user: str  # the mailbox the client's tokens are for
     scope: str = "mail"
+    certificate_pem: bytes | None = None  # a client that may sign an assertion instead
 
 
 @dataclass
@@ -123,7 +124,10 @@ class OAuthServer:
         if form.get("grant_type") != "client_credentials":
             return 400, {"error": "unsupported_grant_type"}
         client = self.clients.get(client_id)
-        if client is None or not secrets.compare_digest(client.secret, secret):
+        if client is not None and "client_assertion" in form:  # RFC 7523 2.2, as Entra ID
+            if not self._assertion_ok(client, client_id, form):
+                return 401, {"error": "invalid_client", "error_description": "assertion"}
+        elif client is None or not secrets.compare_digest(client.secret, secret):
             return 401, {"error": "invalid_client"}
         scope = form.get("scope", client.scope)
         if scope != client.scope:
@@ -135,6 +139,31 @@ class OAuthServer:
         return 200, {"access_token": issued.token, "token_type": "Bearer",
                      "expires_in": int(self.lifetime_seconds), "scope": scope}
 
+    def _assertion_ok(self, client: Client, client_id: str, form: dict[str, str]) -> bool:
+        """A client assertion signed with the key of the client's registered certificate,
+        for this client (iss, sub), not expired."""
+        from cryptography import x509
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        if client.certificate_pem is None or form.get("client_assertion_type") != (
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"):
+            return False
+        try:
+            head, body, signature = form["client_assertion"].split(".")
+            claims = json.loads(_b64url(body))
+        except ValueError:
+            return False
+        key = x509.load_pem_x509_certificate(client.certificate_pem).public_key()
+        try:
+            key.verify(_b64url(signature), f"{head}.{body}".encode(),  # type: ignore[union-attr]
+                       padding.PKCS1v15(), hashes.SHA256())  # type: ignore[call-arg]
+        except InvalidSignature:
+            return False
+        return (claims.get("iss") == claims.get("sub") == client_id
+                and float(claims.get("exp", 0)) > time.time())
+
     def _jwt_bearer(self, assertion: str) -> tuple[int, dict[str, Any]]:
         """RFC 7523 as Google's token endpoint does it: the assertion is signed (RS256) by the
         service account (iss), names the user to act as (sub) and the scope."""
@@ -142,9 +171,7 @@ class OAuthServer:
         from cryptography.hazmat.primitives import hashes, serialization
         from cryptography.hazmat.primitives.asymmetric import padding
 
-        def part(text: str) -> bytes:
-            return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
+        part = _b64url
         try:
             head, body, signature = assertion.split(".")
             claims = json.loads(part(body))
@@ -184,6 +211,10 @@ class OAuthServer:
             return 200, {"active": False}
         return 200, {"active": True, "username": found.user, "scope": found.scope,
                      "client_id": found.client_id, "exp": int(found.expires_at)}
+
+
+def _b64url(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def _handler(server: OAuthServer) -> type[BaseHTTPRequestHandler]:

@@ -272,3 +272,56 @@ def test_google_provider_acts_as_the_mailbox_through_delegation(
     not_delegated = _service_account(oauth, tmp_path, frozenset({"someone@forus.test"}))
     with pytest.raises(MailboxAuthError, match=r"no OAuth token: .*unauthorized_client"):
         mailbox(dovecot, GoogleTokens(not_delegated, USER)).connect()  # type: ignore[arg-type]
+
+
+def test_microsoft_provider_with_a_client_certificate(
+    entra: tuple[OAuthServer, Dovecot, str], monkeypatch: pytest.MonkeyPatch,
+    tmp_path: object,
+) -> None:
+    """No secret: msal signs a client assertion with the certificate's key; the server
+    checks it against the certificate registered for the app."""
+    import datetime
+    from pathlib import Path
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    from reset_mailbot.adapters.oauth import MicrosoftTokens
+
+    server, dovecot, ca = entra
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", ca)
+
+    def certificate() -> tuple[bytes, bytes]:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "reset-mailbot")])
+        now = datetime.datetime.now(datetime.UTC)
+        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+                .sign(key, hashes.SHA256()))
+        cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+        key_pem = key.private_bytes(serialization.Encoding.PEM,
+                                    serialization.PrivateFormat.TraditionalOpenSSL,
+                                    serialization.NoEncryption())
+        return cert_pem, key_pem
+
+    registered, key_pem = certificate()
+    server.clients["cert-app"] = Client("", USER, scope=OUTLOOK, certificate_pem=registered)
+    pem = Path(str(tmp_path)) / "app.pem"
+    pem.write_bytes(registered + key_pem)
+    source = MicrosoftTokens(TENANT, "cert-app", None, authority_host=server.url,
+                             certificate_file=pem)
+    box = Mailbox(dovecot.host, dovecot.imap_port, "none", USER, "", tokens=source, timeout=10)
+    box.connect()
+    box.close()
+    assert source.fetched == 1
+    other, other_key = certificate()  # a certificate Entra ID does not know for the app
+    unknown = Path(str(tmp_path)) / "other.pem"
+    unknown.write_bytes(other + other_key)
+    stranger = MicrosoftTokens(TENANT, "cert-app", None, authority_host=server.url,
+                               certificate_file=unknown)
+    with pytest.raises(MailboxAuthError, match="invalid_client"):
+        Mailbox(dovecot.host, dovecot.imap_port, "none", USER, "", tokens=stranger,
+                timeout=10).connect()

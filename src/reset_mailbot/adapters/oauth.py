@@ -124,13 +124,20 @@ class MicrosoftTokens:
     starts from an empty cache so the next login gets a fresh one."""
 
     def __init__(
-        self, tenant_id: str, client_id: str, client_secret: str,
+        self, tenant_id: str, client_id: str, client_secret: str | None,
         scope: str = "https://outlook.office365.com/.default", *,
         authority_host: str = MICROSOFT_AUTHORITY_HOST, timeout: float = 10.0,
+        certificate_file: Path | None = None,
     ) -> None:
+        """`certificate_file`: a PEM file with the app's certificate and its private key,
+        instead of `client_secret` (msal signs a client assertion with it)."""
         self.token_url = f"{authority_host.rstrip('/')}/{tenant_id}"  # the authority
         self.client_id = client_id
-        self._secret = client_secret
+        self._secret: str | dict[str, str] | None = client_secret
+        if certificate_file is not None:
+            self._secret = _certificate_credential(certificate_file)
+        if not self._secret:
+            raise TokenError("a client secret or a certificate is needed")
         self.scope = scope
         self.timeout = timeout
         self._known_host = authority_host.rstrip("/") == MICROSOFT_AUTHORITY_HOST
@@ -175,6 +182,26 @@ class MicrosoftTokens:
     def invalidate(self) -> None:
         with self._lock:
             self._app = None
+
+
+def _certificate_credential(path: Path) -> dict[str, str]:
+    """msal's certificate credential from one PEM file: the private key, and the SHA-1
+    thumbprint of the certificate (what Entra ID shows for an uploaded certificate)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    try:
+        pem = Path(path).read_bytes()
+        certificate = x509.load_pem_x509_certificate(pem)
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (OSError, ValueError, TypeError) as exc:
+        raise TokenError(f"certificate file {path}: {type(exc).__name__}: {exc}") from None
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    return {"private_key": key_pem,
+            "thumbprint": certificate.fingerprint(hashes.SHA1()).hex(),  # an identifier only
+            "public_certificate": certificate.public_bytes(
+                serialization.Encoding.PEM).decode()}
 
 
 class GoogleTokens:
