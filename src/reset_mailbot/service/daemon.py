@@ -386,8 +386,13 @@ class Daemon:
             signal.signal(signal.SIGINT, handle)
 
     def _watch_idle(self) -> None:
-        """Wake the poll job when IDLE reports new mail; reconnect with capped backoff."""
+        """Wake the poll job when IDLE reports new mail; reconnect with capped backoff.
+
+        IDLE reports only what arrives while it watches: mail that came while the connection
+        was down (a server restart, an expired session) would wait for the next poll interval,
+        so every reconnect after a failure wakes the poll once."""
         failures = 0
+        missed = False  # the connection was down: mail may have arrived unseen
         watcher: Mailbox = self.parts.open_mailbox()
         while not self.stop.is_set():
             if not self.leadership.is_leader():  # a standby holds no IMAP connection
@@ -398,6 +403,9 @@ class Daemon:
                 if not watcher.connected:
                     watcher.connect()
                     watcher.select_inbox()
+                    if missed and self.scheduler is not None and not self.stop.is_set():
+                        self._wake("poll")
+                    missed = False
                 changed = watcher.wait_for_change(
                     self.parts.poll_interval_seconds, stop=self.stop
                 )
@@ -406,6 +414,7 @@ class Daemon:
                     self.scheduler.modify_job("poll", next_run_time=datetime.now(UTC))
             except MailboxError as exc:
                 failures += 1
+                missed = True
                 watcher.close()
                 delay = RECONNECT_BACKOFF.seconds(failures)
                 log.warning("imap_reconnect", connection="idle", error=str(exc)[:300],
