@@ -1,6 +1,6 @@
 # reset-mailbot: slim runtime image. Config: mount /etc/reset-mailbot/reset-mailbot.toml or set
 # RESET_MAILBOT_* environment variables; state (SQLite) lives in the /var/lib/reset-mailbot volume.
-# The schema is upgraded by `db upgrade` (deploy/docker-compose.yml runs it as a one-shot service
+# The schema is upgraded by `db upgrade` (deploy/compose.yaml runs it as a one-shot service
 # before the daemons; Kubernetes: an init container, deploy/kubernetes.yaml).
 FROM python:3.11-slim-bookworm AS build
 WORKDIR /src
