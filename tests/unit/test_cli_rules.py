@@ -200,10 +200,12 @@ def test_quiet_and_log_level_set_this_run_s_logging(tmp_path: Path) -> None:
     from tests.examples import EXAMPLES as examples
 
     message = str(examples / "056-unsigned.eml")
-    loud = run_cli("check", message)
-    assert '"event": "decision"' in loud.stderr  # [log] level info by default
-    quiet = run_cli("--quiet", "check", message)
-    assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout == loud.stdout
-    assert run_cli("--log-level", "warning", "check", message).stderr == ""
+    for_people = run_cli("check", message)  # what a person reads: no JSON lines around it
+    assert for_people.returncode == 0 and for_people.stderr == ""
+    loud = run_cli("--log-level", "info", "check", message)
+    assert '"event": "decision"' in loud.stderr and loud.stdout == for_people.stdout
+    assert '"event": "decision"' in run_cli("check", "--json", message).stderr  # for machines
+    quiet = run_cli("--quiet", "check", "--json", message)
+    assert quiet.returncode == 0 and quiet.stderr == ""
     wrong = run_cli("--log-level", "loud", "check", message)
     assert wrong.returncode == 2 and wrong.stderr.count("\n") == 1 and "one of" in wrong.stderr

@@ -200,7 +200,8 @@ def test_threads_never_interleave_lines() -> None:
 
 
 def test_check_command_writes_only_json_to_stderr(tmp_path: Path) -> None:
-    """The CLI path (`check` configures logging from the config's [log] level)."""
+    """The CLI path (`check` configures logging from the config's [log] level; a person's
+    `check` logs warnings only unless asked, hence --log-level info)."""
     from tests.examples import EXAMPLES as examples
     config = tmp_path / "c.toml"
     config.write_text(
@@ -211,8 +212,8 @@ def test_check_command_writes_only_json_to_stderr(tmp_path: Path) -> None:
     message = tmp_path / "calendar.eml"
     message.write_bytes(CALENDAR_MESSAGE.encode())
     proc = subprocess.run(
-        [sys.executable, "-m", "reset_mailbot.cli", "check", "--config", str(config),
-         str(message)],
+        [sys.executable, "-m", "reset_mailbot.cli", "--log-level", "info", "check", "--config",
+         str(config), str(message)],
         capture_output=True, text=True, check=False, timeout=120,
     )
     assert proc.returncode == 0, proc.stderr

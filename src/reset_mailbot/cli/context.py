@@ -112,15 +112,25 @@ def _operator_message(exc: Exception) -> str | None:
 LOG_LEVEL_OVERRIDE: dict[str, str] = {}
 
 
-def load_config(config_path: Path | None) -> Config:
+_LEVEL_ORDER = ("debug", "info", "warning", "error")
+
+
+def load_config(config_path: Path | None, *, for_people: bool = False) -> Config:
     """The configuration, with logging set up from its `[log]` section (or the command line's
-    `--log-level` / `--quiet`)."""
+    `--log-level` / `--quiet`). `for_people`: a command whose output a person reads (the
+    views, `check` without `--json`) logs warnings and errors only, unless `--log-level` asks
+    for more: its JSON lines would bury what it prints."""
     from reset_mailbot.config import LogSettings
     from reset_mailbot.config import load_config as _load_config
     from reset_mailbot.logs import configure_logging
 
     config = _load_config(config_path)
-    configure_logging(LOG_LEVEL_OVERRIDE.get("level") or config.get(LogSettings).level)
+    level = LOG_LEVEL_OVERRIDE.get("level")
+    if level is None:
+        level = config.get(LogSettings).level
+        if for_people and _LEVEL_ORDER.index(level) < _LEVEL_ORDER.index("warning"):
+            level = "warning"
+    configure_logging(level)
     return config
 
 
@@ -130,10 +140,11 @@ class CliContext:
     Use it as a context manager: the database connections are closed when the command ends.
     """
 
-    def __init__(self, config_path: Path | None, *, writes: bool = False) -> None:
+    def __init__(self, config_path: Path | None, *, writes: bool = False,
+                 for_people: bool = False) -> None:
         from reset_mailbot.config import SlaSettings
 
-        self.config = load_config(config_path)
+        self.config = load_config(config_path, for_people=for_people)
         self.writes = writes
         self.zone = ZoneInfo(self.config.get(SlaSettings).timezone)
         self.now = datetime.now(UTC)

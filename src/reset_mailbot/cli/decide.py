@@ -105,7 +105,7 @@ def check(
     from reset_mailbot.domain.context import as_duplicate, decide_in_context
     from reset_mailbot.domain.decision import decide
 
-    cfg = load_config(config)
+    cfg = load_config(config, for_people=not as_json)
     context = bootstrap.build_decision_context(cfg)
     now = _parse_at(at)
     store = bootstrap.build_read_only_store(db) if db is not None else None

@@ -86,7 +86,7 @@ def requests_list(
 
     choice(state, [s.value for s in RequestState], "--state")
     since_at = parse_since(since)
-    with CliContext(config) as ctx:
+    with CliContext(config, for_people=True) as ctx:
         with ctx.store.unit_of_work() as uow:
             rows = queries.list_requests(
                 uow, state=state, municipality=municipality, since=since_at,
@@ -130,7 +130,7 @@ def requests_show(
         request_detail,
     )
 
-    with CliContext(config) as ctx:
+    with CliContext(config, for_people=True) as ctx:
         with ctx.store.unit_of_work() as uow:
             request = queries.request_story(uow, request_id.strip().upper())
             if request is None:
@@ -253,7 +253,7 @@ def messages_list(
 
     choice(outcome, [o.value for o in Outcome], "--outcome")
     since_at = parse_since(since)
-    with CliContext(config) as ctx:
+    with CliContext(config, for_people=True) as ctx:
         with ctx.store.unit_of_work() as uow:
             rows = queries.list_messages(uow, outcome=outcome, errors_only=errors,
                                          since=since_at,
@@ -286,7 +286,7 @@ def messages_show(
     """One message: its decision, evidence, error, folder and audit events."""
     from reset_mailbot.cli.shapes import audit_detail, message_detail, why_filed
 
-    with CliContext(config) as ctx:
+    with CliContext(config, for_people=True) as ctx:
         with ctx.store.unit_of_work() as uow:
             message = uow.messages.get(message_id)
             if message is None:
@@ -332,7 +332,7 @@ def stats(
     from reset_mailbot.adapters.db import queries
 
     since_at = parse_since(since)
-    with CliContext(config) as ctx:
+    with CliContext(config, for_people=True) as ctx:
         with ctx.store.unit_of_work() as uow:
             data = queries.stats(uow, since_at)
         if as_json:
