@@ -10,6 +10,7 @@ pytest_plugins = [
     "tests.harness.mail_fixtures",
     "tests.harness.db_fixtures",
     "tests.harness.mariadb_fixtures",
+    "tests.harness.oauth_fixtures",
 ]
 
 

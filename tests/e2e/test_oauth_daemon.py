@@ -7,11 +7,9 @@ for the poll interval."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,33 +17,13 @@ import pytest
 
 from reset_mailbot_testing.dovecot import Dovecot
 from reset_mailbot_testing.forus_http import FakeForus
-from reset_mailbot_testing.oauth_server import Client, OAuthServer
+from reset_mailbot_testing.oauth_server import OAuthServer
 from reset_mailbot_testing.smtp_sink import SmtpSink
 from tests.e2e.daemon_env import CLI, SUPPORT, DaemonEnv, sqlite_url
 from tests.e2e.test_daemon import INCOMPLETE_BODY
-from tests.harness.mail_fixtures import Mailbox, state_root
+from tests.harness.mail_fixtures import Mailbox
 
 pytestmark = pytest.mark.services
-
-
-@pytest.fixture(scope="module")
-def oauth() -> Iterator[OAuthServer]:
-    with OAuthServer(clients={"reset-mailbot": Client("client-secret", SUPPORT,
-                                                      scope="mail")}) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def oauth_dovecot(oauth: OAuthServer) -> Iterator[Dovecot]:
-    root = state_root() / "e2e-oauth"
-    server = Dovecot(root / "dovecot", oauth2_introspection_url=oauth.url + "/introspect")
-    server.start()
-    try:
-        server.add_user(SUPPORT, "a password the daemon is not given")
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_the_daemon_logs_in_again_with_a_fresh_token_after_expiry(
@@ -70,7 +48,7 @@ def test_the_daemon_logs_in_again_with_a_fresh_token_after_expiry(
             "RESET_MAILBOT_OAUTH2__TOKEN_URL": oauth.url + "/token",
             "RESET_MAILBOT_OAUTH2__CLIENT_ID": "reset-mailbot",
             "RESET_MAILBOT_OAUTH2__CLIENT_SECRET": "client-secret",
-            "RESET_MAILBOT_OAUTH2__SCOPE": "mail", "RESET_MAILBOT_METRICS__LISTEN": "",
+            "RESET_MAILBOT_OAUTH2__SCOPE": "imap", "RESET_MAILBOT_METRICS__LISTEN": "",
         })
         log_path = tmp_path / "daemon.log"
         with log_path.open("w") as log:

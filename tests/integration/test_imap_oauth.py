@@ -16,33 +16,17 @@ from reset_mailbot.adapters.oauth import ClientCredentialsTokens
 from reset_mailbot_testing.dovecot import Dovecot
 from reset_mailbot_testing.oauth_server import Client, OAuthServer
 from tests.harness.mail_fixtures import state_root
+from tests.harness.oauth_fixtures import OAUTH_USER
 
 pytestmark = pytest.mark.services
 
-USER = "support@forus.test"
+USER = OAUTH_USER
 
 
-@pytest.fixture(scope="module")
-def oauth() -> Iterator[OAuthServer]:
-    server = OAuthServer(clients={
-        "reset-mailbot": Client("client-secret", USER, scope="imap"),
-        "other-app": Client("other-secret", "someone@forus.test", scope="imap"),
-    })
-    with server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def dovecot(oauth: OAuthServer) -> Iterator[Dovecot]:
-    root = state_root() / "imap-oauth"
-    server = Dovecot(root / "dovecot", oauth2_introspection_url=oauth.url + "/introspect")
-    server.start()
-    try:
-        server.add_user(USER, "a password nobody uses here")
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
+@pytest.fixture
+def dovecot(oauth_dovecot: Dovecot) -> Dovecot:
+    """The harness's OAuth Dovecot (tests/harness/oauth_fixtures.py)."""
+    return oauth_dovecot
 
 
 def tokens(oauth: OAuthServer, client: str = "reset-mailbot", secret: str = "client-secret",
