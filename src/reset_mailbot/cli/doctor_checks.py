@@ -108,9 +108,10 @@ def check_imap(config: Config) -> list[Check]:
     try:
         tokens = bootstrap.build_tokens(config)
     except ConfigError as exc:
-        return [not_tried("imap login", exc)] if "[mailbox]" in str(exc) else [
-            failed("oauth2 token", str(exc), "set [oauth2] token_url, client_id and "
-                                              "client_secret (or client_secret_file)")]
+        if "[oauth2]" not in str(exc):  # [mailbox] or [smtp]: the config line names it
+            return [not_tried("imap login", exc)]
+        return [failed("oauth2 token", str(exc),
+                       "set the [oauth2] keys of the provider (README, \"Deploy\")")]
     if tokens is not None:  # the token first, then the SASL login: two causes, two lines
         try:
             tokens.token()
