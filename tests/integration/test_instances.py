@@ -206,3 +206,21 @@ def test_reset_limits_hold_with_two_instances_deciding_at_once(postgres_url: str
         assert sorted(held) == [False, True]  # one reset, one held for approval
     finally:
         engine.dispose()
+
+
+def test_forgotten_instances_leave_their_claims_to_others(store: Store) -> None:
+    """Retention forgets instances silent for a week (killed ones never deregister); a claim of
+    a forgotten instance is as free as one of a silent instance."""
+    with store.unit_of_work() as uow:
+        uow.instances.beat("gone", now=T0)
+        uow.instances.beat("alive", now=T0 + timedelta(days=8))
+        _, request = record_complete(uow, "<forgotten@utrecht.nl>")
+        uow.executions.create(request)
+    store.instance_id = "gone"
+    [claim] = store.claim_due_executions(now=T0)
+    with store.unit_of_work() as uow:
+        assert uow.instances.forget_older_than(T0 + timedelta(days=7)) == 1
+        assert [i.id for i in uow.instances.all()] == ["alive"]
+    store.instance_id = "alive"
+    [taken] = store.claim_due_executions(now=T0 + timedelta(seconds=5))  # no heartbeat left
+    assert (taken.id, taken.reclaimed) == (claim.id, True)

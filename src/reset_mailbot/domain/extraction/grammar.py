@@ -178,19 +178,12 @@ class Grammar:
     def forms_for(self, item: str) -> tuple[Form, ...]:
         return tuple(f for f in self.forms if f.item == item)
 
-    def phrases_at(self, name: str, word: str) -> tuple[tuple[str, ...], ...]:
-        """The phrases of class `name` that can start with the token `word`: those whose first
-        word is `word`, and those starting with a class that can (a builtin can start with any
-        word). Matching tries only these: most classes are ruled out by their first word. The
-        index is built per class from the grammar alone, so its size never depends on input."""
-        literal, other = self.phrases_split_at(name, word)
-        return literal + other
-
     def phrases_split_at(
         self, name: str, word: str
     ) -> tuple[tuple[tuple[str, ...], ...], tuple[tuple[str, ...], ...]]:
-        """`phrases_at`, as (phrases of literal words only, which start with `word`; the
-        others): the matcher compares a literal phrase with one slice of the clause."""
+        """The phrases of class `name` that can start with the token `word` (`_phrases_at`),
+        as (phrases of literal words only, which start with `word`; the others): the matcher
+        compares a literal phrase with one slice of the clause."""
         split = self.__dict__.setdefault("_split_index", {})
         key = (name, word)
         found = split.get(key)
@@ -204,6 +197,9 @@ class Grammar:
         return found
 
     def _phrases_at(self, name: str, word: str) -> tuple[tuple[str, ...], ...]:
+        """Those whose first word is `word`, and those starting with a class that can (a
+        builtin can start with any word): most classes are ruled out by their first word. The
+        index is built per class from the grammar alone, so its size never depends on input."""
         indexes = self.__dict__.setdefault("_index", {})
         index = indexes.get(name)
         if index is None:
@@ -224,7 +220,7 @@ class Grammar:
 
     def sentence_forms_at(self, word: str) -> tuple[Form, ...]:
         """The forms a clause may be (every item but template answers) that can start with
-        `word`; indexed once per grammar by first word, like `phrases_at`."""
+        `word`; indexed once per grammar by first word, like `_phrases_at`."""
         index = self.__dict__.get("_sentence_forms")
         if index is None:
             by_word: dict[str, list[Form]] = {}
@@ -243,16 +239,12 @@ class Grammar:
         by_first, anyhow = index
         return by_first.get(word, ()) + anyhow
 
-    def possible(self, form: Form, words: frozenset[str]) -> bool:
-        """Can `form` match a sentence made of these words at all? Each required slot needs
-        one of its class's words (`_needs`); a sentence without any of them cannot hold that
-        clause, so the matcher skips the form. Only ever rules out, never lets in."""
-        return self.possible_forms(words)(form)
-
     def possible_forms(self, words: frozenset[str]) -> Callable[[Form], bool]:
-        """`possible` for one sentence, as a test per form: the needs the sentence's words
-        meet are collected once (word -> needs holding it, indexed per grammar), and a form is
-        possible when every need of its required slots is among them."""
+        """Which forms can match a sentence made of these words at all, as a test per form.
+        Each required slot needs one of its class's words (`_needs`); a sentence without any
+        of them cannot hold that clause, so the matcher skips the form. Only ever rules out,
+        never lets in. The needs the words meet are collected once (word -> needs holding it,
+        indexed per grammar)."""
         index = self.__dict__.get("_need_index")
         if index is None:
             index = self.__dict__["_need_index"] = self._index_needs()
@@ -620,7 +612,7 @@ class SentenceVerdict:
 def judge_sentence(grammar: Grammar, text: str, *, full: bool = False) -> SentenceVerdict:
     """What `text` (one sentence as written) confirms: every clause must be a whole form.
 
-    Forms that cannot match these words are skipped (`Grammar.possible`); that changes no
+    Forms that cannot match these words are skipped (`Grammar.possible_forms`); that changes no
     verdict, only how far a failed parse got. `full=True` tries every form, so that
     `stopped_at` names the word a reader would (the reply quotes it)."""
     odd = suspicious(text)
