@@ -7,6 +7,7 @@ settings section it works by (`SlaSettings`, `RetentionSettings`).
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -52,13 +53,19 @@ if TYPE_CHECKING:
 
 def build_rules(config: Config) -> RuleSet:
     settings = config.rules
-    return load_rules(settings.dir, settings.municipalities)
+    rules = load_rules(settings.dir, settings.municipalities)
+    return dataclasses.replace(rules, templates=_with_contact(rules.templates, config))
 
 
 def build_templates(config: Config) -> ReplyTemplates:
     """The reply templates of the configured rules folder (the packaged ones without one):
     a reply a person triggers from the CLI reads like the daemon's."""
-    return load_reply_templates(config.rules.dir or packaged_rules_dir())
+    return _with_contact(load_reply_templates(config.rules.dir or packaged_rules_dir()), config)
+
+
+def _with_contact(templates: ReplyTemplates, config: Config) -> ReplyTemplates:
+    """Templates that name [replies] support_contact as the way to reach support."""
+    return templates.with_support_contact(config.get(RepliesSettings).support_contact)
 
 
 def build_key_lookup(config: Config) -> KeyLookup:

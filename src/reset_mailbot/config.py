@@ -274,6 +274,9 @@ class RepliesSettings(_Section):
     # replies caused by inbound mail (incomplete, rejected) per sender per hour; beyond it we
     # log `rate_limited` and stay silent, so a loop with a broken auto-responder stays short
     max_per_sender_per_hour: int = Field(5, ge=1)
+    # how municipal staff reach Forus support, after "via" in every reply ("Je bereikt het
+    # supportteam van Forus via ..."); empty: the [mailbox] address
+    support_contact: str = Field("", max_length=300)
 
 
 class PolicySettings(_Section):

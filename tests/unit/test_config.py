@@ -241,3 +241,17 @@ def test_oauth2_providers_name_what_they_need(tmp_path: Path) -> None:
         bootstrap.build_tokens(generic)
     plain = load_config(write(tmp_path, '[mailbox]\naddress = "support@forus.io"\n', "d.toml"))
     assert bootstrap.build_tokens(plain) is None
+
+
+def test_support_contact_reaches_every_reply_template() -> None:
+    from reset_mailbot import bootstrap
+    from reset_mailbot.config import Config
+
+    cfg = Config({"replies": {"support_contact": "085 - 123 45 67 of servicedesk@forus.io"}},
+                 None)
+    contact = bootstrap.build_templates(cfg).support_contact
+    assert contact == "085 - 123 45 67 of servicedesk@forus.io"
+    assert bootstrap.build_rules(cfg).templates.support_contact.startswith("085")
+    assert bootstrap.build_templates(Config({}, None)).support_contact == ""
+    with pytest.raises(ConfigError, match="did you mean support_contact"):
+        Config({"replies": {"support_contakt": "x"}}, None)

@@ -58,8 +58,7 @@ def _build(kind: ReplyKind | str, data: ReplyData | Decision, **kw: object) -> b
         support_address=SUPPORT,
         now=NOW,
         reply_message_id=OWN_ID,
-        templates=TEMPLATES,
-        **kw,  # type: ignore[arg-type]
+        **{"templates": TEMPLATES, **kw},  # type: ignore[arg-type]
     ).rfc822
 
 
@@ -300,7 +299,7 @@ def test_sender_not_registered_names_the_municipality() -> None:
     ("code", "phrase"),
     [
         ("account_not_found", "geen account gevonden met het e-mailadres fam.ozturk@outlook.com"),
-        ("two_factor_not_enabled", "geen twee-factor authenticatie ingesteld"),
+        ("two_factor_not_enabled", "geen tweefactorauthenticatie ingesteld"),
         ("something_new", "Ons supportteam kijkt ernaar"),
     ],
 )
@@ -378,7 +377,7 @@ def _facts(kind: ReplyKind, language: str) -> list[str]:
         ],
         ReplyKind.FAILED: [
             "fam.ozturk@outlook.com",
-            "geen twee-factor authenticatie ingesteld"
+            "geen tweefactorauthenticatie ingesteld"
             if nl
             else "does not have two-factor authentication enabled",
             "2026-00871",
@@ -538,3 +537,43 @@ def test_an_sla_notice_is_a_new_internal_message_not_a_reply() -> None:
     with pytest.raises(ReplyError, match="not a reply"):
         render_reply(ReplyKind.SLA_NOTICE, data, support_address=SUPPORT, now=NOW,
                      reply_message_id=OWN_ID, templates=TEMPLATES)
+
+
+# --- issue #17: replies that read like Forus wrote them ------------------------------------
+
+
+@pytest.mark.parametrize("language", ["nl", "en"])
+@pytest.mark.parametrize("kind", REPLY_KINDS)
+def test_every_reply_says_how_to_reach_support(language: str, kind: ReplyKind) -> None:
+    data = _data(missing=(Item.IDENTITY_VERIFIED,), request_id="R-ABCD2345")
+    contact = "085 - 123 45 67 (werkdagen) of servicedesk@forus.io"
+    own = _build(kind, data, language=language,
+                 templates=TEMPLATES.with_support_contact(contact))
+    default = _build(kind, data, language=language)
+    for raw, expected in ((own, contact), (default, SUPPORT)):
+        msg = _parse(raw)
+        text = _body(msg)
+        html = msg.get_body(preferencelist=("html",)).get_content()  # type: ignore[union-attr]
+        assert f"via {expected}." in text
+        assert f"via {expected}." in html
+        assert "servicekanalen" not in text and "service channels" not in text
+
+
+@pytest.mark.parametrize("kind", REPLY_KINDS)
+def test_dutch_replies_write_tweefactorauthenticatie_as_one_word(kind: ReplyKind) -> None:
+    data = _data(missing=tuple(Item), failure_code="two_factor_not_enabled")
+    msg = _parse(_build(kind, data, language="nl"))
+    text = _body(msg) + msg.get_body(preferencelist=("html",)).get_content()  # type: ignore[union-attr]
+    assert not re.search(r"twee[- ]factor|2-factor|tweefactor authenticatie", text, re.I)
+
+
+def test_every_reply_about_a_request_carries_its_tag_once() -> None:
+    for kind in (ReplyKind.CONFIRMATION, ReplyKind.INCOMPLETE, ReplyKind.FAILED,
+                 ReplyKind.DENIED):
+        for subject in ("Herstel 2FA", "RE: Herstel 2FA [R-ABCD2345]", "AW: [R-ABCD2345]"):
+            data = _data(subject=subject, missing=(Item.IDENTITY_VERIFIED,),
+                         request_id="R-ABCD2345")
+            header = _parse(_build(kind, data))["Subject"]
+            assert header.count("[R-ABCD2345]") == 1
+            assert header.startswith("Re: ") and not header.startswith("Re: Re")
+            assert request_ids_in_subject(header) == ["R-ABCD2345"]

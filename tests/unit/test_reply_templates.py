@@ -122,12 +122,12 @@ def test_the_sandbox_refuses_python_internals(rules_dir: Path) -> None:
 def test_edited_wording_is_used_and_html_only_is_escaped(rules_dir: Path) -> None:
     _edit(
         rules_dir / "templates" / "confirmation.nl.txt.j2",
-        "De twee-factor authenticatie (2FA) van het onderstaande account is hersteld.",
+        "De tweefactorauthenticatie (2FA) van het onderstaande account is hersteld.",
         "Gelukt <3 voor {{ account_email }}.",
     )
     _edit(
         rules_dir / "templates" / "confirmation.nl.html.j2",
-        "<p>De twee-factor authenticatie (2FA) van het onderstaande account is hersteld.</p>",
+        "<p>De tweefactorauthenticatie (2FA) van het onderstaande account is hersteld.</p>",
         "<p>Gelukt voor {{ account_email }}.</p>",
     )
     templates = load_rules(rules_dir).templates

@@ -273,7 +273,8 @@ def render_reply(
         raise ReplyError("an SLA notice is not a reply: use render_notice")
     if language not in templates.languages:
         language = DEFAULT_LANGUAGE
-    context = template_context(kind, data, now.astimezone(ZoneInfo(timezone)), language)
+    context = template_context(kind, data, now.astimezone(ZoneInfo(timezone)), language,
+                               support_contact=templates.support_contact or support_address)
     text = _tidy_text(templates.render(kind.value, language, "txt", context))
     html = templates.render(kind.value, language, "html", context).strip() + "\n"
 
@@ -332,9 +333,13 @@ def _mime(text: str, html: str, headers: list[tuple[str, str | Header]], boundar
 
 
 def template_context(
-    kind: ReplyKind, data: ReplyData, now: datetime, language: str
+    kind: ReplyKind, data: ReplyData, now: datetime, language: str, *,
+    support_contact: str = "",
 ) -> dict[str, Any]:
     """The variables a template sees (rules/templates/README.md lists them).
+
+    `support_contact`: how to reach Forus support ([replies] support_contact, else the support
+    address), e.g. "support@forus.io" or "085 - 123 45 67 (werkdagen) of support@forus.io".
 
     Plain strings, lists and dicts only, so the sandboxed templates cannot reach into our
     objects; dates are formatted here because month names are not worth a template's while.
@@ -344,6 +349,7 @@ def template_context(
     return {
         "kind": kind.value,
         "language": language,
+        "support_contact": support_contact,
         "recipient": data.recipient,
         "subject": data.subject,
         "account_email": data.account_email,
@@ -406,7 +412,8 @@ def render_notice(
     if language not in templates.languages:
         language = DEFAULT_LANGUAGE
     kind = ReplyKind.SLA_NOTICE
-    context = template_context(kind, data, now.astimezone(ZoneInfo(timezone)), language)
+    context = template_context(kind, data, now.astimezone(ZoneInfo(timezone)), language,
+                               support_contact=templates.support_contact or from_address)
     text = _tidy_text(templates.render(kind.value, language, "txt", context))
     html = templates.render(kind.value, language, "html", context).strip() + "\n"
     label = "SLA breach" if sla.breach else "SLA warning"
@@ -488,7 +495,8 @@ def check_templates(templates: ReplyTemplates) -> None:
     ]
     for language in templates.languages:
         for kind, data in samples:
-            context = template_context(kind, data, now, language)
+            context = template_context(kind, data, now, language,
+                                       support_contact="support@forus.io")
             for part in PARTS:  # rendering is what can fail; the MIME assembly cannot
                 templates.render(kind.value, language, part, context)
 

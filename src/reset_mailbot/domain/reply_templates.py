@@ -15,6 +15,7 @@ those) autoescape: a sender-controlled subject or address can never become marku
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import types
 from collections.abc import Iterable, Mapping
@@ -71,6 +72,9 @@ class ReplyTemplates:
     kinds: tuple[str, ...]
     languages: tuple[str, ...]
     paths: Mapping[str, str]  # template name -> where it came from, for error messages
+    # how municipal staff reach Forus support ([replies] support_contact), shown in every
+    # reply as `support_contact`; empty: the support address the reply comes from
+    support_contact: str = ""
 
     @classmethod
     def compile(
@@ -142,6 +146,10 @@ class ReplyTemplates:
             languages=languages,
             paths=shown,
         )
+
+    def with_support_contact(self, support_contact: str) -> ReplyTemplates:
+        """The same templates, telling municipal staff to reach support this way."""
+        return dataclasses.replace(self, support_contact=" ".join(support_contact.split()))
 
     def render(self, kind: str, language: str, part: Part, context: Mapping[str, Any]) -> str:
         """Render one template; errors become TemplateError naming the file and line."""
