@@ -11,6 +11,7 @@ pytest_plugins = [
     "tests.harness.db_fixtures",
     "tests.harness.mariadb_fixtures",
     "tests.harness.oauth_fixtures",
+    "tests.harness.browser_fixtures",
 ]
 
 
