@@ -173,19 +173,25 @@ def signature_start(
     return None
 
 
+def new_text_span(folded: list[str], rules: CompiledRules) -> tuple[int, int, int | None]:
+    """(start, end) of the sender's new text among the folded lines, and the index where quoted
+    history starts (None: nothing quoted). Everything outside [start, end) is history."""
+    cut = quote_start(folded, rules)
+    if cut is None:
+        return 0, len(folded), None
+    below = _bottom_posted(folded, cut, rules)
+    if below is not None:  # nothing above the quote: the reply is below it
+        return below[0], below[1], cut
+    return 0, cut, cut
+
+
 def segments(text: str, rules: CompiledRules, sender: Sender | None = None) -> Segments:
     """Split a body into the sender's new text and the signature; drop quoted history."""
     lines = split_lines(text)
     folded = [fold(line.strip()) for line in lines]
-    cut = quote_start(folded, rules)
-    cut_line = None
-    if cut is not None:
-        cut_line = lines[cut]
-        below = _bottom_posted(folded, cut, rules)
-        if below is not None:  # nothing above the quote: the reply is below it
-            lines, folded = lines[below[0] : below[1]], folded[below[0] : below[1]]
-        else:
-            lines, folded = lines[:cut], folded[:cut]
+    start, end, cut = new_text_span(folded, rules)
+    cut_line = lines[cut] if cut is not None else None
+    lines, folded = lines[start:end], folded[start:end]
     sig = signature_start(folded, rules, sender)
     if sig is None:
         return Segments(lines, [], cut_line)
