@@ -170,6 +170,52 @@ class OutboxStore(AuditedStore):
         )
         return item
 
+    def requeue_failed(
+        self, outbox_id: int, *, actor: str, now: datetime | None = None
+    ) -> OutboxItem | None:
+        """Queue a reply that failed for good again, as it is: the same stored bytes and
+        Message-ID, due now, attempts from zero (`replies resend`). One conditional UPDATE, so
+        two people resending at once queue it once; None (nothing changed) unless the row is
+        `failed` and still holds its bytes (retention empties them). Audited as `reply_resent`
+        with `actor`, in the caller's transaction."""
+        now = self._now(now)
+        previous = self.session.execute(
+            select(OutboxItem.attempts, OutboxItem.last_error)
+            .where(OutboxItem.id == outbox_id)
+        ).one_or_none()
+        changed = self.session.execute(
+            update(OutboxItem)
+            .where(OutboxItem.id == outbox_id, OutboxItem.state == OutboxState.FAILED,
+                   func.length(OutboxItem.rfc822) > 0)
+            .values(state=OutboxState.QUEUED, attempts=0, next_attempt_at=now,
+                    claimed_at=None, claimed_by=None, last_error=None)
+            .returning(OutboxItem.id)
+        ).one_or_none()
+        if changed is None or previous is None:
+            return None
+        item = self.session.get(OutboxItem, outbox_id, populate_existing=True)
+        assert item is not None
+        self._audit.append(
+            "reply_resent", request_id=item.request_id, message=item.message_id, actor=actor,
+            now=now,
+            data={"outbox_id": item.id, "kind": item.kind, "to": item.to_address,
+                  "reply_message_id": item.reply_message_id,
+                  "previous_attempts": previous.attempts, "previous_error": previous.last_error},
+        )
+        return item
+
+    def listing(
+        self, *, state: str | None = None, request_id: str | None = None, limit: int = 200,
+    ) -> list[OutboxItem]:
+        """Replies newest first (`replies list`), without their bytes."""
+        query = select(OutboxItem)
+        if state is not None:
+            query = query.where(OutboxItem.state == state)
+        if request_id is not None:
+            query = query.where(OutboxItem.request_id == request_id)
+        query = query.order_by(OutboxItem.created_at.desc(), OutboxItem.id.desc()).limit(limit)
+        return list(self.session.scalars(query).all())
+
     def count_replies_to(self, address: str, since: datetime) -> int:
         """Replies to `address` queued since `since` (for `max_per_sender_per_hour`)."""
         query = select(func.count(OutboxItem.id)).where(
