@@ -28,12 +28,13 @@ test: venv test-deps lint
 	$(BIN)/pytest
 
 # make demo DEMO_EXECUTOR=forus-db (or manual): the same loop with another [executor] kind.
+# It ends by serving the support console on the demo's requests (URL printed; Ctrl-C ends).
 # The demo needs Dovecot only (and MariaDB for forus-db), not the whole test set.
 DEMO_EXECUTOR ?= http
 DEMO_PACKAGES := dovecot-imapd dovecot-lmtpd $(if $(filter forus-db,$(DEMO_EXECUTOR)),mariadb-server)
 demo: venv
 	bash scripts/install-test-deps.sh $(DEMO_PACKAGES)
-	$(BIN)/reset-mailbot demo --executor $(DEMO_EXECUTOR)
+	$(BIN)/reset-mailbot demo --executor $(DEMO_EXECUTOR) --console
 
 bench: venv
 	$(BIN)/python bench/check_throughput.py

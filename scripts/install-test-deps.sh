@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages the integration tests start for real:
-# Dovecot (IMAP + LMTP), PostgreSQL and MariaDB, and promtool (prometheus) that checks
-# deploy/prometheus-alerts.yaml. Idempotent: when every
+# Dovecot (IMAP + LMTP), PostgreSQL and MariaDB, promtool (prometheus) that checks
+# deploy/prometheus-alerts.yaml, and Chromium for the console's browser tests. Idempotent: when every
 # package is already installed it does nothing (no apt-get update).
 # No system daemon is started: the tests run private instances on free ports.
 # With arguments, installs only those packages (`make demo` needs just Dovecot).
@@ -10,7 +10,7 @@ set -euo pipefail
 if [[ $# -gt 0 ]]; then
     PACKAGES=("$@")
 else
-    PACKAGES=(dovecot-imapd dovecot-lmtpd postgresql mariadb-server iproute2 prometheus)
+    PACKAGES=(dovecot-imapd dovecot-lmtpd postgresql mariadb-server iproute2 prometheus chromium)
 fi
 
 missing=()

@@ -336,6 +336,106 @@ class HaSettings(_Section):
     instance_id: str | None = Field(None, min_length=1, max_length=200)
 
 
+class ConsoleSettings(_Section):
+    """The support console in the browser (issue #17; console/).
+
+    Who may log in and what they may do is configured here, not in the identity provider's
+    defaults: `roles` names people (their e-mail address, lower case) and `role_groups` names
+    groups from the `groups_claim` (OIDC) or `trusted_groups_header` (proxy). Roles grow:
+    viewer < operator < approver.
+    """
+
+    section: ClassVar[str] = "console"
+    model_config = _section_config("console")
+
+    listen: str = "127.0.0.1:8080"
+    # the address people type (behind a proxy: the proxy's); the OIDC redirect URI is
+    # <public_url>/auth/callback. Default: http://<listen>
+    public_url: str | None = None
+    auth: Literal["oidc", "trusted_header"] = "oidc"
+    # `run` serves the console too (one process to operate); `reset-mailbot console` alone
+    # serves it without the daemon
+    with_daemon: bool = False
+    session_secret: str | None = None
+    session_secret_file: Path | None = None
+    session_hours: float = Field(10.0, gt=0, le=24 * 7)
+    roles: dict[str, Literal["viewer", "operator", "approver"]] = Field(default_factory=dict)
+    role_groups: dict[str, Literal["viewer", "operator", "approver"]] = Field(
+        default_factory=dict)
+    # oidc: Microsoft Entra ID https://login.microsoftonline.com/<tenant>/v2.0, Google
+    # https://accounts.google.com; the discovery document is read from <issuer>/.well-known/...
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = None
+    oidc_client_secret_file: Path | None = None
+    oidc_scopes: str = "openid email profile"
+    groups_claim: str = "groups"
+    # trusted_header: only these proxy addresses may assert who is logged in
+    trusted_proxies: list[str] = Field(default_factory=list)
+    trusted_user_header: str = "X-Forwarded-Email"
+    trusted_groups_header: str | None = "X-Forwarded-Groups"
+    page_size: int = Field(100, ge=10, le=1000)
+
+    @field_validator("roles", "role_groups")
+    @classmethod
+    def _lower_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        return {" ".join(k.split()).lower(): v for k, v in value.items()}
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network") from None
+        return value
+
+    @model_validator(mode="after")
+    def _checks(self) -> ConsoleSettings:
+        if self.session_secret is None and self.session_secret_file is not None:
+            self.session_secret = _read_secret(self.session_secret_file, "session_secret_file")
+        if self.oidc_client_secret is None and self.oidc_client_secret_file is not None:
+            self.oidc_client_secret = _read_secret(self.oidc_client_secret_file,
+                                                   "oidc_client_secret_file")
+        host, _, port = self.listen.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"[console] listen {self.listen!r}: write host:port")
+        if self.public_url is not None:
+            url = urlsplit(self.public_url)
+            if url.scheme not in ("http", "https") or not url.hostname:
+                raise ValueError("[console] public_url must be an http(s):// URL")
+            if url.scheme == "http" and not is_loopback(url.hostname):
+                raise ValueError("[console] public_url must be https:// (plain http only on "
+                                 "loopback): the session cookie is secure")
+        return self
+
+    def require(self) -> ConsoleSettings:
+        """What serving the console (not in demo mode) needs, or ValueError naming it."""
+        if not self.session_secret or len(self.session_secret) < 32:
+            raise ValueError("[console] session_secret_file: a secret of 32 or more characters "
+                             "is needed (e.g. `openssl rand -hex 32`)")
+        if self.auth == "oidc":
+            for key in ("oidc_issuer", "oidc_client_id", "oidc_client_secret"):
+                if not getattr(self, key):
+                    raise ValueError(f"[console] {key} is needed for auth = \"oidc\"")
+            url = urlsplit(str(self.oidc_issuer))
+            if url.scheme != "https" and not (url.scheme == "http"
+                                              and is_loopback(url.hostname or "")):
+                raise ValueError("[console] oidc_issuer must be https:// (plain http only on "
+                                 "loopback)")
+        elif not self.trusted_proxies:
+            raise ValueError("[console] trusted_proxies is needed for auth = "
+                             "\"trusted_header\": only they may say who is logged in")
+        if not self.roles and not self.role_groups:
+            raise ValueError("[console] roles or role_groups: nobody may log in without a role")
+        return self
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.listen}").rstrip("/")
+
+
 class RetentionSettings(_Section):
     section: ClassVar[str] = "retention"
     model_config = _section_config("retention")
@@ -366,6 +466,7 @@ SECTIONS: dict[str, type[_Section]] = {
         SlaSettings,
         MetricsSettings,
         HaSettings,
+        ConsoleSettings,
         RetentionSettings,
         LogSettings,
     )
@@ -375,6 +476,7 @@ S = TypeVar("S", bound=_Section)
 
 _PATH_KEYS = {"password_file", "url_file", "token_file", "client_secret_file",
               "service_account_file", "client_certificate_file", "dir",
+              "session_secret_file", "oidc_client_secret_file",
               "municipalities", "data_dir"}
 
 

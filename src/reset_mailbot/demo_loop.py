@@ -341,6 +341,7 @@ class DemoEnvironment:
             f'url = "sqlite:///{self.database}"\nauto_upgrade = true\n'
             "[executor]\n" + self._executor_section() + "timeout_seconds = 10\n"
             "[log]\nlevel = \"warning\"\n"
+            f'[console]\nlisten = "127.0.0.1:{free_port()}"\n'
         )
 
     def _executor_section(self) -> str:
@@ -539,10 +540,49 @@ def print_table(console: Console, rows: list[Row]) -> None:
     console.print(table)
 
 
+def free_port(preferred: int = 8080) -> int:
+    """8080 when it is free (the README's URL), else any free loopback port."""
+    import socket
+
+    for port in (preferred, 0):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise OSError("no free port on 127.0.0.1")
+
+
+def serve_demo_console(env: DemoEnvironment, console: Console) -> None:
+    """The support console on the demo's database, demo login, loopback; until Ctrl-C or
+    SIGTERM (issue #17: a newcomer sees the result in a browser)."""
+    from reset_mailbot import bootstrap
+    from reset_mailbot.config import load_config
+    from reset_mailbot.console.server import make_server
+
+    config = load_config(env.config_path)
+    store = bootstrap.build_store(config)
+    server = make_server(config, store, demo=True)
+    from reset_mailbot.config import ConsoleSettings
+
+    console.print(f"console: http://{config.get(ConsoleSettings).listen}/requests  (demo login: "
+                  "type any address, pick a role; Ctrl-C stops the demo)")
+    sys.stdout.flush()
+    try:
+        server.run()  # returns on Ctrl-C / SIGTERM, then re-raises the signal it captured
+    except KeyboardInterrupt:
+        pass  # the way a person ends the demo: the services stop and the state goes
+    finally:
+        store.engine.dispose()
+
+
 def run_loop_demo(
-    console: Console | None = None, keep: bool = False, executor: str = "http"
+    console: Console | None = None, keep: bool = False, executor: str = "http",
+    serve_console: bool = False,
 ) -> None:
-    """Start the services, deliver, run the daemon twice, print the table, stop everything."""
+    """Start the services, deliver, run the daemon twice, print the table, stop everything
+    (with `serve_console`: serve the console on the result first, until interrupted)."""
     if console is None:
         console = Console()
         if not console.is_terminal:
@@ -583,6 +623,8 @@ def run_loop_demo(
                 console.print("[red]no 'incomplete' reply was sent: no follow-up round[/red]")
             env.stop()  # the executor reports its calls when it stops
             print_table(console, collect_rows(env, messages))
+            if serve_console:
+                serve_demo_console(env, console)
             ok = True
     finally:
         env.stop()

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from reset_mailbot.cli.context import CliError, ExitCode, fail, load_config
 from reset_mailbot.cli.options import ConfigOption
+
+if TYPE_CHECKING:
+    import uvicorn
+
+    from reset_mailbot.adapters.db.unit_of_work import Store
+    from reset_mailbot.config import Config
 
 
 def run(
@@ -29,7 +35,13 @@ def run(
         # one daemon per SQLite file; a `run --once` beside it is safe (claims, unique keys)
         try:
             with single_instance(cfg.get(DatabaseSettings).resolved_url()):
-                bootstrap.build_daemon(cfg).run_forever()
+                daemon = bootstrap.build_daemon(cfg)
+                console = _console_beside(cfg, daemon.parts.store)
+                try:
+                    daemon.run_forever()
+                finally:
+                    if console is not None:
+                        console.should_exit = True
         except InstanceLocked as exc:
             raise CliError(str(exc)) from None
         return
@@ -47,6 +59,19 @@ def run(
             f"deadlines: {report.sla.checked} open request(s) near or past their deadline; "
             f"newly warned {len(report.sla.warned)}, newly breached {len(report.sla.breached)}"
         )
+
+
+def _console_beside(cfg: Config, store: Store) -> uvicorn.Server | None:
+    """`[console] with_daemon = true`: the console in a thread of this process."""
+    from reset_mailbot.config import ConsoleSettings
+
+    if not cfg.get(ConsoleSettings).with_daemon:
+        return None
+    from reset_mailbot.console.server import make_server, serve_in_thread
+
+    server = make_server(cfg, store)
+    serve_in_thread(server)
+    return server
 
 
 def db_upgrade(config: ConfigOption = None) -> None:
@@ -76,6 +101,9 @@ def demo(
         str,
         typer.Option("--executor", help="[executor] kind for the demo: http, manual, forus-db"),
     ] = "http",
+    console: Annotated[
+        bool, typer.Option("--console", help="Then serve the support console on the result "
+                                             "(demo login, loopback) until Ctrl-C")] = False,
 ) -> None:
     """The whole loop against throwaway Dovecot, SMTP, DNS and executor (needs the dev extras)."""
     from reset_mailbot.logs import configure_logging
@@ -91,7 +119,7 @@ def demo(
     try:
         if executor not in {"http", "manual", "forus-db"}:
             raise CliError(f"--executor must be http, manual or forus-db, not {executor!r}")
-        run_loop_demo(keep=keep, executor=executor)
+        run_loop_demo(keep=keep, executor=executor, serve_console=console)
     except DemoUnavailable as exc:
         raise CliError(str(exc)) from None
     except KeyboardInterrupt:

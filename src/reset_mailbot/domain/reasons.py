@@ -85,3 +85,39 @@ class MissingDetail(StrEnum):
     UNEXPLAINED = "unexplained"  # a word no affirmative form explains ("hopelijk", "zoon")
     CONTRADICTED = "contradicted"  # another sentence about it holds a doubt ("verlopen")
     RETRACTED = "retracted"  # the message takes the request back or postpones it
+
+
+# What each code means, in words, for people reading a decision (the support console, issue
+# #17). Every ReasonCode has an entry (tests/unit/test_reasons.py); the code stays the key.
+REASON_TEXT: dict[str, str] = {
+    ReasonCode.MALFORMED_MESSAGE: "the message could not be read as e-mail",
+    ReasonCode.REPEATED_HEADER: "a header that may appear once appears more often",
+    ReasonCode.LIMIT_EXCEEDED: "the message exceeds a size or count limit",
+    ReasonCode.MALFORMED_FROM: "the From address is missing or not one plain address",
+    ReasonCode.DKIM_MISSING: "no DKIM signature: the sender cannot be authenticated",
+    ReasonCode.DKIM_INVALID: "the DKIM signature does not verify",
+    ReasonCode.DKIM_NOT_ALIGNED: "the DKIM signature is not from the From address's domain",
+    ReasonCode.DNS_TEMPORARY_FAILURE: "the DKIM key could not be fetched (temporary DNS error)",
+    ReasonCode.DOMAIN_NOT_ALLOWLISTED: "the sender's domain is not an allowlisted municipality",
+    ReasonCode.GROUP_MAILBOX: "sent from a group mailbox, not by an individual",
+    ReasonCode.SENDER_NOT_REGISTERED: "the sender is not a registered official of the "
+                                      "municipality",
+    ReasonCode.AUTO_SUBMITTED: "an automatic message (out of office, auto-reply)",
+    ReasonCode.BOUNCE: "a delivery failure report",
+    ReasonCode.MAILING_LIST: "mail from a mailing list",
+    ReasonCode.OWN_MESSAGE: "a message sent by reset-mailbot itself",
+    ReasonCode.AMBIGUOUS_ACCOUNT_EMAIL: "more than one possible account address",
+    ReasonCode.BODY_NOT_SIGNED: "the body is not fully covered by the DKIM signature",
+    ReasonCode.REQUEST_TOO_OLD: "the signed message is older than the policy allows",
+    ReasonCode.DUPLICATE: "the same message (or signature) was decided before",
+    ReasonCode.OVERSIZE: "the message is larger than the mailbox limit",
+    ReasonCode.PROCESSING_ERROR: "processing failed; see the error",
+    ReasonCode.CLOSED_REQUEST_FOLLOWUP: "a follow-up on a request that is already closed",
+    ReasonCode.RATE_LIMITED: "the municipality reached its daily reset limit",
+    ReasonCode.STAFF_ACCOUNT: "the account belongs to staff: a person must approve",
+}
+
+
+def reason_text(code: str) -> str:
+    """The words for a code, or the code itself when it is not one of ours (older rows)."""
+    return REASON_TEXT.get(code, code)

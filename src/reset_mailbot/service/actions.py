@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from reset_mailbot.adapters.db.bound import SYSTEM
 from reset_mailbot.adapters.db.executions import default_idempotency_key, execution_job
 from reset_mailbot.adapters.db.schema import Request, utcnow
 from reset_mailbot.adapters.db.unit_of_work import Store, UnitOfWork
@@ -87,6 +88,15 @@ def is_requester(request: Request, person: str) -> bool:
     return who == sender or ("@" not in who and who == sender.partition("@")[0])
 
 
+def acted_before(request: Request, person: str) -> bool:
+    """Whether `person` already acted on the request (reprocessed the message that made it
+    complete, marked it, ...): four eyes means the approver is neither the requester nor
+    anyone whose action brought the request to the approval step."""
+    who = " ".join(person.split()).lower()
+    return any(entry.actor.lower() == who for entry in request.audit
+               if entry.actor != SYSTEM)
+
+
 def approve(
     store: Store,
     request_id: str,
@@ -101,7 +111,8 @@ def approve(
     """Four-eyes approval: `awaiting_approval → complete`, then the executor runs now.
 
     With no executor (`kind = "manual"`) the request goes on to `awaiting_manual_reset`.
-    The approver must not be the requesting official.
+    The approver must not be the requesting official, nor anyone who already acted on the
+    request (`acted_before`): four eyes, enforced here for the CLI and the console alike.
     """
     actor = _actor(by)
     now = clock()
@@ -111,6 +122,11 @@ def approve(
         if is_requester(request, actor):
             raise ActionRefused(
                 f"{actor} sent request {request.id}; a second person must approve it"
+            )
+        if acted_before(request, actor):
+            raise ActionRefused(
+                f"{actor} already acted on request {request.id}; a second person must "
+                "approve it"
             )
         held_for = request.result_code  # rate_limited / staff_account, or None
         uow.requests.approve(request, by=actor, now=now)

@@ -223,3 +223,27 @@ def list_messages(
     if limit is not None:
         query = query.limit(limit)
     return list(uow.session.scalars(query))
+
+
+def request_times(uow: UnitOfWork, since: datetime) -> list[tuple[datetime, datetime | None]]:
+    """(created, executed) of the requests created since `since`: the console's weekly chart."""
+    query = select(Request.created_at, Request.executed_at).where(Request.created_at >= since)
+    return [(created, executed) for created, executed in uow.session.execute(query)]
+
+
+def filed_messages(
+    uow: UnitOfWork, *, view: str, quarantine_folder: str, limit: int | None = None,
+) -> list[Message]:
+    """Messages that did not become (part of) a request, newest first (the console's
+    "Quarantine and ignored" page). `view`: `quarantine` (moved to the quarantine folder, or
+    failed to process), `ignored`, `rejected`, `deferred` or `all`."""
+    query = select(Message)
+    if view == "quarantine":
+        query = query.where((Message.folder_moved_to == quarantine_folder)
+                            | Message.error.is_not(None))
+    elif view != "all":
+        query = query.where(Message.outcome == view)
+    query = query.order_by(Message.received_at.desc(), Message.id.desc())
+    if limit is not None:
+        query = query.limit(limit)
+    return list(uow.session.scalars(query))
