@@ -122,3 +122,51 @@ def test_demo_switches_executor_by_configuration(executor: str, call: str) -> No
     pids = [int(p) for p in re.findall(r"pid (\d+)", services.group(1))]
     assert [p for p in pids if process_running(p)] == []
     assert processes_mentioning(state.group(1)) == []
+
+
+def test_make_demo_ends_with_the_console_on_its_requests() -> None:
+    """`make demo` (demo --console): after the table, the console serves the demo's database
+    with the demo login on loopback until Ctrl-C; then everything stops and is cleaned up."""
+    import signal
+    import time
+
+    import httpx2
+
+    proc = subprocess.Popen([CLI, "demo", "--executor", "manual", "--console"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    assert proc.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + 150
+    url = None
+    try:
+        while url is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            found = re.match(r"console: (http://127\.0\.0\.1:\d+)/requests", line)
+            url = found.group(1) if found else None
+        assert url, "".join(lines)
+        with httpx2.Client(base_url=url, follow_redirects=False) as http:
+            for _ in range(100):  # the URL is printed just before uvicorn binds
+                try:
+                    login_page = http.get("/login")
+                    break
+                except httpx2.ConnectError:
+                    time.sleep(0.1)
+            token = re.search(r'name="csrf_token" value="([^"]+)"', login_page.text)
+            assert token, login_page.text
+            answer = http.post("/login/demo", data={"identity": "demo@forus.test",
+                                                    "role": "approver",
+                                                    "csrf_token": token.group(1)})
+            assert answer.status_code == 303
+            listing = http.get("/requests?state=awaiting_manual_reset").text
+            assert listing.count('href="/requests/R-') == 2, listing  # the two complete ones
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    out = "".join(lines) + out
+    assert proc.returncode == 0, f"{out}\n{err}"
+    state = re.search(r"^state: (\S+)$", out, re.M)
+    assert state and not Path(state.group(1)).exists(), out
+    assert processes_mentioning(state.group(1)) == []
