@@ -96,6 +96,7 @@ def test_weekly_counts_and_median() -> None:
     assert weeks[-1].executed == 2 and weeks[-1].median_hours_to_reset == 4.0
     svg = bar_chart(weeks)
     assert svg.startswith("<svg") and svg.count("<rect") == 8 and "style=" not in svg
+    assert svg.count("<circle") == 1 and "median 4.0 h to reset" in svg
 
 
 def test_every_reason_has_words() -> None:

@@ -43,7 +43,8 @@ def weekly(times: Iterable[tuple[datetime, datetime | None]], tz: ZoneInfo,
 
 
 def bar_chart(weeks: list[Week], width: int = 640, height: int = 180) -> str:
-    """An SVG bar chart of requests per week, with the executed share darker."""
+    """An SVG bar chart of requests per week, with the executed share darker, and the median
+    hours to reset as a line on its own scale."""
     top = max((w.requests for w in weeks), default=0) or 1
     pad_left, pad_bottom, pad_top = 28, 22, 8
     plot_h = height - pad_bottom - pad_top
@@ -72,5 +73,21 @@ def bar_chart(weeks: list[Week], width: int = 640, height: int = 180) -> str:
         if i % 2 == 0 or len(weeks) <= 8:
             parts.append(f'<text x="{x:.1f}" y="{height - 6}" font-size="10" '
                          f'fill="#555">{week.start:%d-%m}</text>')
+    medians = [(i, w.median_hours_to_reset) for i, w in enumerate(weeks)
+               if w.median_hours_to_reset is not None]
+    if medians:
+        # the median time to reset, on its own scale (right axis, hours)
+        high = max(m for _, m in medians) or 1.0
+        points = [(pad_left + i * slot + slot / 2, height - pad_bottom - plot_h * m / high)
+                  for i, m in medians]
+        parts.append(f'<text x="{width - 4}" y="{pad_top + 10}" font-size="11" fill="#b35c00" '
+                     f'text-anchor="end">{high:.1f} h</text>')
+        if len(points) > 1:
+            parts.append('<polyline fill="none" stroke="#b35c00" stroke-width="2" points="'
+                         + " ".join(f"{x:.1f},{y:.1f}" for x, y in points) + '"/>')
+        for (x, y), (i, m) in zip(points, medians, strict=True):
+            parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="#b35c00"><title>'
+                         f'week of {weeks[i].start:%d %b}: median {m:.1f} h to reset'
+                         '</title></circle>')
     parts.append("</svg>")
     return "".join(parts)
