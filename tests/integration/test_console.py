@@ -370,3 +370,16 @@ def test_a_forged_callback_is_refused(store: Store, seeded: Seeded, oidc: OidcPr
         answer = http.get("/auth/callback?code=made-up&state=made-up")
         assert answer.status_code == 401
         assert http.get("/requests").status_code == 303
+
+
+def test_session_cookie_is_http_only_same_site_and_secure_behind_https(
+        store: Store, seeded: Seeded) -> None:
+    app = console_app(store, public_url="https://reset-console.forus.test")
+    with TestClient(app, client=LOOPBACK, base_url="https://reset-console.forus.test",
+                    follow_redirects=False) as http:
+        answer = http.get("/login")
+        cookie = answer.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=lax" in cookie and "secure" in cookie
+    with client(store) as http:  # plain http on loopback (the demo): not Secure
+        cookie = http.get("/login").headers["set-cookie"].lower()
+        assert "httponly" in cookie and "secure" not in cookie
