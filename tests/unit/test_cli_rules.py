@@ -209,3 +209,16 @@ def test_quiet_and_log_level_set_this_run_s_logging(tmp_path: Path) -> None:
     assert quiet.returncode == 0 and quiet.stderr == ""
     wrong = run_cli("--log-level", "loud", "check", message)
     assert wrong.returncode == 2 and wrong.stderr.count("\n") == 1 and "one of" in wrong.stderr
+
+
+def test_check_examples_shows_the_real_decisions_without_dns() -> None:
+    """README's first step (issue #16): the shipped samples with their own keys, as of the day
+    they were signed - not `dkim_invalid` from a resolver that cannot know the keys."""
+    result = run_cli("check", "--examples", "--json")
+    assert result.returncode == 0, result.stderr
+    outcomes = [json.loads(line)["outcome"] for line in result.stdout.splitlines()]
+    assert "dkim_invalid" not in result.stdout
+    assert outcomes == ["complete", "complete", "complete", "incomplete", "incomplete",
+                        "rejected", "rejected", "rejected", "ignored", "ignored", "deferred"]
+    assert run_cli("check", "--examples", "x.eml").returncode == 2
+    assert run_cli("check").returncode == 2

@@ -22,6 +22,7 @@ from reset_mailbot.cli.context import ExitCode, load_config
 from reset_mailbot.cli.options import ConfigOption
 
 if TYPE_CHECKING:
+    from reset_mailbot.domain.decision import DecisionContext
     from reset_mailbot.domain.models import Decision
 
 
@@ -83,9 +84,31 @@ def _parse_at(value: str | None) -> float:
     return when.timestamp()
 
 
+def _examples_context() -> tuple[list[str], DecisionContext, float]:
+    """The shipped samples, the demo's DKIM keys and municipalities, and the day they were
+    signed: `check --examples` shows their real decisions without any DNS (issue #16)."""
+    import json as _json
+
+    from reset_mailbot.demo import SUPPORT_ADDRESS, demo_dir, zone_lookup
+    from reset_mailbot.domain.decision import DecisionContext
+    from reset_mailbot.rules_loader import load_rules, packaged_rules_dir
+
+    data = demo_dir()
+    zone = _json.loads((data / "zone.json").read_text())
+    faults = _json.loads((data / "dns_faults.json").read_text())
+    rules = load_rules(packaged_rules_dir(), data / "municipalities.yaml")
+    files = [str(p) for p in sorted(data.glob("*.eml"))]
+    signed_day = datetime.fromisoformat("2026-11-26T12:00:00+00:00").timestamp()
+    return files, DecisionContext(rules, zone_lookup(zone, faults), SUPPORT_ADDRESS), signed_day
+
+
 def check(
-    files: Annotated[list[str], typer.Argument(help="Message files (.eml); - reads stdin")],
+    files: Annotated[list[str] | None, typer.Argument(
+        help="Message files (.eml); - reads stdin")] = None,
     config: ConfigOption = None,
+    examples: Annotated[bool, typer.Option(
+        "--examples", help="Decide the shipped sample messages with their own DKIM keys "
+        "(no DNS) as of the day they were signed: what the README's first steps show")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per message")] = False,
     at: Annotated[str | None, typer.Option(
         "--at", help="Decide as of this time (ISO 8601 with zone), e.g. for a saved old message;"
@@ -106,8 +129,17 @@ def check(
     from reset_mailbot.domain.decision import decide
 
     cfg = load_config(config, for_people=not as_json)
-    context = bootstrap.build_decision_context(cfg)
-    now = _parse_at(at)
+    if examples:
+        if files:
+            raise typer.BadParameter("--examples decides the shipped samples: give no files")
+        files, context, now = _examples_context()
+        if at is not None:
+            now = _parse_at(at)
+    elif not files:
+        raise typer.BadParameter("give message files (or - for stdin), or --examples")
+    else:
+        context = bootstrap.build_decision_context(cfg)
+        now = _parse_at(at)
     store = bootstrap.build_read_only_store(db) if db is not None else None
     seen: dict[str, str] = {}
     status = ExitCode.OK
