@@ -177,3 +177,27 @@ def test_broken_configuration(env: DaemonEnv) -> None:
         f"FAIL config: {missing}: config file not found (fix: pass --config PATH or fix the file)"
     )
 
+
+
+def test_console_is_checked_when_configured(env: DaemonEnv) -> None:
+    """[console] with OIDC: the provider's discovery document is fetched and its issuer
+    compared; a wrong issuer is one FAIL line naming the key."""
+    from reset_mailbot_testing.oidc_provider import OidcProvider
+
+    with OidcProvider() as provider:
+        settings = {"console__oidc_issuer": provider.url, "console__oidc_client_id": "console",
+                    "console__oidc_client_secret": "secret",
+                    "console__session_secret": "s" * 40,
+                    "console__roles": '{"anna@forus.test": "approver"}'}
+        proc = doctor(env, **settings)
+        found = lines(proc)
+        assert list(found) == [*CHECKS, "console"], proc.stdout
+        assert found["console"].startswith(f"PASS console: http://127.0.0.1:8080, OpenID "
+                                           f"provider {provider.url} (client console)")
+        wrong = doctor(env, **{**settings, "console__oidc_issuer": provider.url + "/other"})
+        assert only_failure(wrong).startswith("FAIL console: OpenID discovery")
+        assert "oidc_issuer" in wrong.stdout
+    no_secret = doctor(env, console__auth="trusted_header",
+                       console__trusted_proxies='["127.0.0.1"]',
+                       console__roles='{"anna@forus.test": "approver"}')
+    assert "session_secret_file" in only_failure(no_secret)

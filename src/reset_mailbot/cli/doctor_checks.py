@@ -319,6 +319,50 @@ def check_executor(config: Config) -> Check:
     return passed("executor", f"{settings.kind}: {detail}")
 
 
+def console_configured(config: Config) -> bool:
+    """A [console] section in the file or in the environment: only then is it checked."""
+    import os
+
+    return "console" in config.data or any(
+        key.upper().startswith("RESET_MAILBOT_CONSOLE__") for key in os.environ)
+
+
+def check_console(config: Config) -> Check:
+    """The console's settings, and for OIDC the provider's discovery document: a wrong issuer
+    would otherwise surface as a failed login on the first morning."""
+    import httpx2
+
+    from reset_mailbot.config import ConsoleSettings
+
+    try:
+        settings = config.get(ConsoleSettings).require()
+    except (ConfigError, ValueError) as exc:
+        return failed("console", str(exc), "correct [console] (docs/console.md)")
+    people = f"{len(settings.roles)} people, {len(settings.role_groups)} groups with a role"
+    if settings.auth == "trusted_header":
+        return passed("console", f"{settings.base_url}, trusted_header from "
+                                 f"{', '.join(settings.trusted_proxies)}; {people}")
+    issuer = str(settings.oidc_issuer).rstrip("/")
+    url = issuer + "/.well-known/openid-configuration"
+    try:
+        answer = httpx2.get(url, timeout=10)
+        answer.raise_for_status()
+        found = answer.json()
+    except (httpx2.HTTPError, ValueError) as exc:
+        return failed("console", f"OpenID discovery {url}: {exc}",
+                      "check [console] oidc_issuer (Entra ID: https://login.microsoftonline.com"
+                      "/<tenant-id>/v2.0; Google: https://accounts.google.com)")
+    if not isinstance(found, dict) or str(found.get("issuer", "")).rstrip("/") != issuer:
+        return failed("console", f"OpenID discovery {url}: issuer is "
+                                 f"{found.get('issuer') if isinstance(found, dict) else '?'!r}",
+                      "set [console] oidc_issuer to the issuer the provider names")
+    if "S256" not in (found.get("code_challenge_methods_supported") or ["S256"]):
+        return failed("console", f"{issuer} does not offer PKCE S256",
+                      "use a provider that supports PKCE")
+    return passed("console", f"{settings.base_url}, OpenID provider {issuer} "
+                             f"(client {settings.oidc_client_id}); {people}")
+
+
 # ----------------------------------------------------------------------------- command
 
 
@@ -335,6 +379,7 @@ def run_checks(config: Config, dkim_probe: str | None = None,
         lambda: check_database(config),
         lambda: [check_instances(config)] if results[-1].ok else [],  # needs the schema
         lambda: check_executor(config),
+        lambda: [check_console(config)] if console_configured(config) else [],
     ]
     for step in steps:
         outcome = step()
