@@ -40,7 +40,8 @@ def _dockerfile() -> dict[str, str]:
 def test_the_image_listens_where_it_is_checked_and_exposed() -> None:
     lines = _dockerfile()
     assert "RESET_MAILBOT_METRICS__LISTEN=0.0.0.0:9464" in lines["ENV"]
-    assert lines["EXPOSE"].strip() == "9464"
+    assert "RESET_MAILBOT_CONSOLE__LISTEN=0.0.0.0:8080" in lines["ENV"]
+    assert lines["EXPOSE"].split() == ["9464", "8080"]
     command = json.loads(lines["HEALTHCHECK"].split("CMD", 1)[1])
     assert command[0] == "python" and "http://127.0.0.1:9464/healthz" in command[2]
 
@@ -51,6 +52,12 @@ def test_the_schema_is_upgraded_before_any_daemon_runs() -> None:
     daemon = compose["reset-mailbot"]
     assert daemon["command"] == ["run"] and daemon["deploy"]["replicas"] == 2
     assert daemon["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    console = compose["console"]
+    assert console["command"] == ["console"]
+    assert console["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert console["ports"] == ["127.0.0.1:8080:8080"]  # only to the TLS proxy on the host
+    assert set(console["secrets"]) <= set(yaml.safe_load(
+        (ROOT / "deploy/compose.yaml").read_text())["secrets"])
     [deployment] = yaml.safe_load_all((ROOT / "deploy/kubernetes.yaml").read_text())
     pod = deployment["spec"]["template"]["spec"]
     assert [c["args"] for c in pod["initContainers"]] == [["db", "upgrade"]]
