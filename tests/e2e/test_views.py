@@ -43,13 +43,18 @@ def test_request_views_tell_the_whole_story(env: DaemonEnv) -> None:
     assert set(by_state) == {"executed", "incomplete"}
     done = by_state["executed"]
     assert set(done) == {"id", "state", "municipality", "sender", "account_email", "created_at",
-                         "deadline_at", "overdue", "executed_at", "closed_at", "age_seconds"}
+                         "deadline_at", "overdue", "executed_at", "closed_at", "age_seconds",
+                         "deadline_label", "sla_status"}
+    assert done["deadline_label"].endswith(", end of working day")
+    assert done["sla_status"] == "closed"
+    assert by_state["incomplete"]["sla_status"] == "none"
     assert (done["sender"], done["account_email"]) == ("j***@utrecht.nl", "p***@hotmail.com")
     assert done["municipality"] == "Utrecht" and done["deadline_at"] and not done["overdue"]
     assert by_state["incomplete"]["account_email"] is None
 
     table = env.cli("requests", "list").stdout
     assert done["id"] in table and "j***@utrecht.nl" in table and "executed" in table
+    assert done["deadline_label"] in table
     assert SENDER not in table and ACCOUNT not in table  # lists are masked
 
     assert [r["id"] for r in as_json(env, "requests", "list", "--state", "executed")[
@@ -64,8 +69,12 @@ def test_request_views_tell_the_whole_story(env: DaemonEnv) -> None:
     env.sql("update requests set deadline_at = :t where id = :id", t="2000-01-03 00:00:00",
             id=late)
     overdue = as_json(env, "requests", "list", "--overdue")["requests"]
-    assert [(r["id"], r["overdue"]) for r in overdue] == [(late, True)]
-    assert "overdue" in env.cli("requests", "list", "--overdue").stdout
+    assert [(r["id"], r["overdue"], r["sla_status"], r["deadline_label"]) for r in overdue] \
+        == [(late, True, "overdue", "Mon 3 Jan, 01:00")]  # not a local midnight: its time
+    assert "Mon 3 Jan, 01:00 (overdue)" in env.cli(
+        "requests", "list", "--overdue").stdout
+    assert "deadline:          Mon 3 Jan, 01:00 (OVERDUE)" in env.cli(
+        "requests", "show", late).stdout
 
     story = as_json(env, "requests", "show", done["id"])
     assert set(story) == {"request", "messages", "audit", "replies", "executions"}
@@ -88,8 +97,10 @@ def test_request_views_tell_the_whole_story(env: DaemonEnv) -> None:
     assert (execution["state"], execution["attempts"]) == ("succeeded", 1)
     assert execution["idempotency_key"] == f"reset-mailbot:{done['id']}"
 
+    assert story["request"]["deadline_label"] == done["deadline_label"]
     text = env.cli("requests", "show", done["id"]).stdout
     for expected in (f"request {done['id']}: executed", SENDER, ACCOUNT, "evidence",
+                     f"deadline:          {done['deadline_label']} (closed)",
                      "confirmation to", "execution_succeeded", "succeeded, 1 attempt(s)"):
         assert expected in text, expected
     masked = env.cli("requests", "show", done["id"], "--mask").stdout
@@ -252,3 +263,102 @@ def test_logs_of_a_run_carry_only_masked_addresses(env: DaemonEnv) -> None:
     assert {"decision", "reset_executed", "reply_sent"} <= events
     assert SENDER not in proc.stderr and ACCOUNT not in proc.stderr
     assert "j***@utrecht.nl" in proc.stderr and "p***@hotmail.com" in proc.stderr
+
+
+# --- issue #17: message text, follow-ups, the outbox ---------------------------------------
+
+
+def test_messages_show_body_prints_what_the_sender_wrote(env: DaemonEnv) -> None:
+    from tests.e2e.test_daemon import _thank_for
+
+    env.deliver(env.request(COMPLETE_BODY))
+    env.run_once()
+    ours = env.replies()[-1]
+    _thank_for(env, "Dank je wel, het werkt weer!\r\n\r\nJan\r\n\r\n"
+                    f"Op 26 nov. 2026 om 09:14 schreef Forus Support <{ours['From']}>:\r\n"
+                    "> Beste collega,\r\n>\r\n> De 2FA is hersteld.\r\n")
+    env.run_once()
+    [request_id] = [r["id"] for r in as_json(env, "requests", "list")["requests"]]
+    [thanks] = as_json(env, "messages", "list", "--outcome", "ignored")["messages"]
+
+    story = env.cli("requests", "show", request_id).stdout
+    assert "follow-ups after it closed (1):" in story
+    assert f"message {thanks['id']} received" in story
+    assert "messages show ID --body" in story
+
+    text = env.cli("messages", "show", str(thanks["id"]), "--body").stdout
+    assert "body (what the sender wrote):" in text
+    assert "  | Dank je wel, het werkt weer!" in text
+    assert "De 2FA is hersteld" not in text  # the quote is folded away
+    assert "[... 4 quoted lines hidden]" in text
+    shown = as_json(env, "messages", "show", str(thanks["id"]), "--body")
+    assert set(shown) == {"message", "audit", "body"}
+    assert shown["body"]["new_text"].startswith("Dank je wel")
+    assert "De 2FA is hersteld" in shown["body"]["quoted"]
+    assert (shown["body"]["quoted_lines"], shown["body"]["truncated"]) == (4, False)
+    assert shown["body"]["subject"] == "RE: Verzoek reset 2FA"
+    assert "body" not in as_json(env, "messages", "show", str(thanks["id"]))
+
+    [first] = [m for m in as_json(env, "messages", "list")["messages"]
+               if m["outcome"] == "complete"]
+    masked = env.cli("messages", "show", str(first["id"]), "--body", "--mask").stdout
+    assert "p***@hotmail.com" in masked and ACCOUNT not in masked
+
+    env.sql("update messages set raw = null, raw_purged_at = :t where id = :id",
+            t="2026-01-01 00:00:00", id=thanks["id"])
+    gone = env.cli("messages", "show", str(thanks["id"]), "--body").stdout
+    assert "body: not available, the raw message is deleted by retention" in gone
+    assert as_json(env, "messages", "show", str(thanks["id"]), "--body")["body"] is None
+
+
+def test_replies_list_and_resend_a_failed_reply(env: DaemonEnv) -> None:
+    fill(env)
+    listing = as_json(env, "replies", "list")
+    assert listing["count"] == 2
+    assert set(listing["replies"][0]) == {"id", "request_id", "kind", "to", "subject", "state",
+                                          "attempts", "created_at", "sent_at",
+                                          "next_attempt_at", "last_error"}
+    assert {r["to"] for r in listing["replies"]} == {"j***@utrecht.nl"}  # lists are masked
+    assert all(r["state"] == "sent" for r in listing["replies"])
+    assert all("[R-" in r["subject"] for r in listing["replies"])
+    assert as_json(env, "replies", "list", "--failed")["count"] == 0
+    table = env.cli("replies", "list").stdout
+    assert "confirmation" in table and "j***@utrecht.nl" in table and SENDER not in table
+
+    confirmation = next(r for r in listing["replies"] if r["kind"] == "confirmation")
+    by_request = as_json(env, "replies", "list", "--request", confirmation["request_id"].lower())
+    assert [r["id"] for r in by_request["replies"]] == [confirmation["id"]]
+
+    sent = env.cli("replies", "resend", str(confirmation["id"]), "--by", "Petra", check=False)
+    assert sent.returncode == 1
+    assert "is sent; only a failed reply can be resent" in sent.stderr
+    assert env.cli("replies", "resend", "4242", "--by", "Petra", check=False).returncode == 1
+
+    # the SMTP server refused it for good
+    env.sql("update outbox set state = 'failed', attempts = 20, sent_at = null, "
+            "next_attempt_at = null, last_error = :e where id = :id",
+            e="550 5.1.1 <j.devries@utrecht.nl>: mailbox unavailable", id=confirmation["id"])
+    [failed] = as_json(env, "replies", "list", "--failed")["replies"]
+    assert failed["id"] == confirmation["id"]
+    assert failed["last_error"] == "550 5.1.1 <j***@utrecht.nl>: mailbox unavailable"
+    assert "failed" in env.cli("replies", "list", "--failed").stdout
+    before = len(env.replies())
+
+    out = env.cli("replies", "resend", str(confirmation["id"]), "--by", "Petra de Boer").stdout
+    assert out.startswith(f"{confirmation['request_id']}: reply {confirmation['id']} "
+                          "(confirmation) queued again by Petra de Boer")
+    [(state, attempts)] = env.sql("select state, attempts from outbox where id = :id",
+                                  id=confirmation["id"])
+    assert (state, attempts) == ("queued", 0)
+    [(actor,)] = env.sql("select actor from audit_log where event = 'reply_resent'")
+    assert actor == "Petra de Boer"
+
+    env.run_once()
+    replies = env.sink.messages()
+    assert len(replies) == before + 1
+    [(stored, message_id)] = env.sql("select rfc822, reply_message_id from outbox where id = :id",
+                                     id=confirmation["id"])
+    first = next(raw for _, raw in replies if message_id.encode() in raw)
+    assert replies[-1][1] == first  # the same message, byte for byte
+    assert bytes(stored) in replies[-1][1].replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    assert as_json(env, "replies", "list", "--failed")["count"] == 0

@@ -7,9 +7,9 @@ in the one error path (`context.operator_errors`: one line on stderr, exit codes
 
 - `decide.py`: `check`, `rules check`;
 - `daemon.py`: `run`, `db upgrade`, `demo`;
-- `views.py` (read only): `requests list|show`, `messages list|show`, `stats`;
+- `views.py` (read only): `requests list|show`, `messages list|show`, `replies list`, `stats`;
 - `actions.py` (they write): `requests approve|deny|done|failed|dry-run`,
-  `messages reprocess`, `purge`;
+  `messages reprocess`, `replies resend`, `purge`;
 - `doctor.py`: `doctor`.
 """
 
@@ -34,6 +34,8 @@ rules_app = typer.Typer(help="Inspect and validate the rule files.", no_args_is_
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 requests_app = typer.Typer(help="See and act on reset requests.", no_args_is_help=True)
 messages_app = typer.Typer(help="See and reprocess decided messages.", no_args_is_help=True)
+replies_app = typer.Typer(help="See the replies (the outbox) and resend failed ones.",
+                          no_args_is_help=True)
 
 
 def _version(value: bool) -> None:
@@ -89,10 +91,13 @@ register(requests_app, "dry-run", actions.dry_run)
 register(messages_app, "list", views.messages_list)
 register(messages_app, "show", views.messages_show)
 register(messages_app, "reprocess", actions.messages_reprocess)
+register(replies_app, "list", views.replies_list)
+register(replies_app, "resend", actions.replies_resend)
 app.add_typer(rules_app, name="rules")
 app.add_typer(db_app, name="db")
 app.add_typer(requests_app, name="requests")
 app.add_typer(messages_app, name="messages")
+app.add_typer(replies_app, name="replies")
 
 
 def main() -> None:

@@ -1,10 +1,11 @@
 """Commands that change something: a person acts on a request, a message or the retention.
 
-`requests approve|deny|done|failed|dry-run`, `messages reprocess` and `purge`. Only argument
-parsing and printing; the rules are in `service/actions.py`, `service/reprocess.py` and
-`service/retention.py`. Replies these commands cause are queued in the database and sent by
-the running daemon's outbox job (or the next `run --once`), so a command never waits on SMTP
-and a reply is never lost if SMTP is down. Exit codes as in `context.ExitCode`: 1 for a
+`requests approve|deny|done|failed|dry-run`, `messages reprocess`, `replies resend` and
+`purge`. Only argument parsing and printing; the rules are in `service/actions.py`,
+`service/reprocess.py`, `service/reply_actions.py` and `service/retention.py`. Replies these
+commands cause are queued in the database and sent by the running daemon's outbox job (or the
+next `run --once`), so a command never waits on SMTP and a reply is never lost if SMTP is
+down. Exit codes as in `context.ExitCode`: 1 for a
 refusal (unknown request, wrong state, requester approving their own request).
 """
 
@@ -196,6 +197,28 @@ def messages_reprocess(
             typer.echo(f"  request {result.request_id}: {result.request_state}")
         typer.echo("  acted on (replies/executions queued for the daemon)" if result.acted
                    else "  recorded only (same result as before, or nothing to act on)")
+
+
+def replies_resend(
+    reply_id: Annotated[int, typer.Argument(help="Reply id (first column of `replies list`)")],
+    by: By,
+    config: ConfigOption = None,
+) -> None:
+    """Send a reply whose delivery failed for good again: the same message, byte for byte.
+
+    It is queued for the running daemon's outbox job (or the next `run --once`); refused for a
+    reply that is not failed. See service/reply_actions.py.
+    """
+    from reset_mailbot.service.actions import ActionRefused
+    from reset_mailbot.service.reply_actions import resend_reply
+
+    with CliContext(config, writes=True) as ctx:
+        try:
+            outcome = resend_reply(ctx.store, reply_id, by=by)
+        except ActionRefused as exc:
+            raise CliError(str(exc), ExitCode.REFUSED) from None
+    prefix = f"{outcome.request_id}: " if outcome.request_id else ""
+    typer.echo(f"{prefix}{outcome.summary}")
 
 
 def purge(

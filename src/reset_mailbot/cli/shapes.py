@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from reset_mailbot.domain.addresses import mask_address
+from reset_mailbot.domain.deadline_text import deadline_label, sla_status
 from reset_mailbot.domain.reasons import Outcome
 from reset_mailbot.domain.request_state import FINAL_STATES, RequestState
 from reset_mailbot.logs import mask_text
@@ -24,6 +26,10 @@ if TYPE_CHECKING:
         OutboxItem,
         Request,
     )
+    from reset_mailbot.domain.message_text import ReadableText
+
+#: the language of the deadline labels in the views (the command line speaks English)
+LABEL_LANGUAGE = "en"
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -35,6 +41,17 @@ def is_overdue(request: Request, now: datetime) -> bool:
             and RequestState(request.state) not in FINAL_STATES)
 
 
+def deadline_fields(request: Request, now: datetime, zone: ZoneInfo) -> dict[str, Any]:
+    """`deadline_label` ("Wed 9 Dec, end of working day": the promised day, whose end the
+    stored midnight is) and `sla_status` (on_time, due_today, overdue, closed, none)."""
+    closed = RequestState(request.state) in FINAL_STATES
+    return {
+        "deadline_label": (deadline_label(request.deadline_at, zone, LABEL_LANGUAGE)
+                           if request.deadline_at is not None else None),
+        "sla_status": sla_status(request.deadline_at, now, zone, closed=closed),
+    }
+
+
 def _masked(value: str | None, mask: bool) -> str | None:
     return mask_address(value) if mask else value
 
@@ -43,8 +60,12 @@ def _masked_text(value: str | None, mask: bool) -> str | None:
     return mask_text(value) if mask and value else value
 
 
-def request_row(request: Request, now: datetime) -> dict[str, Any]:
-    """One request in `requests list --json` (addresses masked)."""
+def request_row(
+    request: Request, now: datetime, zone: ZoneInfo | None = None
+) -> dict[str, Any]:
+    """One request in `requests list --json` (addresses masked); with `zone` (`[sla]
+    timezone`) also its `deadline_label` and `sla_status`."""
+    extra = deadline_fields(request, now, zone) if zone is not None else {}
     return {
         "id": request.id,
         "state": request.state,
@@ -57,7 +78,7 @@ def request_row(request: Request, now: datetime) -> dict[str, Any]:
         "executed_at": _iso(request.executed_at),
         "closed_at": _iso(request.closed_at),
         "age_seconds": int((now - request.created_at).total_seconds()),
-    }
+    } | extra
 
 
 def _evidence(decision: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -122,6 +143,28 @@ def reply_detail(item: OutboxItem, mask: bool) -> dict[str, Any]:
     }
 
 
+def reply_row(item: OutboxItem) -> dict[str, Any]:
+    """One reply in `replies list --json` (the recipient masked)."""
+    return {
+        "id": item.id, "request_id": item.request_id, "kind": item.kind,
+        "to": mask_address(item.to_address), "subject": item.subject, "state": item.state,
+        "attempts": item.attempts, "created_at": _iso(item.created_at),
+        "sent_at": _iso(item.sent_at), "next_attempt_at": _iso(item.next_attempt_at),
+        "last_error": mask_text(item.last_error) if item.last_error else None,
+    }
+
+
+def body_detail(text: ReadableText, mask: bool) -> dict[str, Any]:
+    """What the sender wrote (`messages show --body --json`)."""
+    return {
+        "subject": text.subject,
+        "new_text": _masked_text(text.new_text, mask),
+        "quoted": _masked_text(text.quoted, mask),
+        "quoted_lines": text.quoted_lines,
+        "truncated": text.truncated,
+    }
+
+
 def execution_detail(execution: Execution) -> dict[str, Any]:
     return {
         "id": execution.id, "state": execution.state, "attempts": execution.attempts,
@@ -133,7 +176,10 @@ def execution_detail(execution: Execution) -> dict[str, Any]:
     }
 
 
-def request_detail(request: Request, now: datetime, mask: bool) -> dict[str, Any]:
+def request_detail(
+    request: Request, now: datetime, mask: bool, zone: ZoneInfo | None = None
+) -> dict[str, Any]:
+    extra = deadline_fields(request, now, zone) if zone is not None else {}
     return {
         "id": request.id,
         "state": request.state,
@@ -166,7 +212,7 @@ def request_detail(request: Request, now: datetime, mask: bool) -> dict[str, Any
         "denied_by": request.denied_by,
         "denied_at": _iso(request.denied_at),
         "anonymised_at": _iso(request.anonymised_at),
-    }
+    } | extra
 
 
 def message_row(message: Message) -> dict[str, Any]:

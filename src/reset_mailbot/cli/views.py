@@ -1,11 +1,13 @@
-"""Read-only views for Forus support: `requests list|show`, `messages list|show`, `stats`.
+"""Read-only views for Forus support: `requests list|show`, `messages list|show`,
+`replies list`, `stats`.
 
 Output rules:
 * Lists mask addresses (`j***@utrecht.nl`): they end up in screenshots and tickets. `show`
   prints them in full, because support staff need them to call the municipality back; pass
   `--mask` when sharing a screen. The JSON shapes are in `shapes.py` (docs/cli-views.md).
 * Times are shown in the `[sla] timezone` (Europe/Amsterdam) in tables; `--json` always uses
-  ISO 8601 UTC.
+  ISO 8601 UTC. A deadline is shown as the promised working day ("Wed 9 Dec, end of working
+  day"): the stored deadline is the midnight that ends it (`domain/deadline_text.py`).
 * `--since DATE` takes `YYYY-MM-DD` (start of that day, UTC) or an ISO date-time.
 * These commands never write, not even a schema upgrade (see `context.CliContext`).
 """
@@ -39,6 +41,8 @@ from reset_mailbot.domain.request_state import RequestState
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from reset_mailbot.domain.message_text import ReadableText
 
 
 def _console() -> Console:
@@ -92,7 +96,7 @@ def requests_list(
                 uow, state=state, municipality=municipality, since=since_at,
                 overdue_at=ctx.now if overdue else None, limit=limit,
             )
-            data = [request_row(r, ctx.now) for r in rows]
+            data = [request_row(r, ctx.now, ctx.zone) for r in rows]
         if as_json:
             echo_json({"count": len(data), "requests": data})
             return
@@ -104,14 +108,30 @@ def requests_list(
                        "age"):
             table.add_column(column, no_wrap=True)
         for row, request in zip(data, rows, strict=True):
-            deadline = ctx.local(request.deadline_at)
             table.add_row(
                 row["id"], ctx.local(request.created_at), escape(row["municipality"] or "-"),
                 escape(row["sender"] or "-"), escape(row["account_email"] or "-"), row["state"],
-                f"[red]{deadline} overdue[/red]" if row["overdue"] else deadline,
-                _age(ctx.now - request.created_at),
+                _deadline_cell(row), _age(ctx.now - request.created_at),
             )
         _console().print(table)
+
+
+_STATUS_STYLE = {"overdue": "[red]{} (overdue)[/red]", "due_today": "[yellow]{} (today)[/yellow]"}
+
+
+def _deadline_cell(row: dict[str, Any]) -> str:
+    """The promised day, marked when it is today or past (rich markup)."""
+    label = row["deadline_label"] or "-"
+    return _STATUS_STYLE.get(row["sla_status"], "{}").format(label)
+
+
+def _deadline_text(r: dict[str, Any]) -> str:
+    """The promised day and where the request stands, for `requests show`."""
+    if r["deadline_label"] is None:
+        return "none yet (not complete)" if r["sla_status"] == "none" else "-"
+    status = {"on_time": "on time", "due_today": "due today", "overdue": "OVERDUE",
+              "closed": "closed"}[r["sla_status"]]
+    return f"{r['deadline_label']} ({status})"
 
 
 def requests_show(
@@ -136,7 +156,7 @@ def requests_show(
             if request is None:
                 raise not_found(f"no request {request_id}")
             data = {
-                "request": request_detail(request, ctx.now, mask),
+                "request": request_detail(request, ctx.now, mask, ctx.zone),
                 "messages": [message_detail(m, mask) for m in request.messages],
                 "audit": [audit_detail(a, mask) for a in request.audit],
                 "replies": [reply_detail(o, mask) for o in request.outbox],
@@ -168,6 +188,7 @@ def _print_request(data: dict[str, Any], ctx: CliContext) -> None:
     ]
     if r["missing"]:
         lines.append("  missing:           " + ", ".join(r["missing"]))
+    lines.append(f"  deadline:          {_deadline_text(r)}")
     lines.append(f"  received {when(r['created_at'])}, complete {when(r['completed_at'])}, "
                  f"deadline {when(r['deadline_at'])}, executed {when(r['executed_at'])}, "
                  f"closed {when(r['closed_at'])}")
@@ -183,6 +204,14 @@ def _print_request(data: dict[str, Any], ctx: CliContext) -> None:
     lines.append(f"messages ({len(data['messages'])}):")
     for m in data["messages"]:
         lines.extend(_message_lines(m, when, indent="  "))
+    # a "thanks" after the request closed is on the audit trail, not among its messages
+    followups = [a for a in data["audit"] if a["event"] == "followup_received"
+                 and a["message_id"] is not None]
+    if followups:
+        lines.append(f"  follow-ups after it closed ({len(followups)}):")
+        lines.extend(f"  message {a['message_id']} received {when(a['at'])}" for a in followups)
+    if data["messages"] or followups:
+        lines.append("  (what a message says: reset-mailbot messages show ID --body)")
     lines.append("")
     lines.append(f"replies ({len(data['replies'])}):")
     for o in data["replies"]:
@@ -281,10 +310,14 @@ def messages_show(
     message_id: Annotated[int, typer.Argument(help="Message id (first column of the list)")],
     config: ConfigOption = None,
     mask: MaskOption = False,
+    body: Annotated[bool, typer.Option(
+        "--body", help="Also print what the sender wrote, with the quoted history folded "
+                       "away (from the stored raw message)")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """One message: its decision, evidence, error, folder and audit events."""
-    from reset_mailbot.cli.shapes import audit_detail, message_detail, why_filed
+    """One message: its decision, evidence, error, folder and audit events (--body: its
+    text)."""
+    from reset_mailbot.cli.shapes import audit_detail, body_detail, message_detail, why_filed
 
     with CliContext(config, for_people=True) as ctx:
         with ctx.store.unit_of_work() as uow:
@@ -298,6 +331,10 @@ def messages_show(
                 "audit": [audit_detail(a, mask)
                           for a in uow.audit_log.entries(message_id=message_id)],
             }
+            raw_bytes = message.raw if body else None
+        if body:
+            text = _readable(ctx, raw_bytes) if raw_bytes is not None else None
+            data["body"] = body_detail(text, mask) if text is not None else None
         if as_json:
             echo_json(data)
             return
@@ -317,10 +354,84 @@ def messages_show(
             f"deleted by retention {when(m['raw_purged_at'])}" if m["raw_purged_at"]
             else "not stored")
         lines.append(f"  raw bytes: {raw}")
+        if body:
+            lines.append("")
+            lines.extend(_body_lines(data["body"], raw))
         lines.append("")
         lines.append(f"audit ({len(data['audit'])}):")
         lines.extend(_audit_line(a, when) for a in data["audit"])
         typer.echo("\n".join(lines))
+
+
+def _readable(ctx: CliContext, raw: bytes) -> ReadableText:
+    """The message's text, its quote found by the configured extraction rules."""
+    from reset_mailbot import bootstrap
+    from reset_mailbot.domain.message_text import readable_text
+
+    return readable_text(raw, bootstrap.build_rules(ctx.config).extraction)
+
+
+def _body_lines(b: dict[str, Any] | None, raw_state: str) -> list[str]:
+    if b is None:
+        return [f"body: not available, the raw message is {raw_state}"]
+    lines = ["body (what the sender wrote):"]
+    lines += [f"  | {line}".rstrip() for line in (b["new_text"] or "(no text)").splitlines()]
+    if b["quoted_lines"]:
+        lines.append(f"  [... {b['quoted_lines']} quoted lines hidden]")
+    if b["truncated"]:
+        lines.append("  [... cut: the message is longer than shown]")
+    return lines
+
+
+def replies_list(
+    config: ConfigOption = None,
+    failed: Annotated[
+        bool, typer.Option("--failed", help="Only replies whose delivery failed for good")
+    ] = False,
+    request_id: Annotated[
+        str | None, typer.Option("--request", help="Only the replies of this request")
+    ] = None,
+    limit: LimitOption = 200,
+    as_json: JsonOption = False,
+) -> None:
+    """The outbox, newest first: every reply with its state, attempts and last error."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from reset_mailbot.adapters.db.outbox import OutboxState
+    from reset_mailbot.cli.shapes import reply_row
+
+    with CliContext(config, for_people=True) as ctx:
+        with ctx.store.unit_of_work() as uow:
+            rows = uow.outbox.listing(
+                state=OutboxState.FAILED if failed else None,
+                request_id=request_id.strip().upper() if request_id else None, limit=limit,
+            )
+            data = [reply_row(o) for o in rows]
+        if as_json:
+            echo_json({"count": len(data), "replies": data})
+            return
+        if not data:
+            typer.echo("no replies")
+            return
+        table = Table(box=None, header_style="bold")
+        for column in ("id", "created", "request", "kind", "to", "subject", "state", "attempts",
+                       "next attempt", "last error"):
+            table.add_column(column, no_wrap=column != "last error")
+        for row, item in zip(data, rows, strict=True):
+            state = f"[red]{row['state']}[/red]" if row["state"] == "failed" else row["state"]
+            table.add_row(
+                str(row["id"]), ctx.local(item.created_at), row["request_id"] or "-",
+                row["kind"], escape(row["to"] or "-"), escape(_short(row["subject"], 60)),
+                state, str(row["attempts"]), ctx.local(item.next_attempt_at),
+                escape(_short(row["last_error"] or "-", 80)),
+            )
+        _console().print(table)
+
+
+def _short(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def stats(
