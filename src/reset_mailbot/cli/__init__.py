@@ -10,7 +10,8 @@ in the one error path (`context.operator_errors`: one line on stderr, exit codes
 - `views.py` (read only): `requests list|show`, `messages list|show`, `replies list`, `stats`;
 - `actions.py` (they write): `requests approve|deny|done|failed|dry-run`,
   `messages reprocess`, `replies resend`, `purge`;
-- `doctor.py`: `doctor`.
+- `doctor.py`: `doctor`;
+- `console.py`: `console` (the web console itself lives in `reset_mailbot.console`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 import typer
 
-from reset_mailbot.cli import actions, daemon, decide, doctor, views
+from reset_mailbot.cli import actions, console, daemon, decide, doctor, views
 from reset_mailbot.cli.context import operator_errors
 
 app = typer.Typer(
@@ -77,6 +78,7 @@ register(app, "check", decide.check)
 register(app, "run", daemon.run)
 register(app, "demo", daemon.demo)
 register(app, "doctor", doctor.doctor)
+register(app, "console", console.console)
 register(app, "stats", views.stats)
 register(app, "purge", actions.purge)
 register(rules_app, "check", decide.rules_check)
