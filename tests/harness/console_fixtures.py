@@ -81,6 +81,7 @@ def console_app(store: Store, *, mode: Mode = "demo", now: datetime = SEEDED_AT,
         store=store, settings=console, auth=AuthSettings(mode, console),
         tz=ZoneInfo("Europe/Amsterdam"), quarantine_folder="Quarantine",
         support_address=SUPPORT, templates=packaged_templates(), max_attempts=3,
+        extraction=load_rules(packaged_rules_dir()).extraction,
         executor=lambda: None, processor=lambda: processor(store), clock=lambda: now,
     )
     return build_app(deps, SECRET)

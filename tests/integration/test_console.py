@@ -383,3 +383,21 @@ def test_session_cookie_is_http_only_same_site_and_secure_behind_https(
     with client(store) as http:  # plain http on loopback (the demo): not Secure
         cookie = http.get("/login").headers["set-cookie"].lower()
         assert "httponly" in cookie and "secure" not in cookie
+
+
+def test_a_followup_after_closing_is_shown_with_its_text(store: Store, seeded: Seeded) -> None:
+    """A "thanks" in the thread of a closed request is recorded on the request's audit trail,
+    not as one of its messages; the console shows its text there (issue #17: "its text is
+    shown nowhere")."""
+    request_id = seeded.requests[APPROVAL]
+    followup = seeded.messages["056-unsigned"]  # any stored message stands in for the thanks
+    with store.unit_of_work() as uow:
+        uow.session.add(AuditEntry(request_id=request_id, message_id=followup,
+                                   event="followup_received", actor="system",
+                                   at=datetime.now(UTC), data={}))
+    with client(store) as http:
+        demo_login(http, "viewer@forus.test", "viewer")
+        page = http.get(f"/requests/{request_id}").text
+        assert "Follow-up after the request closed" in page
+        assert f'href="/messages/{followup}"' in page
+        assert page.count('<div class="body">') >= 2  # the request's message and the thanks

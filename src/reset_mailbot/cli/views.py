@@ -4,7 +4,7 @@
 Output rules:
 * Lists mask addresses (`j***@utrecht.nl`): they end up in screenshots and tickets. `show`
   prints them in full, because support staff need them to call the municipality back; pass
-  `--mask` when sharing a screen. The JSON shapes are in `shapes.py` (docs/cli-views.md).
+  `--mask` when sharing a screen. The JSON shapes are in `service/shapes.py` (docs/cli-views.md).
 * Times are shown in the `[sla] timezone` (Europe/Amsterdam) in tables; `--json` always uses
   ISO 8601 UTC. A deadline is shown as the promised working day ("Wed 9 Dec, end of working
   day"): the stored deadline is the midnight that ends it (`domain/deadline_text.py`).
@@ -86,7 +86,7 @@ def requests_list(
     from rich.table import Table
 
     from reset_mailbot.adapters.db import queries
-    from reset_mailbot.cli.shapes import request_row
+    from reset_mailbot.service.shapes import request_row
 
     choice(state, [s.value for s in RequestState], "--state")
     since_at = parse_since(since)
@@ -142,7 +142,7 @@ def requests_show(
 ) -> None:
     """The whole story of one request: messages and decisions, audit, replies, executions."""
     from reset_mailbot.adapters.db import queries
-    from reset_mailbot.cli.shapes import (
+    from reset_mailbot.service.shapes import (
         audit_detail,
         execution_detail,
         message_detail,
@@ -278,7 +278,7 @@ def messages_list(
     from rich.table import Table
 
     from reset_mailbot.adapters.db import queries
-    from reset_mailbot.cli.shapes import message_row
+    from reset_mailbot.service.shapes import message_row
 
     choice(outcome, [o.value for o in Outcome], "--outcome")
     since_at = parse_since(since)
@@ -317,7 +317,7 @@ def messages_show(
 ) -> None:
     """One message: its decision, evidence, error, folder and audit events (--body: its
     text)."""
-    from reset_mailbot.cli.shapes import audit_detail, body_detail, message_detail, why_filed
+    from reset_mailbot.service.shapes import audit_detail, body_detail, message_detail, why_filed
 
     with CliContext(config, for_people=True) as ctx:
         with ctx.store.unit_of_work() as uow:
@@ -399,7 +399,7 @@ def replies_list(
     from rich.table import Table
 
     from reset_mailbot.adapters.db.outbox import OutboxState
-    from reset_mailbot.cli.shapes import reply_row
+    from reset_mailbot.service.shapes import reply_row
 
     with CliContext(config, for_people=True) as ctx:
         with ctx.store.unit_of_work() as uow:

@@ -11,6 +11,7 @@ from reset_mailbot.adapters.db.unit_of_work import Store
 from reset_mailbot.adapters.executors.base import Executor
 from reset_mailbot.config import ConsoleSettings
 from reset_mailbot.console.auth import AuthSettings
+from reset_mailbot.domain.extraction import ExtractionRules
 from reset_mailbot.domain.reply_templates import ReplyTemplates
 from reset_mailbot.service.inbox import InboxProcessor
 
@@ -24,6 +25,7 @@ class ConsoleDeps:
     quarantine_folder: str
     support_address: str
     templates: ReplyTemplates
+    extraction: ExtractionRules  # where a message's quoted history starts (readable_text)
     max_attempts: int
     # a fresh executor per approval (None: manual resets); closed after the action
     executor: Callable[[], Executor | None]

@@ -13,14 +13,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from reset_mailbot.adapters.db import queries
-from reset_mailbot.cli.shapes import (
-    audit_detail,
-    execution_detail,
-    message_detail,
-    reply_detail,
-    request_detail,
-    why_filed,
-)
 from reset_mailbot.console.charts import bar_chart, weekly
 from reset_mailbot.console.highlight import highlight
 from reset_mailbot.console.roles import Role
@@ -29,6 +21,14 @@ from reset_mailbot.domain.addresses import mask_address
 from reset_mailbot.domain.deadline_text import deadline_label, sla_status
 from reset_mailbot.domain.reasons import reason_text
 from reset_mailbot.domain.request_state import FINAL_STATES, RequestState
+from reset_mailbot.service.shapes import (
+    audit_detail,
+    execution_detail,
+    message_detail,
+    reply_detail,
+    request_detail,
+    why_filed,
+)
 
 MESSAGE_VIEWS = ("quarantine", "ignored", "rejected", "deferred", "all")
 SLA_WORDS = {"on_time": "on time", "due_today": "due today", "overdue": "overdue",
@@ -94,7 +94,7 @@ def _message_view(request: Request, message: Any, evidence_source: list[dict]) -
     if raw is None:
         data["text"] = None
         return data
-    readable = readable_text(raw)
+    readable = readable_text(raw, deps(request).extraction)
     segments, unplaced = highlight(readable.new_text, evidence_source)
     data["text"] = {"segments": segments, "unplaced": unplaced, "quoted": readable.quoted,
                     "truncated": readable.truncated}
@@ -128,6 +128,14 @@ def request_page(request: Request) -> Response:
         for entry in story.audit:
             timeline.append({"at": entry.at, "kind": "audit",
                              "audit": audit_detail(entry, mask=False)})
+            # a "thanks" after the request closed is not one of its messages: show its text
+            followup = (uow.messages.get(entry.message_id)
+                        if entry.event == "followup_received" and entry.message_id else None)
+            if followup is not None:
+                view = _message_view(request, followup, [])
+                view["followup"] = True
+                timeline.append({"at": followup.received_at, "kind": "message",
+                                 "message": view})
         order = {"message": 0, "audit": 1, "execution": 2, "reply": 3}
         timeline.sort(key=lambda e: (e["at"], order[e["kind"]]))
         for entry in timeline:

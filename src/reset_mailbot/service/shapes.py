@@ -1,4 +1,5 @@
-"""The JSON shapes of the views (`requests list|show`, `messages list|show`, `--json`).
+"""The JSON shapes of the views (`requests list|show`, `messages list|show`, `--json`), which
+the web console's pages show too.
 
 The shapes are documented in docs/cli-views.md and only ever grow: keys are added, never
 renamed. Lists mask addresses (`j***@utrecht.nl`): they end up in screenshots and tickets;
