@@ -1,5 +1,5 @@
 """The test OpenID provider (reset_mailbot_testing.oidc_provider) against a real OIDC client:
-authlib's httpx OAuth2Client does the authorization code flow with PKCE, httpx posts the login
+authlib's httpx OAuth2Client does the authorization code flow with PKCE, httpx2 posts the login
 form, and the id_token is checked against the provider's JWKS with authlib.jose. If these
 fail, every console login test built on the provider is suspect."""
 
@@ -11,7 +11,7 @@ import time
 import urllib.parse
 from collections.abc import Iterator
 
-import httpx
+import httpx2
 import pytest
 from authlib.common.security import generate_token
 from authlib.integrations.base_client.errors import OAuthError
@@ -44,7 +44,7 @@ def _client(auth_method: str = "client_secret_basic", **kwargs: object) -> OAuth
 
 def _login(authorize_url: str, username: str) -> str:
     """Open the authorization URL, post the login form as a browser would; the redirect."""
-    with httpx.Client() as http:
+    with httpx2.Client() as http:
         form = http.get(authorize_url)
         assert form.status_code == 200, form.text
         assert 'id="username"' in form.text and 'id="login"' in form.text
@@ -71,7 +71,7 @@ def _query(location: str) -> dict[str, str]:
 
 
 def test_discovery_names_the_endpoints_and_pkce(provider: OidcProvider) -> None:
-    found = httpx.get(provider.discovery_url).json()
+    found = httpx2.get(provider.discovery_url).json()
     assert found["issuer"] == provider.url
     assert found["authorization_endpoint"] == provider.url + "/authorize"
     assert found["token_endpoint"] == provider.url + "/token"
@@ -97,7 +97,7 @@ def test_code_flow_with_pkce_gives_a_signed_id_token(provider: OidcProvider,
                                    state=state, code_verifier=verifier)
         userinfo = client.get(provider.url + "/userinfo").json()
 
-    jwks = JsonWebKey.import_key_set(httpx.get(provider.url + "/jwks").json())
+    jwks = JsonWebKey.import_key_set(httpx2.get(provider.url + "/jwks").json())
     header = jwt.decode(token["id_token"], jwks).header
     assert header["alg"] == "RS256" and header["kid"] == provider.kid
     claims = jwt.decode(token["id_token"], jwks, claims_cls=CodeIDToken,
@@ -161,7 +161,7 @@ def test_a_token_request_without_the_verifier_is_refused(provider: OidcProvider)
     with _client(code_challenge_method="S256") as client:
         url, _, _ = _start(provider, client, verifier)
         code = _query(_login(url, "alice"))["code"]
-    answer = httpx.post(provider.url + "/token", auth=(CLIENT_ID, SECRET), data={
+    answer = httpx2.post(provider.url + "/token", auth=(CLIENT_ID, SECRET), data={
         "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT})
     assert answer.status_code == 400 and answer.json()["error"] == "invalid_grant"
 
@@ -177,7 +177,7 @@ def test_a_code_is_used_once_and_its_reuse_revokes_the_first_token(
         with pytest.raises(OAuthError, match="invalid_grant"):
             client.fetch_token(provider.url + "/token", authorization_response=location,
                                state=state, code_verifier=verifier)
-    answer = httpx.get(provider.url + "/userinfo",
+    answer = httpx2.get(provider.url + "/userinfo",
                        headers={"Authorization": f"Bearer {first['access_token']}"})
     assert answer.status_code == 401 and "Bearer" in answer.headers["WWW-Authenticate"]
     assert [r.error for r in provider.token_requests] == [None, "invalid_grant"]
@@ -201,10 +201,10 @@ def test_the_code_needs_the_same_redirect_uri_and_client(provider: OidcProvider)
         url, _, _ = _start(provider, client, verifier)
         code = _query(_login(url, "alice"))["code"]
     form = {"grant_type": "authorization_code", "code": code, "code_verifier": verifier}
-    elsewhere = httpx.post(provider.url + "/token", auth=("other", "other-secret"),
+    elsewhere = httpx2.post(provider.url + "/token", auth=("other", "other-secret"),
                            data={**form, "redirect_uri": "http://127.0.0.1:1/other"})
     assert elsewhere.status_code == 400 and elsewhere.json()["error"] == "invalid_grant"
-    moved = httpx.post(provider.url + "/token", auth=(CLIENT_ID, SECRET),
+    moved = httpx2.post(provider.url + "/token", auth=(CLIENT_ID, SECRET),
                        data={**form, "redirect_uri": REDIRECT + "/x"})
     assert moved.status_code == 400 and moved.json()["error"] == "invalid_grant"
 
@@ -216,7 +216,7 @@ def test_a_wrong_client_secret_is_refused(provider: OidcProvider) -> None:
         code = _query(_login(url, "alice"))["code"]
     for auth, data in [((CLIENT_ID, "wrong"), {}), (None, {"client_id": CLIENT_ID}),
                        (None, {"client_id": CLIENT_ID, "client_secret": "wrong"})]:
-        answer = httpx.post(provider.url + "/token", auth=auth, data={
+        answer = httpx2.post(provider.url + "/token", auth=auth, data={
             "grant_type": "authorization_code", "code": code, "code_verifier": verifier,
             "redirect_uri": REDIRECT, **data})
         assert answer.status_code == 401 and answer.json()["error"] == "invalid_client"
@@ -226,11 +226,11 @@ def test_an_unregistered_redirect_uri_is_shown_not_followed(provider: OidcProvid
     with OAuth2Client(CLIENT_ID, SECRET, scope=SCOPE, code_challenge_method="S256",
                       redirect_uri="http://127.0.0.1:1/auth/callback/evil") as client:
         url, _, _ = _start(provider, client, generate_token(48))
-    answer = httpx.get(url)
+    answer = httpx2.get(url)
     assert answer.status_code == 400 and "Location" not in answer.headers
     assert "not registered" in answer.text
     assert provider.authorizations[-1].error == "unregistered redirect_uri"
-    unknown = httpx.get(url.replace(f"client_id={CLIENT_ID}", "client_id=nobody"))
+    unknown = httpx2.get(url.replace(f"client_id={CLIENT_ID}", "client_id=nobody"))
     assert unknown.status_code == 400 and "Location" not in unknown.headers
 
 
@@ -238,7 +238,7 @@ def test_an_authorization_request_without_pkce_is_refused(provider: OidcProvider
     with _client() as client:
         url, state, _ = _start(provider, client, verifier=None)
     assert "code_challenge" not in url
-    answer = httpx.get(url)
+    answer = httpx2.get(url)
     assert answer.status_code == 302
     query = _query(answer.headers["Location"])
     assert query["error"] == "invalid_request" and "PKCE" in query["error_description"]
@@ -258,7 +258,7 @@ def test_other_bad_authorization_requests_go_back_with_an_error(
     query = {"client_id": CLIENT_ID, "redirect_uri": REDIRECT, "response_type": "code",
              "scope": SCOPE, "state": "s1", "nonce": "n1", "code_challenge": "x" * 43,
              "code_challenge_method": "S256", **change}
-    answer = httpx.get(provider.url + "/authorize", params=query)
+    answer = httpx2.get(provider.url + "/authorize", params=query)
     assert answer.status_code == 302
     assert answer.headers["Location"].startswith(REDIRECT + "?")
     assert _query(answer.headers["Location"])["error"] == error
@@ -267,7 +267,7 @@ def test_other_bad_authorization_requests_go_back_with_an_error(
 def test_an_unknown_user_gets_the_form_again(provider: OidcProvider) -> None:
     with _client(code_challenge_method="S256") as client:
         url, _, _ = _start(provider, client, generate_token(48))
-    with httpx.Client() as http:
+    with httpx2.Client() as http:
         form = http.get(url).text
         request_id = re.search(r'name="request" value="([^"]+)"', form)
         assert request_id is not None
@@ -286,6 +286,6 @@ def test_an_unknown_user_gets_the_form_again(provider: OidcProvider) -> None:
 def test_userinfo_needs_a_live_token(provider: OidcProvider) -> None:
     for authorization in [None, "Bearer " + secrets.token_urlsafe(24)]:
         headers = {"Authorization": authorization} if authorization else {}
-        answer = httpx.get(provider.url + "/userinfo", headers=headers)
+        answer = httpx2.get(provider.url + "/userinfo", headers=headers)
         assert answer.status_code == 401
     assert provider.userinfo_requests == 2
