@@ -106,6 +106,9 @@ def test_filters(store: Store, seeded: Seeded) -> None:
         assert seeded.requests["026-missing_identity"] in only
         assert seeded.requests[APPROVAL] in http.get("/requests?municipality=UTRECHT").text
         assert "No requests match" in http.get("/requests?municipality=nowhere").text
+        # since: the start of that day in Amsterdam (the requests came on 26 Nov, 10:00 local)
+        assert seeded.requests[APPROVAL] in http.get("/requests?since=2026-11-26").text
+        assert "No requests match" in http.get("/requests?since=2026-11-27").text
 
 
 def test_security_headers_and_no_action_over_get(store: Store, seeded: Seeded) -> None:

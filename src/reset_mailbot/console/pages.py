@@ -35,13 +35,16 @@ SLA_WORDS = {"on_time": "on time", "due_today": "due today", "overdue": "overdue
              "closed": "closed", "none": "-"}
 
 
-def _since(value: str | None) -> datetime | None:
+def _since(request: Request, value: str | None) -> datetime | None:
+    """A date (or date-time) typed in the form: the start of that day in `[sla] timezone`,
+    where support works - not the server's own zone."""
     if not value:
         return None
     try:
-        return datetime.fromisoformat(value).replace(tzinfo=None).astimezone()
+        parsed = datetime.fromisoformat(value)
     except ValueError:
         return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=deps(request).tz)
 
 
 def _sla(request: Request, row: Any, now: datetime) -> str:
@@ -63,7 +66,7 @@ def requests_page(request: Request) -> Response:
     municipality = (params.get("municipality") or "").strip() or None
     overdue = params.get("overdue") == "1"
     since_text = params.get("since") or ""
-    since = _since(since_text)
+    since = _since(request, since_text)
     now = d.clock()
     with d.store.unit_of_work() as uow:
         rows = queries.list_requests(uow, state=state, municipality=municipality, since=since,
@@ -217,7 +220,7 @@ def stats_page(request: Request) -> Response:
     d = deps(request)
     now = d.clock()
     since_text = request.query_params.get("since") or ""
-    since = _since(since_text)
+    since = _since(request, since_text)
     weeks = 12
     with d.store.unit_of_work() as uow:
         figures = queries.stats(uow, since)
