@@ -110,7 +110,11 @@ async def oidc_callback(request: Request) -> Response:
         return refused(request, f"{identity} has no role in this console; ask an "
                                 "administrator to add you to [console] roles")
     target = _safe_back(str(request.session.get("next") or ""), "/requests")
-    start_session(request, identity, name, groups, "oidc")
+    # only the groups that carry a role: the session is a cookie (4 KB), and a tenant may
+    # send hundreds of group ids
+    known = {" ".join(g.split()).lower() for g in d.settings.role_groups}
+    start_session(request, identity, name,
+                  [g for g in groups if " ".join(g.split()).lower() in known], "oidc")
     return RedirectResponse(target, status_code=303)
 
 
