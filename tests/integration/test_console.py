@@ -122,8 +122,7 @@ def test_security_headers_and_no_action_over_get(store: Store, seeded: Seeded) -
         assert "script-src 'none'" in csp and "frame-ancestors 'none'" in csp
         assert answer.headers["x-frame-options"] == "DENY"
         assert answer.headers["cache-control"] == "no-store"
-        cookie = answer.headers.get("set-cookie") or http.cookies.jar
-        assert cookie is not None
+        assert "reset_mailbot_console" in http.cookies  # the session the form's token lives in
 
 
 def test_csrf_is_required_on_every_form(store: Store, seeded: Seeded) -> None:
@@ -181,8 +180,7 @@ def test_four_eyes_approve_then_manual_done(store: Store, seeded: Seeded) -> Non
                   data={"csrf_token": token, "reason": "reset in the back office"})
     assert request_state(store, request_id) == "executed"
     events = audit(store, request_id)
-    assert ("request_approved", "anna@forus.test") in events or any(
-        actor == "anna@forus.test" for _event, actor in events)
+    assert any(actor == "anna@forus.test" for _event, actor in events)  # the approval
     assert any(actor == "olaf@forus.test" for _event, actor in events)
 
 
@@ -212,8 +210,7 @@ def test_deny_needs_a_reason(store: Store, seeded: Seeded) -> None:
         http.post(f"/requests/{request_id}/deny",
                   data={"csrf_token": token, "reason": "identity doubtful, please call"})
     assert request_state(store, request_id) == "denied"
-    assert ("request_denied", "anna@forus.test") in audit(store, request_id) or any(
-        actor == "anna@forus.test" for _e, actor in audit(store, request_id))
+    assert any(actor == "anna@forus.test" for _e, actor in audit(store, request_id))
 
 
 def test_resend_a_failed_reply(store: Store, seeded: Seeded) -> None:
