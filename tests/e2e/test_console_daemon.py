@@ -5,10 +5,9 @@ daemon or on its own")."""
 from __future__ import annotations
 
 import json
-import urllib.request
 
 from tests.e2e.daemon_env import DaemonEnv
-from tests.e2e.test_metrics import INCOMPLETE_BODY, free_port, running_daemon, wait_until
+from tests.e2e.test_metrics import INCOMPLETE_BODY, free_port, get, running_daemon, wait_until
 
 
 def test_run_serves_the_console_with_the_daemon(env: DaemonEnv) -> None:
@@ -22,16 +21,7 @@ def test_run_serves_the_console_with_the_daemon(env: DaemonEnv) -> None:
     base = f"http://127.0.0.1:{port}"
 
     def requests_page(who: str) -> tuple[int, str]:
-        request = urllib.request.Request(base + "/requests",
-                                         headers={"X-Forwarded-Email": who})
-        try:
-            with urllib.request.urlopen(request, timeout=5) as answer:
-                return answer.status, answer.read().decode()
-        except urllib.error.HTTPError as exc:
-            with exc:
-                return exc.code, exc.read().decode()
-        except OSError:
-            return 0, ""
+        return get(base + "/requests", headers={"X-Forwarded-Email": who})
 
     with running_daemon(env, **settings) as (_metrics, log):
         env.deliver(env.request(INCOMPLETE_BODY))

@@ -67,9 +67,10 @@ def running_daemon(env: DaemonEnv, **settings: str) -> Iterator[tuple[str, Path]
     assert proc.returncode == 0, log_path.read_text()[-3000:]
 
 
-def get(url: str) -> tuple[int, str]:
+def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}),
+                                    timeout=5) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
         with exc:
